@@ -1,0 +1,21 @@
+"""Process-wide settings read from the environment (never at import time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: The repository root when Insight Ray runs from a checkout (editable install).
+_CHECKOUT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def data_root() -> Path:
+    """Where the shared medical data lives: ``$INSIGHTRAY_DATA``, else ``../shared/data``.
+
+    The default is looked up beside the checkout first, then beside the working directory.
+    """
+    configured = os.environ.get("INSIGHTRAY_DATA")
+    if configured:
+        return Path(configured)
+    beside_checkout = _CHECKOUT_ROOT.parent / "shared" / "data"
+    return beside_checkout if beside_checkout.is_dir() else Path("../shared/data")
