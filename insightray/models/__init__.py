@@ -1,0 +1,34 @@
+"""Model architectures and the registry that builds them by name.
+
+Importing this package registers the built-in models.
+
+Example:
+    >>> from insightray.models import create_model, list_models
+    >>> list_models(task="detection")
+    ['yolov5l', 'yolov5m', 'yolov5n', 'yolov5s', 'yolov5x']
+    >>> model = create_model("yolov5s", num_classes=2)
+"""
+
+from __future__ import annotations
+
+from insightray.models import detection  # registers the detection builders
+from insightray.models.registry import (
+    ModelCard,
+    create_model,
+    list_models,
+    load_card,
+    model_task,
+    register_model,
+    save_card,
+)
+
+__all__ = [
+    "ModelCard",
+    "create_model",
+    "detection",
+    "list_models",
+    "load_card",
+    "model_task",
+    "register_model",
+    "save_card",
+]
