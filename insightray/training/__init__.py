@@ -1,0 +1,1 @@
+"""Training: losses, anchor fitting and the training loop."""
