@@ -1,40 +1,25 @@
-"""The ``insightray`` command line: every verb is a thin call into the library."""
+"""Imaging verbs: ``info``, ``convert`` and the ``demo`` main job."""
 
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import Progress
 from rich.table import Table
 
+from insightray.cli.common import app, each_file, finish, out
 from insightray.config import data_root
 from insightray.errors import InsightRayError
 from insightray.imaging import (
     DEFAULT_MAX_PIXELS,
-    LoadedImage,
     Window,
-    expand_inputs,
     read_image,
     read_phi,
     write_png,
 )
 from insightray.imaging.transforms import Clahe
-
-app = typer.Typer(
-    help="Insight Ray: medical imaging and clinical language AI, offline.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-out = Console()
-err = Console(stderr=True)
 
 Files = Annotated[list[Path], typer.Argument(help="Files or folders (searched recursively).")]
 Frame = Annotated[
@@ -46,36 +31,6 @@ MaxPixels = Annotated[
 VoiIndex = Annotated[
     int, typer.Option("--voi-index", help="Which stored window or VOI LUT to use.", min=0)
 ]
-
-
-def _each_image(
-    files: list[Path], *, progress_label: str, read: Callable[[Path], LoadedImage]
-) -> Iterator[tuple[Path, LoadedImage | InsightRayError]]:
-    """Read each file, yielding the image or the error; a progress bar for more than one."""
-    paths = expand_inputs(files)
-    if not paths:
-        raise InsightRayError(" ".join(map(str, files)), "no files found", "give image files")
-    if len(paths) == 1:
-        yield paths[0], _attempt(read, paths[0])
-        return
-    with Progress(console=err, transient=True) as progress:
-        task = progress.add_task(progress_label, total=len(paths))
-        for path in paths:
-            yield path, _attempt(read, path)
-            progress.advance(task)
-
-
-def _attempt(read: Callable[[Path], LoadedImage], path: Path) -> LoadedImage | InsightRayError:
-    try:
-        return read(path)
-    except InsightRayError as error:
-        return error
-
-
-def _finish(failures: int, total: int) -> None:
-    if failures:
-        err.print(f"[red]{failures} of {total} files failed[/red]", highlight=False)
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -90,10 +45,10 @@ def info(
 ) -> None:
     """Show image metadata (no patient identifiers unless --show-phi)."""
     failures = total = 0
-    results = _each_image(
+    results = each_file(
         files,
-        progress_label="Reading",
-        read=lambda p: read_image(p, frame=frame, max_pixels=max_pixels),
+        label="Reading",
+        work=lambda p: read_image(p, frame=frame, max_pixels=max_pixels),
     )
     for path, result in results:
         total += 1
@@ -101,16 +56,15 @@ def info(
         if isinstance(result, InsightRayError):
             failures += 1
             record["error"] = str(result)
-            err.print(f"[red]error:[/red] {result}", highlight=False, soft_wrap=True)
         else:
             record["meta"] = result.meta.to_dict()
             if show_phi and result.meta.source_format == "dicom":
                 record["phi"] = read_phi(path)
         if as_json:
-            out.print_json(json.dumps(record)) if sys.stdout.isatty() else print(json.dumps(record))
+            print(json.dumps(record))
         elif "meta" in record:
             _print_info_table(record)
-    _finish(failures, total)
+    finish(failures, total)
 
 
 def _print_info_table(record: dict[str, Any]) -> None:
@@ -142,10 +96,10 @@ def convert(
     enhance = Clahe() if clahe else None
     failures = total = 0
     written: set[Path] = set()
-    results = _each_image(
+    results = each_file(
         files,
-        progress_label="Converting",
-        read=lambda p: read_image(
+        label="Converting",
+        work=lambda p: read_image(
             p, frame=frame, window=chosen, voi_index=voi_index, max_pixels=max_pixels
         ),
     )
@@ -153,14 +107,13 @@ def convert(
         total += 1
         if isinstance(result, InsightRayError):
             failures += 1
-            err.print(f"[red]error:[/red] {result}", highlight=False, soft_wrap=True)
             continue
         pixels = enhance(result.pixels) if enhance else result.pixels
         target = _unique(out_dir / f"{path.stem}.png", written)
         write_png(pixels, target, bits=bits)
         written.add(target)
         out.print(f"{path} -> {target}", highlight=False, soft_wrap=True)
-    _finish(failures, total)
+    finish(failures, total)
 
 
 def _unique(target: Path, taken: set[Path]) -> Path:
@@ -199,28 +152,3 @@ def demo(
         "classifier, clinical NLP, the assistant and the web service have no trained "
         "models or commands in this version."
     )
-
-
-def main() -> None:
-    """Console entry point: user errors are one line and a non-zero exit, never a traceback."""
-    try:
-        app()
-    except InsightRayError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        sys.exit(error.exit_code)
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(130)
-    except Exception as error:  # a bug: say so in one line unless debugging is asked for
-        if os.environ.get("INSIGHTRAY_DEBUG"):
-            raise
-        err.print(
-            f"[red]internal error:[/red] {type(error).__name__}. Please report it; "
-            "set INSIGHTRAY_DEBUG=1 to see the traceback.",
-            highlight=False,
-        )
-        sys.exit(70)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""``python -m insightray.cli``."""
+
+from insightray.cli import main
+
+main()

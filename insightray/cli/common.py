@@ -1,0 +1,53 @@
+"""What every command module shares: the typer app, the consoles and per-file processing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from insightray.errors import InputNotFoundError, InsightRayError
+from insightray.imaging import expand_inputs
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    help="Insight Ray: medical imaging and clinical language AI, offline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def each_file(
+    files: list[Path], *, label: str, work: Callable[[Path], T]
+) -> Iterator[tuple[Path, T | InsightRayError]]:
+    """Run ``work`` on every file (folders expanded), yielding its result or its error.
+
+    One bad file never stops the others; a progress bar shows when there is more than one.
+    """
+    paths = expand_inputs(files)
+    if not paths:
+        raise InputNotFoundError(" ".join(map(str, files)), "no files found", "give image files")
+    with Progress(console=err, transient=True, disable=len(paths) == 1) as progress:
+        task = progress.add_task(label, total=len(paths))
+        for path in paths:
+            try:
+                yield path, work(path)
+            except InsightRayError as error:
+                err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+                yield path, error
+            progress.advance(task)
+
+
+def finish(failures: int, total: int) -> None:
+    """Exit 1 with a count when any file failed."""
+    if failures:
+        err.print(f"[red]{failures} of {total} files failed[/red]", highlight=False)
+        raise typer.Exit(1)
