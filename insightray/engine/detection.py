@@ -1,0 +1,427 @@
+"""Detection inference: preprocess, run a backend, suppress duplicates, map boxes back.
+
+Images are letterboxed to the model's input size (aspect ratio kept, padded evenly), repeated to
+the model's channels and batched. After the backend, each prediction's confidence is
+objectness x class score; those above the threshold go through class-aware non-maximum
+suppression, and the survivors are mapped from letterboxed input pixels back to the original
+image's pixels and, when the pixel spacing is known, to millimetres.
+
+Example:
+    >>> predictor = DetectionPredictor.from_card("models/chest.card.json")  # doctest: +SKIP
+    >>> result = predictor.predict_paths(["chest.dcm"])[0]  # doctest: +SKIP
+    >>> result.to_dict()["detections"][0]["box_mm"]  # doctest: +SKIP
+    [41.2, 80.6, 63.9, 101.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torchvision.ops import batched_nms
+
+from insightray.engine.backends import Backend, backend_from_card, checked_image_size
+from insightray.errors import ConfigError
+from insightray.imaging import LoadedImage, read_image
+from insightray.imaging.transforms import LetterboxInfo, ToChannels, letterbox
+from insightray.models import ModelCard, load_card
+
+__all__ = [
+    "Detection",
+    "DetectionPredictor",
+    "DetectionResult",
+    "postprocess",
+    "prepare_image",
+    "select_boxes",
+]
+
+FloatArray = NDArray[np.float32]
+Box = tuple[float, float, float, float]
+T = TypeVar("T")
+
+DEFAULT_CONF = 0.25
+DEFAULT_IOU = 0.45
+DEFAULT_MAX_DET = 300
+#: Highest-scoring candidates kept before NMS, bounding its cost on untrained models.
+DEFAULT_MAX_CANDIDATES = 30_000
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object.
+
+    Attributes:
+        class_id: Index into the model's labels.
+        class_name: The label.
+        score: Objectness x class score, in ``[0, 1]``.
+        box_px: ``(x1, y1, x2, y2)`` in original image pixels (x along columns).
+        box_mm: The same box in millimetres from the image origin, if the spacing is known.
+    """
+
+    class_id: int
+    class_name: str
+    score: float
+    box_px: Box
+    box_mm: Box | None = None
+
+    def to_dict(self, decimals: int = 3) -> dict[str, Any]:
+        """Return the JSON form; box coordinates rounded to ``decimals``, the score to 5."""
+        return {
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "score": round(self.score, 5),
+            "box": [round(value, decimals) for value in self.box_px],
+            "box_mm": None if self.box_mm is None else [round(v, decimals) for v in self.box_mm],
+        }
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """The detections of one image and what produced them.
+
+    Attributes:
+        path: The image's path (or the name given to an array).
+        detections: Best first.
+        original_size: ``(rows, columns)`` of the image as read.
+        pixel_spacing: ``(row, column)`` millimetres per pixel, if known.
+        model_name: Name from the model card.
+        model_version: Version from the model card.
+    """
+
+    path: str
+    detections: tuple[Detection, ...]
+    original_size: tuple[int, int]
+    pixel_spacing: tuple[float, float] | None
+    model_name: str
+    model_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON contract the CLI prints per image.
+
+        Example:
+            >>> DetectionResult("a.png", (), (10, 20), None, "yolov5n", "1.0").to_dict()
+            ... # doctest: +NORMALIZE_WHITESPACE
+            {'image': 'a.png', 'model': {'name': 'yolov5n', 'version': '1.0'},
+             'original_size': [10, 20], 'pixel_spacing_mm': None, 'detections': []}
+        """
+        return {
+            "image": self.path,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "original_size": list(self.original_size),
+            "pixel_spacing_mm": None if self.pixel_spacing is None else list(self.pixel_spacing),
+            "detections": [detection.to_dict() for detection in self.detections],
+        }
+
+
+def select_boxes(
+    predictions: FloatArray,
+    conf_threshold: float = DEFAULT_CONF,
+    iou_threshold: float = DEFAULT_IOU,
+    max_det: int | None = DEFAULT_MAX_DET,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> tuple[FloatArray, FloatArray, NDArray[np.int64]]:
+    """Score, threshold and class-aware NMS one image's ``(N, 5 + nc)`` predictions.
+
+    Each prediction keeps its best class; its confidence is objectness x that class's score
+    and it is kept when the confidence is above ``conf_threshold``.
+
+    Returns:
+        ``(boxes (K, 4) x1, y1, x2, y2 in input pixels, scores (K,), class ids (K,))``, best
+        first, ``K <= max_det`` (all survivors when ``max_det`` is ``None``).
+
+    Example:
+        >>> row = np.array([[32, 32, 10, 10, 0.9, 0.8, 0.1]], np.float32)
+        >>> boxes, scores, classes = select_boxes(row)
+        >>> boxes.tolist(), round(float(scores[0]), 2), classes.tolist()
+        ([[27.0, 27.0, 37.0, 37.0]], 0.72, [0])
+    """
+    values = torch.from_numpy(np.ascontiguousarray(predictions, dtype=np.float32))
+    if values.ndim != 2 or values.shape[1] < 6:
+        raise ConfigError(
+            f"predictions of shape {tuple(values.shape)}",
+            "expected (N, 5 + num_classes) with at least one class",
+            "pass one image's predictions from a detection backend",
+        )
+    class_scores, class_ids = (values[:, 5:] * values[:, 4:5]).max(dim=1)
+    keep = class_scores > conf_threshold
+    centres, sizes = values[keep, 0:2], values[keep, 2:4]
+    boxes = torch.cat((centres - sizes / 2, centres + sizes / 2), dim=1)
+    scores, class_ids = class_scores[keep], class_ids[keep]
+    if len(scores) > max_candidates:
+        top = scores.topk(max_candidates).indices
+        boxes, scores, class_ids = boxes[top], scores[top], class_ids[top]
+    kept = batched_nms(boxes, scores, class_ids, iou_threshold)[:max_det]
+    return boxes[kept].numpy(), scores[kept].numpy(), class_ids[kept].numpy().astype(np.int64)
+
+
+def postprocess(
+    predictions: FloatArray,
+    info: LetterboxInfo,
+    labels: Sequence[str],
+    conf_threshold: float = DEFAULT_CONF,
+    iou_threshold: float = DEFAULT_IOU,
+    max_det: int = DEFAULT_MAX_DET,
+    pixel_spacing: tuple[float, float] | None = None,
+) -> tuple[Detection, ...]:
+    """Turn one image's predictions into detections on the original image.
+
+    Boxes are mapped with ``info.to_original`` (and clipped to the image); boxes left with no
+    area, such as those wholly in the padding, are dropped before ``max_det`` applies. With
+    ``pixel_spacing`` ``(row, column)`` mm, ``box_mm`` is x times the column spacing and y
+    times the row spacing.
+
+    Raises:
+        ConfigError: The predictions' class count differs from the number of labels.
+    """
+    num_classes = predictions.shape[-1] - 5
+    if num_classes != len(labels):
+        raise ConfigError(
+            "model output",
+            f"{num_classes} classes predicted but the card has {len(labels)} labels",
+            "use the card that belongs to these weights",
+        )
+    boxes, scores, class_ids = select_boxes(predictions, conf_threshold, iou_threshold, None)
+    original = info.to_original(boxes)
+    has_area = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
+    kept = np.flatnonzero(has_area)[:max_det]
+    detections = []
+    for box, score, class_id in zip(original[kept], scores[kept], class_ids[kept], strict=True):
+        box_px = _as_box(box)
+        box_mm = None
+        if pixel_spacing is not None:
+            row_mm, col_mm = pixel_spacing
+            box_mm = _as_box(box * np.array([col_mm, row_mm, col_mm, row_mm], dtype=np.float64))
+        detections.append(Detection(int(class_id), labels[class_id], float(score), box_px, box_mm))
+    return tuple(detections)
+
+
+def prepare_image(
+    pixels: FloatArray, size: tuple[int, int], channels: int, pad_value: float = 0.0
+) -> tuple[FloatArray, LetterboxInfo]:
+    """Letterbox a 2-D ``[0, 1]`` image to ``size`` ``(rows, cols)`` and make it ``(C, H, W)``.
+
+    Integer arrays are scaled by their type's maximum (uint8 by 255).
+
+    Example:
+        >>> image, info = prepare_image(np.zeros((100, 200), np.float32), (64, 64), 3)
+        >>> image.shape, info.pad
+        ((3, 64, 64), (0, 16))
+    """
+    array = np.asarray(pixels)
+    if array.ndim != 2 or 0 in array.shape:
+        raise ConfigError(
+            f"image of shape {array.shape}",
+            "expected a non-empty 2-D grayscale image",
+            "read it with read_image or convert it to grayscale",
+        )
+    if np.issubdtype(array.dtype, np.integer):
+        top = np.iinfo(array.dtype.type).max  # type: ignore[type-var]
+        array = array.astype(np.float32) / np.float32(top)
+    boxed, info = letterbox(array.astype(np.float32, copy=False), size, pad_value)
+    return ToChannels(channels)(boxed), info
+
+
+class DetectionPredictor:
+    """Detect objects in radiographs with any :class:`~insightray.engine.backends.Backend`.
+
+    Args:
+        backend: A :class:`TorchBackend`, :class:`OnnxBackend` or any compatible callable.
+        card: The model card: labels, name, version and the defaults below.
+        image_size: Network input side (or ``(rows, cols)``), a multiple of 32; defaults to
+            ``card.input_size``.
+        conf_threshold: Minimum confidence; defaults to ``card.thresholds["conf"]`` (or
+            ``"confidence"``), else 0.25.
+        iou_threshold: NMS IoU; defaults to ``card.thresholds["iou"]``, else 0.45.
+        channels: Input channels (grayscale is repeated); defaults to, and must equal, the
+            backend's.
+        max_det: Most detections kept per image.
+        pad_value: Letterbox padding intensity; defaults to ``card.preprocessing["pad_value"]``,
+            else 0.
+
+    Example:
+        >>> from insightray.engine.backends import TorchBackend
+        >>> from insightray.models import create_model
+        >>> card = ModelCard("yolov5n", "detection", "0", ("nodule",), (64, 64))
+        >>> backend = TorchBackend(create_model("yolov5n", num_classes=1))
+        >>> predictor = DetectionPredictor(backend, card)
+        >>> result = predictor.predict_arrays([np.zeros((80, 100), np.float32)])[0]
+        >>> result.original_size
+        (80, 100)
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        card: ModelCard,
+        image_size: int | tuple[int, int] | None = None,
+        conf_threshold: float | None = None,
+        iou_threshold: float | None = None,
+        channels: int | None = None,
+        max_det: int = DEFAULT_MAX_DET,
+        pad_value: float | None = None,
+    ) -> None:
+        self.backend = backend
+        self.card = card
+        self.image_size = checked_image_size(card.input_size if image_size is None else image_size)
+        if backend.input_size is not None and backend.input_size != self.image_size:
+            raise ConfigError(
+                f"image size {self.image_size}",
+                f"the backend's graph takes exactly {backend.input_size}",
+                "use that size or export the model again at this size",
+            )
+        card_conf = card.thresholds.get("conf", card.thresholds.get("confidence", DEFAULT_CONF))
+        conf = card_conf if conf_threshold is None else conf_threshold
+        iou = card.thresholds.get("iou", DEFAULT_IOU) if iou_threshold is None else iou_threshold
+        self.conf_threshold = _checked_fraction("conf_threshold", conf)
+        self.iou_threshold = _checked_fraction("iou_threshold", iou)
+        if max_det < 1:
+            raise ConfigError(f"max_det {max_det}", "it must be at least 1", "use e.g. 300")
+        self.max_det = max_det
+        self.channels = backend.input_channels if channels is None else channels
+        if self.channels != backend.input_channels:
+            raise ConfigError(
+                f"channels {channels}",
+                f"the model takes {backend.input_channels}-channel images",
+                "leave channels unset or match the model",
+            )
+        pad = card.preprocessing.get("pad_value", 0.0) if pad_value is None else pad_value
+        self.pad_value = float(pad)
+
+    @classmethod
+    def from_card(
+        cls,
+        card_path: str | Path,
+        backend: str = "torch",
+        device: str = "cpu",
+        **options: Any,
+    ) -> DetectionPredictor:
+        """Build a predictor from a model card and the weights file next to it.
+
+        See :func:`~insightray.engine.backends.backend_from_card` for which file each backend
+        loads and how it is checked.
+
+        Args:
+            card_path: The ``.card.json`` file.
+            backend: ``"torch"`` or ``"onnx"``.
+            device: ``"cpu"`` or a CUDA device.
+            **options: Passed to :class:`DetectionPredictor` (thresholds, sizes...).
+        """
+        card = load_card(card_path)
+        return cls(backend_from_card(card, card_path, backend, device), card, **options)
+
+    def predict_arrays(
+        self,
+        arrays: Sequence[NDArray[Any]],
+        pixel_spacings: Sequence[tuple[float, float] | None] | None = None,
+        names: Sequence[str] | None = None,
+        batch_size: int = 8,
+    ) -> list[DetectionResult]:
+        """Detect objects in 2-D grayscale arrays (float in ``[0, 1]``, or integers).
+
+        Args:
+            arrays: The images.
+            pixel_spacings: Per image ``(row, column)`` mm, or ``None``; all unknown if omitted.
+            names: Reported as each result's ``path``; ``"array_<i>"`` if omitted.
+            batch_size: Images per backend call.
+        """
+        spacings = list(pixel_spacings) if pixel_spacings is not None else [None] * len(arrays)
+        labels = list(names) if names is not None else [f"array_{i}" for i in range(len(arrays))]
+        if not len(spacings) == len(labels) == len(arrays):
+            raise ConfigError(
+                "predict_arrays",
+                "arrays, spacings and names differ in length",
+                "give one of each per image",
+            )
+        items = zip(arrays, spacings, labels, strict=True)
+        return [result for chunk in _chunks(items, batch_size) for result in self._run(chunk)]
+
+    def predict_images(
+        self, images: Sequence[LoadedImage], names: Sequence[str], batch_size: int = 8
+    ) -> list[DetectionResult]:
+        """Detect objects in images already read with :func:`~insightray.imaging.read_image`."""
+        return self.predict_arrays(
+            [image.pixels for image in images],
+            [image.meta.pixel_spacing for image in images],
+            names,
+            batch_size,
+        )
+
+    def iter_paths(
+        self,
+        paths: Iterable[str | Path],
+        batch_size: int = 8,
+        reader: Callable[[Path], LoadedImage] = read_image,
+    ) -> Iterator[DetectionResult]:
+        """Yield one result per file, reading only ``batch_size`` images at a time.
+
+        Args:
+            paths: DICOM, PNG, JPEG or TIFF files.
+            batch_size: Images per backend call.
+            reader: Reads one file, e.g. ``functools.partial(read_image, frame=0)``.
+
+        Raises:
+            InputError: A file cannot be read (raised when its batch is reached).
+        """
+        for chunk in _chunks(iter(paths), batch_size):
+            images = [reader(Path(path)) for path in chunk]
+            yield from self.predict_images(images, [str(path) for path in chunk], batch_size)
+
+    def predict_paths(
+        self,
+        paths: Iterable[str | Path],
+        batch_size: int = 8,
+        reader: Callable[[Path], LoadedImage] = read_image,
+    ) -> list[DetectionResult]:
+        """Detect objects in files; see :meth:`iter_paths`."""
+        return list(self.iter_paths(paths, batch_size, reader))
+
+    def _run(
+        self, chunk: Sequence[tuple[NDArray[Any], tuple[float, float] | None, str]]
+    ) -> list[DetectionResult]:
+        size, channels, pad = self.image_size, self.channels, self.pad_value
+        prepared = [prepare_image(array, size, channels, pad) for array, _, _ in chunk]
+        predictions = self.backend(np.stack([image for image, _ in prepared]))
+        settings = (self.conf_threshold, self.iou_threshold, self.max_det)
+        card = self.card
+        return [
+            DetectionResult(
+                name,
+                postprocess(output, info, card.labels, *settings, pixel_spacing=spacing),
+                info.original_size,
+                spacing,
+                card.name,
+                card.version,
+            )
+            for output, (_, info), (_, spacing, name) in zip(
+                predictions, prepared, chunk, strict=True
+            )
+        ]
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    if size < 1:
+        raise ConfigError(f"batch size {size}", "it must be at least 1", "use e.g. 8")
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _as_box(values: NDArray[Any]) -> Box:
+    x1, y1, x2, y2 = (float(value) for value in values)
+    return x1, y1, x2, y2
+
+
+def _checked_fraction(name: str, value: float) -> float:
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name} {value}", "it must lie in [0, 1]", "use e.g. 0.25")
+    return float(value)

@@ -1,0 +1,245 @@
+"""Small, checksummed weight files and loading a detector from its model card.
+
+Weights are stored in half precision (about half the size of float32) and loaded back as
+float32. The format is `safetensors <https://github.com/huggingface/safetensors>`_ when that
+package is installed, otherwise a ``torch.save`` archive of the state dict; :func:`load_weights`
+reads either, recognising the format from the file's bytes, and always loads tensors only
+(``weights_only=True``), never pickled code.
+
+How a card names its architecture: ``card.name`` is the registry name of the builder (e.g.
+``"yolov5n"``), ``len(card.labels)`` is the number of classes, ``card.preprocessing["channels"]``
+the image channels (default 3), and ``card.preprocessing["model_kwargs"]`` any further builder
+arguments (e.g. ``{"stem": "focus"}``). Anchors learnt by autoanchor travel in the weights.
+
+Example:
+    >>> from insightray.models import ModelCard, create_model
+    >>> model = create_model("yolov5n", num_classes=1, in_channels=1)
+    >>> card = ModelCard("yolov5n", "detection", "1.0.0", ("nodule",), (640, 640),
+    ...                  preprocessing={"channels": 1})
+    >>> card = save_detector(model, card, "runs/nodule.card.json")  # doctest: +SKIP
+    >>> model = load_detector(card, "runs/nodule.safetensors")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.models import ModelCard, create_model, save_card
+
+__all__ = [
+    "CHANNELS_KEY",
+    "MODEL_KWARGS_KEY",
+    "load_detector",
+    "load_weights",
+    "safetensors_available",
+    "save_detector",
+    "save_weights",
+    "sha256_file",
+    "verify_checksum",
+    "weights_suffix",
+]
+
+#: ``card.preprocessing`` key for the number of image channels the model takes.
+CHANNELS_KEY = "channels"
+#: ``card.preprocessing`` key for extra keyword arguments of the registry builder.
+MODEL_KWARGS_KEY = "model_kwargs"
+#: Buffers kept in float32: anchor sizes and strides lose precision in half.
+_FLOAT32_SUFFIXES = ("anchors", "stride")
+_ZIP_MAGIC = b"PK\x03\x04"
+_CHUNK = 1 << 20
+
+
+def safetensors_available() -> bool:
+    """Whether the optional ``safetensors`` package is installed."""
+    return importlib.util.find_spec("safetensors") is not None
+
+
+def weights_suffix() -> str:
+    """The file suffix :func:`save_weights` writes: ``.safetensors`` or ``.pt``."""
+    return ".safetensors" if safetensors_available() else ".pt"
+
+
+def sha256_file(path: str | Path) -> str:
+    """Return the lower-case hex SHA-256 of a file, read in 1 MiB chunks.
+
+    Example:
+        >>> sha256_file("weights.safetensors")  # doctest: +SKIP
+        '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
+    """
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_weights(model: nn.Module, path: str | Path) -> str:
+    """Write the model's state dict in half precision and return the file's SHA-256.
+
+    Floating tensors become float16, except anchor and stride buffers and any tensor whose
+    values do not fit float16; they stay float32. Integer tensors are kept as they are.
+
+    Example:
+        >>> from insightray.models import create_model
+        >>> digest = save_weights(create_model("yolov5n", num_classes=2), "w.pt")  # doctest: +SKIP
+    """
+    state = {name: _to_storage(name, tensor) for name, tensor in model.state_dict().items()}
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _write_state(state, target)
+    return sha256_file(target)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a file written by :func:`save_weights`; floating tensors come back as float32.
+
+    Raises:
+        InputNotFoundError: The file does not exist.
+        CorruptFileError: The file is not a readable weights file.
+    """
+    source = Path(path)
+    if not source.is_file():
+        raise InputNotFoundError(str(source), "the weights file does not exist", "check the path")
+    state = _read_state(source)
+    return {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
+
+
+def load_detector(card: ModelCard, weights_path: str | Path, verify: bool = True) -> nn.Module:
+    """Build the card's model from the registry and load its weights, checked by SHA-256.
+
+    Args:
+        card: The model card; see the module docstring for the fields that describe the model.
+        weights_path: The weights file, usually ``card.weights_file`` next to the card.
+        verify: Check the file's SHA-256 against ``card.weights_sha256`` (required there).
+
+    Returns:
+        The model in eval mode, float32, on the CPU, not fused.
+
+    Raises:
+        ConfigError: The card has no checksum, or the weights do not fit the architecture.
+        CorruptFileError: The checksum differs from the card's, or the file cannot be read.
+
+    Example:
+        >>> model = load_detector(load_card("chest.card.json"), "chest.pt")  # doctest: +SKIP
+    """
+    path = Path(weights_path)
+    if not path.is_file():
+        raise InputNotFoundError(str(path), "the weights file does not exist", "check the path")
+    if verify:
+        verify_checksum(card, path)
+    kwargs: dict[str, Any] = dict(card.preprocessing.get(MODEL_KWARGS_KEY, {}))
+    kwargs.setdefault("in_channels", int(card.preprocessing.get(CHANNELS_KEY, 3)))
+    model = create_model(card.name, num_classes=len(card.labels), **kwargs)
+    state = load_weights(path)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        first_line = str(error).strip().splitlines()[0]
+        raise ConfigError(
+            str(path),
+            f"the weights do not fit {card.name} with {len(card.labels)} classes ({first_line})",
+            "check the card's name, labels, channels and model_kwargs",
+        ) from error
+    return model.eval()
+
+
+def save_detector(model: nn.Module, card: ModelCard, card_path: str | Path) -> ModelCard:
+    """Save weights next to the card, record their file name and SHA-256, and write the card.
+
+    The weights file takes the card's file name with ``.card.json`` (or ``.json``) replaced by
+    :func:`weights_suffix`.
+
+    Returns:
+        The card as written, with ``weights_file`` and ``weights_sha256`` filled in.
+
+    Example:
+        >>> card = save_detector(model, card, "runs/chest.card.json")  # doctest: +SKIP
+        >>> card.weights_file  # doctest: +SKIP
+        'chest.safetensors'
+    """
+    card_file = Path(card_path)
+    stem = card_file.name.removesuffix(".json").removesuffix(".card")
+    weights_path = card_file.with_name(stem + weights_suffix())
+    digest = save_weights(model, weights_path)
+    written = dataclasses.replace(card, weights_file=weights_path.name, weights_sha256=digest)
+    save_card(written, card_file)
+    return written
+
+
+def verify_checksum(card: ModelCard, path: str | Path) -> None:
+    """Check a file's SHA-256 against ``card.weights_sha256``.
+
+    Raises:
+        ConfigError: The card has no checksum.
+        CorruptFileError: The file's checksum differs from the card's.
+    """
+    if card.weights_sha256 is None:
+        raise ConfigError(
+            f"model card {card.name}",
+            "weights_sha256 is missing, so the weights cannot be checked",
+            "add the file's SHA-256 to the card (sha256sum) or pass verify=False",
+        )
+    actual = sha256_file(path)
+    if actual != card.weights_sha256:
+        raise CorruptFileError(
+            str(path),
+            f"SHA-256 {actual[:12]}... differs from the model card's "
+            f"{card.weights_sha256[:12]}..., so the file is damaged or not these weights",
+            "download or copy the weights again, or use the card that came with them",
+        )
+
+
+def _to_storage(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    tensor = tensor.detach().cpu().contiguous()
+    if not tensor.is_floating_point() or name.endswith(_FLOAT32_SUFFIXES):
+        return tensor.float() if tensor.is_floating_point() else tensor
+    half = tensor.half()
+    fits = bool(torch.equal(torch.isfinite(half), torch.isfinite(tensor)))
+    return half if fits else tensor.float()
+
+
+def _write_state(state: Mapping[str, torch.Tensor], path: Path) -> None:
+    if safetensors_available():
+        from safetensors.torch import save_file
+
+        save_file(dict(state), str(path))
+    else:
+        torch.save(dict(state), path)
+
+
+def _read_state(path: Path) -> dict[str, torch.Tensor]:
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    try:
+        if head == _ZIP_MAGIC:
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        elif safetensors_available():
+            from safetensors.torch import load_file
+
+            loaded = load_file(str(path), device="cpu")
+        else:
+            raise CorruptFileError(
+                str(path),
+                "this is not a torch weights archive, and safetensors is not installed",
+                "install safetensors or save the weights again",
+            )
+    except CorruptFileError:
+        raise
+    except Exception as error:  # torch and safetensors raise many untyped errors on bad files
+        raise CorruptFileError(
+            str(path), f"the weights cannot be read ({type(error).__name__})", "save them again"
+        ) from error
+    if not isinstance(loaded, dict) or not all(
+        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in loaded.items()
+    ):
+        raise CorruptFileError(str(path), "the file holds no state dict", "save the weights again")
+    return loaded
