@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from insightray.imaging.transforms import letterbox as letterbox_image
 from insightray.training.augment.sample import (
     BoxFilter,
     FloatImage,
@@ -291,19 +292,17 @@ def resize_long_side(sample: Sample, long_side: int) -> Sample:
 def letterbox(sample: Sample, size: int, border_value: float = 0.0) -> Sample:
     """Resize the longer side to ``size`` and pad, centred, to a ``size x size`` square.
 
+    The same letterbox as inference (:func:`insightray.imaging.transforms.letterbox`), so
+    training and serving see identical geometry.
+
     Example:
         >>> s = Sample(np.ones((50, 100), np.float32), np.array([[0, 0, 10, 10]]), np.array([0]))
         >>> lb = letterbox(s, 100)
         >>> lb.image.shape, lb.boxes.tolist()
         ((100, 100), [[0.0, 25.0, 10.0, 35.0]])
     """
-    resized = resize_long_side(sample, size)
-    top = (size - resized.height) // 2
-    left = (size - resized.width) // 2
-    image = np.full((size, size, *sample.image.shape[2:]), border_value, dtype=np.float32)
-    image[top : top + resized.height, left : left + resized.width] = resized.image
-    shift = np.array([left, top, left, top], dtype=np.float32)
-    return Sample(image, resized.boxes + shift, resized.labels)
+    image, info = letterbox_image(sample.image, size, pad_value=border_value)
+    return Sample(image, info.to_letterbox(sample.boxes), sample.labels.copy())
 
 
 def crop(
