@@ -1,6 +1,7 @@
 """The ``insightray`` command line: every verb is a thin call into the library.
 
-Each module registers its verbs on the shared app: ``imaging`` (info, convert, demo).
+Each module registers its verbs on the shared app: ``imaging`` (info, convert, demo) and
+``detect`` (detect, train detect, evaluate detect, export detect).
 """
 
 from __future__ import annotations
@@ -8,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
-from insightray.cli import imaging  # noqa: F401  (registers its commands)
+import insightray.cli.assistant  # noqa: F401  (registers ask, chat, index build)
+from insightray.cli import detect, imaging  # noqa: F401  (register their commands)
 from insightray.cli.common import app, err
 from insightray.errors import InsightRayError
 

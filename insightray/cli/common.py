@@ -24,6 +24,14 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 
+# Verb groups shared by the command modules (``insightray train detect``, ``train ner``...).
+train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate a model on labelled data.", no_args_is_help=True)
+export_app = typer.Typer(help="Export a model for deployment.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+app.add_typer(evaluate_app, name="evaluate")
+app.add_typer(export_app, name="export")
+
 
 def each_file(
     files: list[Path], *, label: str, work: Callable[[Path], T]

@@ -26,8 +26,8 @@ def apply_window(values: NDArray[np.floating[Any]], window: Window) -> NDArray[n
         A float32 array in ``[0, 1]``.
 
     Example:
-        >>> apply_window(np.array([0.0, 40.0, 80.0]), Window(40, 80)).round(3).tolist()
-        [0.0, 0.503, 1.0]
+        >>> apply_window(np.array([0.0, 40.0, 80.0]), Window(40, 80))
+        array([0.       , 0.5063291, 1.       ], dtype=float32)
     """
     x = np.asarray(values, dtype=np.float32)
     center, width = float(window.center), float(window.width)

@@ -1,0 +1,351 @@
+"""Detection verbs: ``detect``, ``train detect``, ``evaluate detect`` and ``export detect``.
+
+A model is named by ``--model NAME_OR_PATH``: a model card ``.json``, a folder holding
+``card.json`` (such as a training run's ``model/`` folder), an ``.onnx`` file with its
+``<stem>.card.json`` beside it (as ``export detect`` writes), or the name of a model bundled in
+the package folder ``insightray/weights/<name>/``. Without ``--model`` the default bundled
+detector is used. Torch, ONNX and training imports happen inside the commands, so the other
+verbs start fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from insightray.cli.common import (
+    app,
+    each_file,
+    err,
+    evaluate_app,
+    export_app,
+    finish,
+    out,
+    train_app,
+)
+from insightray.errors import ConfigError, InputNotFoundError, InsightRayError
+from insightray.models.catalog import resolve_card
+
+if TYPE_CHECKING:
+    from insightray.engine import DetectionPredictor, DetectionResult
+    from insightray.imaging import LoadedImage
+    from insightray.models import ModelCard
+
+
+#: The detector used when no --model is given (bundled under insightray/weights/<name>/).
+DEFAULT_DETECTOR = "cxr-tbx11k-yolov5s"
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Model card .json, folder with card.json, .onnx export, or bundled model name.",
+    ),
+]
+BackendOption = Annotated[str, typer.Option("--backend", help="Inference backend: torch or onnx.")]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+
+
+def resolve_model(name_or_path: str | None) -> Path:
+    """Return the model card path that ``--model`` names (see the module docstring).
+
+    Raises:
+        InputNotFoundError: Nothing matches, or no default detector is bundled yet.
+    """
+    if name_or_path is not None and name_or_path.endswith(".onnx"):
+        path = Path(name_or_path)
+        card = path.with_name(path.stem + ".card.json")
+        if not card.is_file():
+            raise InputNotFoundError(
+                name_or_path, f"no model card {card.name} beside the ONNX file", "export it again"
+            )
+        return card
+    return resolve_card(name_or_path, default=DEFAULT_DETECTOR)
+
+
+def load_predictor(
+    model: str | None,
+    backend: str = "torch",
+    device: str = "cpu",
+    image_size: int | None = None,
+    **options: Any,
+) -> DetectionPredictor:
+    """Build a predictor for ``--model``; with ``onnx``, export once beside the weights.
+
+    The ONNX file is ``<weights stem>.onnx`` with a ``.onnx.sha256`` stamp holding the SHA-256
+    of the weights it came from and its input size; it is exported again when they change.
+    """
+    from insightray.engine import DetectionPredictor, OnnxBackend, TorchBackend, load_detector
+    from insightray.models import load_card
+
+    card_path = resolve_model(model)
+    card = load_card(card_path)
+    if backend not in ("torch", "onnx"):
+        raise ConfigError(f"--backend {backend}", "unknown backend", "use torch or onnx")
+    weights = card_path.parent / (card.weights_file or "")
+    if card.weights_file is None:
+        raise ConfigError(str(card_path), "the card names no weights_file", "train or export it")
+    if backend == "onnx":
+        chosen = OnnxBackend(_onnx_for(card, card_path), device=device)
+        return DetectionPredictor(chosen, card, image_size=image_size, **options)
+    if weights.suffix == ".onnx":
+        raise ConfigError(str(card_path), "these weights are an ONNX export", "use --backend onnx")
+    torch_backend = TorchBackend(load_detector(card, weights), device=device)
+    return DetectionPredictor(torch_backend, card, image_size=image_size, **options)
+
+
+def _onnx_for(card: ModelCard, card_path: Path) -> Path:
+    from insightray.engine import export_onnx, load_detector, verify_checksum
+
+    weights = card_path.parent / str(card.weights_file)
+    if weights.suffix == ".onnx":
+        verify_checksum(card, weights)
+        return weights
+    target = weights.with_suffix(".onnx")
+    stamp = target.with_name(target.name + ".sha256")
+    expected = f"{card.weights_sha256} {card.input_size[0]}x{card.input_size[1]}"
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == expected:
+        return target
+    model = load_detector(card, weights)
+    try:
+        export_onnx(model, target, card.input_size)
+        stamp.write_text(expected + "\n", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            str(target),
+            f"the ONNX export cannot be written beside the weights ({type(error).__name__})",
+            "copy the model folder somewhere writable, or use `insightray export detect`",
+        ) from error
+    return target
+
+
+@app.command("detect")
+def detect(
+    files: Annotated[list[Path], typer.Argument(help="Images or folders (recursive).")],
+    model: ModelOption = None,
+    backend: BackendOption = "torch",
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write overlay PNGs and JSON here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+    conf: Annotated[
+        float | None, typer.Option("--conf", help="Confidence threshold (default: card's).")
+    ] = None,
+    iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU (default: card's).")] = None,
+    device: DeviceOption = "cpu",
+) -> None:
+    """Detect findings in radiographs: boxes in original pixels (and mm when known)."""
+    from insightray.engine import write_overlay
+    from insightray.imaging import read_image
+
+    predictor = load_predictor(model, backend, device, conf_threshold=conf, iou_threshold=iou)
+
+    def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
+        image = read_image(path)
+        return image, predictor.predict_images([image], [str(path)])[0]
+
+    failures = total = 0
+    taken: set[Path] = set()
+    for path, outcome in each_file(files, label="Detecting", work=work):
+        total += 1
+        if isinstance(outcome, InsightRayError):
+            failures += 1
+            if as_json:
+                print(json.dumps({"image": str(path), "error": str(outcome)}))
+            continue
+        image, result = outcome
+        record = result.to_dict()
+        if out_dir is not None:
+            target = _unique(out_dir / f"{path.stem}.png", taken)
+            taken.add(target)
+            write_overlay(image.pixels, result.detections, target)
+            target.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
+        if as_json:
+            print(json.dumps(record))
+        else:
+            _print_detections(result)
+    finish(failures, total)
+
+
+def _unique(target: Path, taken: set[Path]) -> Path:
+    candidate, n = target, 1
+    while candidate in taken:
+        n += 1
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+    return candidate
+
+
+def _print_detections(result: DetectionResult) -> None:
+    title = f"{result.path}: {len(result.detections)} findings ({result.model_name} " + (
+        f"{result.model_version})"
+    )
+    table = Table(title=title, title_justify="left")
+    for column in ("finding", "score", "x1 y1 x2 y2 (px)", "box (mm)"):
+        table.add_column(column)
+    for found in result.detections:
+        box_mm = " ".join(f"{v:.1f}" for v in found.box_mm) if found.box_mm else "-"
+        box_px = " ".join(f"{v:.0f}" for v in found.box_px)
+        table.add_row(found.class_name, f"{found.score:.3f}", box_px, box_mm)
+    out.print(table)
+
+
+@train_app.command("detect")
+def train_detect(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="data.yaml (YOLO, or format: vinbigdata).")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="Training config YAML.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="e.g. yolov5s.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
+    img: Annotated[int | None, typer.Option("--img", help="Image side, multiple of 32.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=1)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+    vinbigdata_csv: Annotated[
+        Path | None, typer.Option("--vinbigdata-csv", help="VinBigData CSV instead of --data.")
+    ] = None,
+    images: Annotated[
+        Path | None, typer.Option("--images", help="VinBigData image folder.")
+    ] = None,
+    orig_dims: Annotated[
+        Path | None, typer.Option("--orig-dims", help="VinBigData original sizes CSV (PNGs).")
+    ] = None,
+) -> None:
+    """Train a YOLOv5 detector; writes checkpoints, metrics, plots and model/card.json."""
+    from insightray.training.detection import (
+        TrainConfig,
+        config_from_dict,
+        load_train_config,
+        read_run_config,
+        train_detector,
+    )
+
+    overrides: dict[str, Any] = {
+        "model": model,
+        "epochs": epochs,
+        "image_size": img,
+        "batch_size": batch,
+        "device": device,
+        "workers": workers,
+        "out": None if out_dir is None else str(out_dir),
+    }
+    if resume:
+        run = out_dir or Path(TrainConfig().out)
+        kept = {key: overrides[key] for key in ("epochs", "device", "workers")}
+        saved = read_run_config(run)
+        config = dataclasses.replace(saved, **{k: v for k, v in kept.items() if v is not None})
+        result = train_detector(config, resume=True, console=err)
+    else:
+        if vinbigdata_csv is not None and data is not None:
+            raise ConfigError("--data", "give --data or --vinbigdata-csv, not both", "drop one")
+        if vinbigdata_csv is not None:
+            if images is None:
+                raise ConfigError("--vinbigdata-csv", "--images is required with it", "add it")
+            spec: dict[str, Any] = {
+                "format": "vinbigdata",
+                "csv": str(vinbigdata_csv.resolve()),
+                "images": str(images.resolve()),
+            }
+            if orig_dims is not None:
+                spec["orig_dims"] = str(orig_dims.resolve())
+            overrides["data"] = spec
+        elif data is not None:
+            overrides["data"] = str(data.resolve())
+        if config_file is not None:
+            config = load_train_config(config_file, **overrides)
+        else:
+            config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
+        if not config.data:
+            raise ConfigError("train detect", "no training data given", "pass --data DATA.yaml")
+        result = train_detector(config, console=err)
+    out.print(
+        f"best epoch {result.best_epoch + 1} (fitness {result.best_fitness:.4f}) -> "
+        f"{result.card_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@evaluate_app.command("detect")
+def evaluate_detect(
+    data: Annotated[Path, typer.Option("--data", help="data.yaml with the split.")],
+    split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "val",
+    model: ModelOption = None,
+    backend: BackendOption = "torch",
+    img: Annotated[int | None, typer.Option("--img", help="Input side (default: card's).")] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1)] = 8,
+    workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
+    device: DeviceOption = "cpu",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Compute mAP@0.4, mAP@0.5, mAP@0.5:0.95, per-class AP, precision and recall."""
+    from insightray.training.detection import evaluate_detector, load_data_split
+
+    dataset = load_data_split(str(data), split)
+    predictor = load_predictor(model, backend, device, img)
+    metrics = evaluate_detector(predictor, dataset, batch_size=batch, workers=workers)
+    card = predictor.card
+    record = {
+        "model": {"name": card.name, "version": card.version},
+        "data": str(data),
+        "split": split,
+        "image_size": predictor.image_size[0],
+        **metrics.to_dict(),
+    }
+    if as_json:
+        print(json.dumps(record))
+        return
+    table = Table(title=f"{card.name} {card.version} on {data} ({split})", title_justify="left")
+    for column in ("class", "images/boxes", "AP40", "AP50", "AP50:95"):
+        table.add_column(column)
+    for row in record["per_class"]:
+        values = [_fmt(row[key]) for key in ("ap40", "ap50", "ap50_95")]
+        table.add_row(row["name"], str(row["num_gt"]), *values)
+    summary = [_fmt(record[key]) for key in ("map40", "map50", "map50_95")]
+    table.add_row("all", f"{record['images']} images", *summary)
+    out.print(table)
+    out.print(f"precision {_fmt(record['precision'])}  recall {_fmt(record['recall'])}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+@export_app.command("detect")
+def export_detect(
+    out_file: Annotated[Path, typer.Option("--out", help="The .onnx file to write.")],
+    model: ModelOption = None,
+    img: Annotated[int | None, typer.Option("--img", help="Input side (default: card's).")] = None,
+    opset: Annotated[int, typer.Option("--opset")] = 17,
+) -> None:
+    """Export a detector to ONNX, check it against PyTorch, and write its card beside it."""
+    from insightray.engine import export_onnx, load_detector, sha256_file, verify_onnx
+    from insightray.models import load_card, save_card
+
+    if out_file.suffix != ".onnx":
+        raise ConfigError(str(out_file), "the file name must end in .onnx", "rename it")
+    card_path = resolve_model(model)
+    card = load_card(card_path)
+    detector = load_detector(card, card_path.parent / str(card.weights_file))
+    size = (img, img) if img else card.input_size
+    export_onnx(detector, out_file, size, opset=opset)
+    difference = verify_onnx(detector, out_file, size)
+    exported = dataclasses.replace(
+        card, input_size=size, weights_file=out_file.name, weights_sha256=sha256_file(out_file)
+    )
+    card_file = out_file.with_name(out_file.stem + ".card.json")
+    save_card(exported, card_file)
+    out.print(
+        f"{out_file} (+ {card_file.name}); ONNX Runtime matches PyTorch to {difference:.2g}",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,272 @@
+"""The detector training configuration and its YAML form (unknown keys are errors).
+
+A config file holds :class:`TrainConfig` fields at the top level, with the augmentation and
+loss settings nested under ``augment`` and ``loss`` (fields of
+:class:`~insightray.training.augment.AugmentConfig` and
+:class:`~insightray.training.losses.LossConfig`). ``augment.output_size`` and
+``loss.img_size`` always follow ``image_size`` and need not be given.
+
+Example:
+    >>> config = TrainConfig(data="tbx11k/data.yaml", model="yolov5n", epochs=3)
+    >>> config.nominal_batch, config.schedule
+    (64, 'cosine')
+    >>> config_from_dict(config_to_dict(config)) == config
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from insightray.errors import ConfigError, InputNotFoundError
+from insightray.training.augment import AugmentConfig
+from insightray.training.losses import LossConfig
+
+__all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "load_train_config"]
+
+T = TypeVar("T")
+
+SCHEDULES = ("cosine", "linear")
+SAMPLERS = ("none", "inverse_frequency")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one detector training run needs; the defaults are YOLOv5's scratch recipe.
+
+    Attributes:
+        data: A ``data.yaml`` path (YOLO format, or ``format: vinbigdata``; see
+            :func:`~insightray.training.detection.data.load_train_val`) or the same keys as a
+            mapping. The number of classes comes from the data.
+        model: Registered detector name, e.g. ``"yolov5s"``.
+        channels: Image channels the model takes (grayscale is repeated).
+        image_size: Square training and validation side, a multiple of 32.
+        epochs: Number of epochs.
+        batch_size: Images per optimiser micro-batch, summed over all processes.
+        nominal_batch: Gradients are accumulated until about this many images were seen.
+        lr0: Initial learning rate.
+        lrf: Final learning rate as a fraction of ``lr0``.
+        momentum: SGD (Nesterov) momentum.
+        weight_decay: L2 decay of convolution weights (scaled to the nominal batch).
+        warmup_epochs: Epochs (may be fractional) of linear learning-rate and momentum warm-up.
+        warmup_momentum: Momentum at the start of warm-up.
+        warmup_bias_lr: Learning rate of the biases at the start of warm-up.
+        schedule: ``"cosine"`` or ``"linear"`` decay from ``lr0`` to ``lr0 * lrf``.
+        ema: Keep an exponential moving average of the weights (validated and saved).
+        amp: Mixed precision; used on CUDA only.
+        patience: Stop after this many epochs without a better fitness (0: never).
+        val_interval: Validate every this many epochs (and always after the last).
+        seed: Seed of every random generator.
+        workers: Data-loading worker processes.
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        augment: Augmentation settings.
+        loss: Loss settings.
+        autoanchor: Check the anchors against the training boxes and refit them if needed.
+        sampler: ``"none"`` (shuffle) or ``"inverse_frequency"`` (over-sample rare classes).
+        out: Output folder of the run.
+        version: Version written into the model card.
+        data_licence: Licence of the training data, written into the model card.
+        training_data: Description of the training data for the card (default: derived).
+        conf_threshold: Operating confidence threshold recorded in the card.
+        iou_threshold: Operating NMS IoU threshold recorded in the card.
+    """
+
+    data: str | dict[str, Any] = ""
+    model: str = "yolov5s"
+    channels: int = 3
+    image_size: int = 640
+    epochs: int = 100
+    batch_size: int = 16
+    nominal_batch: int = 64
+    lr0: float = 0.01
+    lrf: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 3.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+    schedule: str = "cosine"
+    ema: bool = True
+    amp: bool = True
+    patience: int = 100
+    val_interval: int = 1
+    seed: int = 0
+    workers: int = 2
+    device: str = "auto"
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    autoanchor: bool = True
+    sampler: str = "none"
+    out: str = "runs/detect/train"
+    version: str = "0.1.0"
+    data_licence: str = ""
+    training_data: str = ""
+    conf_threshold: float = 0.25
+    iou_threshold: float = 0.45
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32 or self.image_size % 32:
+            _bad("image_size", self.image_size, "use a positive multiple of 32, e.g. 416 or 640")
+        for name in ("epochs", "batch_size", "nominal_batch", "val_interval", "channels"):
+            if getattr(self, name) < 1:
+                _bad(name, getattr(self, name), "use a positive integer")
+        for name in ("patience", "workers", "seed"):
+            if getattr(self, name) < 0:
+                _bad(name, getattr(self, name), "use zero or a positive integer")
+        for name in ("lr0", "lrf", "momentum", "warmup_momentum", "conf_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                _bad(name, getattr(self, name), "use a value in (0, 1]")
+        for name in ("weight_decay", "warmup_epochs", "warmup_bias_lr"):
+            if getattr(self, name) < 0:
+                _bad(name, getattr(self, name), "use a value >= 0")
+        if not 0 <= self.iou_threshold <= 1:
+            _bad("iou_threshold", self.iou_threshold, "use a value in [0, 1]")
+        if self.schedule not in SCHEDULES:
+            _bad("schedule", self.schedule, f"use one of {', '.join(SCHEDULES)}")
+        if self.sampler not in SAMPLERS:
+            _bad("sampler", self.sampler, f"use one of {', '.join(SAMPLERS)}")
+        # The augmentation output and the loss's objectness scaling follow the image size.
+        if self.augment.output_size != self.image_size:
+            augment = dataclasses.replace(self.augment, output_size=self.image_size)
+            object.__setattr__(self, "augment", augment)
+        if self.loss.img_size != self.image_size:
+            object.__setattr__(
+                self, "loss", dataclasses.replace(self.loss, img_size=self.image_size)
+            )
+
+
+def _bad(name: str, value: Any, hint: str) -> None:
+    raise ConfigError(f"train config {name}", f"{value!r} is not allowed", hint)
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """Return a YAML/JSON-ready dictionary (tuples become lists).
+
+    Example:
+        >>> config_to_dict(TrainConfig())["augment"]["mosaic_scale"]
+        [0.8, 1.2]
+    """
+    return _plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def config_from_dict(values: Mapping[str, Any], subject: str = "train config") -> TrainConfig:
+    """Build a :class:`TrainConfig` from a mapping, refusing unknown keys and wrong types.
+
+    Args:
+        values: Top-level fields, with ``augment`` and ``loss`` as nested mappings.
+        subject: Named in error messages (e.g. the YAML file).
+
+    Raises:
+        ConfigError: A key is unknown or a value has the wrong type or range.
+
+    Example:
+        >>> config_from_dict({"model": "yolov5n", "augment": {"mosaic": 0.5}}).augment.mosaic
+        0.5
+    """
+    data = dict(values)
+    nested: dict[str, Any] = {}
+    for key, kind in (("augment", AugmentConfig), ("loss", LossConfig)):
+        if key in data:
+            section = data.pop(key)
+            if not isinstance(section, Mapping):
+                raise ConfigError(subject, f"'{key}' is not a mapping", f"write {key}: {{...}}")
+            nested[key] = _build(kind, section, f"{subject} {key}")
+    config = _build(TrainConfig, data, subject, nested)
+    return config
+
+
+def _build(
+    kind: type[T], values: Mapping[str, Any], subject: str, extra: dict[str, Any] | None = None
+) -> T:
+    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    unknown = sorted(str(key) for key in values if key not in fields)
+    if unknown:
+        raise ConfigError(
+            subject, f"unknown key(s) {', '.join(unknown)}", "fix their names or remove them"
+        )
+    kwargs: dict[str, Any] = dict(extra or {})
+    for name, value in values.items():
+        kwargs[name] = _checked_value(fields[name], value, subject)
+    try:
+        return kind(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(subject, f"invalid values ({error})", "fix them") from None
+
+
+def _checked_value(spec: dataclasses.Field[Any], value: Any, subject: str) -> Any:
+    """Check ``value`` against the type of the field's default (bool, int, float, str, tuple)."""
+    default = spec.default
+    if default is dataclasses.MISSING and spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
+    name = f"{subject} {spec.name}"
+    if spec.name == "data":
+        if not isinstance(value, (str, dict)):
+            raise ConfigError(name, "is neither a path nor a mapping", "give a data.yaml path")
+        return value
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, tuple):
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(item, (int, float)) and not isinstance(item, bool) for item in value
+        )
+        value = tuple(float(item) for item in value) if ok else value
+    else:
+        ok = True
+    if not ok:
+        expected = type(default).__name__
+        raise ConfigError(name, f"{value!r} is not of type {expected}", f"give a {expected}")
+    return value
+
+
+def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
+    """Read a training config YAML, then apply ``overrides`` (``None`` values are ignored).
+
+    Args:
+        path: The YAML file; relative ``data`` paths in it are taken relative to the file.
+        **overrides: Top-level fields that replace the file's values, e.g. ``epochs=3``.
+
+    Raises:
+        InputNotFoundError: The file does not exist.
+        ConfigError: The YAML is invalid or holds unknown keys or bad values.
+
+    Example:
+        >>> load_train_config("configs/tbx11k.yaml", epochs=3).epochs  # doctest: +SKIP
+        3
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputNotFoundError(str(file), "the training config does not exist", "check the path")
+    try:
+        content = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(
+            str(file), f"not valid YAML ({type(error).__name__})", "fix its syntax"
+        ) from None
+    if not isinstance(content, dict):
+        raise ConfigError(str(file), "the file is not a mapping", "write key: value lines")
+    data = content.get("data")
+    if isinstance(data, str) and data and not Path(data).is_absolute():
+        content["data"] = str(file.parent / data)
+    content.update({key: value for key, value in overrides.items() if value is not None})
+    return config_from_dict(content, str(file))

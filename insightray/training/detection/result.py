@@ -1,0 +1,92 @@
+"""The end of a training run: the best EMA weights saved with their model card.
+
+The card (``out/model/card.json``, weights beside it) is what ``insightray detect --model``
+loads; copy the ``model/`` folder to ``insightray/weights/<name>/`` to bundle it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from insightray.engine import save_detector
+from insightray.models import ModelCard, create_model
+from insightray.training.detection.config import TrainConfig, config_to_dict
+from insightray.training.detection.records import write_json
+
+__all__ = ["TrainResult", "finish_run"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run produced; ``metrics`` are the best epoch's validation metrics."""
+
+    out: Path
+    card_path: Path
+    best_epoch: int
+    best_fitness: float
+    epochs_completed: int
+    stopped_early: bool
+    metrics: dict[str, Any]
+    anchors_refitted: bool
+
+
+def finish_run(
+    config: TrainConfig,
+    description: str,
+    names: list[str],
+    out: Path,
+    last_epoch: int,
+    stopped_early: bool,
+) -> TrainResult:
+    """Save the best EMA weights with a model card to ``out/model/card.json``."""
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    model = create_model(config.model, num_classes=len(names), in_channels=config.channels)
+    model.load_state_dict(best["ema"] if best.get("ema") is not None else best["model"])
+    metrics = {
+        key: float(value)
+        for key, value in best["metrics"].items()
+        if key in ("map40", "map50", "map50_95", "precision", "recall") and value is not None
+    }
+    metrics["fitness"] = float(best["best_fitness"])
+    anchors_file = out / "anchors.json"
+    refitted = anchors_file.is_file() and json.loads(anchors_file.read_text())["replaced"]
+    card = ModelCard(
+        name=config.model,
+        task="detection",
+        version=config.version,
+        labels=tuple(names),
+        input_size=(config.image_size, config.image_size),
+        preprocessing={
+            "channels": config.channels,
+            "letterbox": True,
+            "pad_value": config.augment.border_value,
+            "intensity": "grayscale scaled to [0, 1], VOI/window applied for DICOM",
+        },
+        thresholds={"conf": config.conf_threshold, "iou": config.iou_threshold},
+        training_data=config.training_data or description,
+        data_licence=config.data_licence,
+        metrics=metrics,
+        notes=(
+            f"Trained from scratch with `insightray train detect`: best of "
+            f"{last_epoch + 1} epochs (epoch {int(best['best_epoch']) + 1}) at "
+            f"{config.image_size} px; validation metrics of the EMA weights on the val split"
+            f"{'; anchors refitted by AutoAnchor' if refitted else ''}. Research use only."
+        ),
+    )
+    save_detector(model, card, out / "model" / "card.json")
+    write_json(out / "model" / "train_config.json", config_to_dict(config))
+    return TrainResult(
+        out,
+        out / "model" / "card.json",
+        int(best["best_epoch"]),
+        float(best["best_fitness"]),
+        last_epoch + 1,
+        stopped_early,
+        dict(best["metrics"]),
+        bool(refitted),
+    )

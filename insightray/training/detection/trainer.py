@@ -1,0 +1,408 @@
+"""The detector training loop: YOLOv5 recipe on our own model, loss, augmentation and metrics.
+
+Per epoch: augmented batches, SGD with warm-up then cosine or linear decay, gradients
+accumulated to the nominal batch, AMP on CUDA, an EMA of the weights; then the EMA model is
+validated (mAP at confidence 0.001, NMS IoU 0.6), ``metrics.csv`` and the plots are updated,
+``last.pt`` (full resume state) is written and ``best.pt`` when the fitness
+``0.1 * mAP50 + 0.9 * mAP50:95`` improves. Training stops after ``patience`` epochs without
+improvement. At the end the best EMA weights and a model card are written to ``out/model/``
+(``card.json`` plus weights), ready for ``insightray detect --model out/model``.
+
+Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel; only
+rank 0 validates and writes files.
+
+Example:
+    >>> config = TrainConfig(data="tbx11k/data.yaml", model="yolov5s", image_size=416)
+    >>> result = train_detector(config)  # doctest: +SKIP
+    >>> result.card_path  # doctest: +SKIP
+    PosixPath('runs/detect/train/model/card.json')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+
+from insightray.errors import ConfigError, InputNotFoundError
+from insightray.models import create_model
+from insightray.models.detection.yolo import YoloV5
+from insightray.training.autoanchor import AnchorCheck, check_anchors
+from insightray.training.datasets import DetectionDataset, read_image_size
+from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
+from insightray.training.detection.data import (
+    DetectionTrainData,
+    collate_detection,
+    inverse_frequency_sampler,
+    load_train_val,
+)
+from insightray.training.detection.evaluate import evaluate_detector
+from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
+from insightray.training.detection.optim import step_settings as _step_settings
+from insightray.training.detection.plots import plot_training_curves
+from insightray.training.detection.records import (
+    CSV_COLUMNS,
+    append_metrics,
+    epoch_line,
+    progress_bar,
+    restore_rng,
+    rng_state,
+    save_atomic,
+    seed_everything,
+    write_json,
+)
+from insightray.training.detection.result import TrainResult, finish_run
+from insightray.training.losses import YoloLoss
+from insightray.training.metrics import DetectionMetrics, plot_pr_curves
+
+__all__ = [
+    "CSV_COLUMNS",
+    "TrainResult",
+    "fitness",
+    "read_run_config",
+    "step_settings_for",
+    "train_detector",
+]
+
+GRAD_CLIP_NORM = 10.0
+#: Without a terminal (a log file), print a progress line every this many iterations.
+LOG_EVERY = 10
+
+
+def fitness(metrics: DetectionMetrics) -> float:
+    """``0.1 * mAP50 + 0.9 * mAP50:95`` (missing values count as 0)."""
+    return 0.1 * (metrics.map50 or 0.0) + 0.9 * (metrics.map50_95 or 0.0)
+
+
+def step_settings_for(config: TrainConfig, iteration: int, epoch: int, per_epoch: int) -> Any:
+    """:func:`~insightray.training.detection.optim.step_settings` with a config's values."""
+    return _step_settings(
+        iteration,
+        epoch,
+        per_epoch,
+        epochs=config.epochs,
+        lr0=config.lr0,
+        lrf=config.lrf,
+        schedule=config.schedule,
+        momentum=config.momentum,
+        warmup_epochs=config.warmup_epochs,
+        warmup_momentum=config.warmup_momentum,
+        warmup_bias_lr=config.warmup_bias_lr,
+        nominal_batch=config.nominal_batch,
+        batch_size=config.batch_size,
+    )
+
+
+def read_run_config(out: str | Path) -> TrainConfig:
+    """The config saved in a run's ``last.pt`` (for ``--resume``).
+
+    Raises:
+        InputNotFoundError: The folder holds no ``last.pt``.
+    """
+    path = Path(out) / "last.pt"
+    if not path.is_file():
+        raise InputNotFoundError(str(path), "no checkpoint to resume from", "check --out")
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return config_from_dict(saved["config"], str(path))
+
+
+def train_detector(
+    config: TrainConfig, *, resume: bool = False, console: Console | None = None
+) -> TrainResult:
+    """Train a detector as described in the module docstring.
+
+    Args:
+        config: The run's settings; ``config.out`` is the output folder.
+        resume: Continue from ``config.out/last.pt`` (model, EMA, optimiser, scaler, epoch,
+            best fitness, random states). Its anchors and weights win over ``config``'s.
+        console: Where progress goes (default: standard error).
+
+    Raises:
+        ConfigError: The model is not a YOLOv5 detector, the output folder already holds a run
+            (without ``resume``), or the loss diverges.
+        InputNotFoundError: ``resume`` without a checkpoint, or missing data.
+    """
+    rank, local_rank, world = _init_distributed(config.device)
+    device = _device(config.device, local_rank)
+    console = console or Console(stderr=True)
+    out = Path(config.out)
+    if world > 1 and config.batch_size % world:
+        raise ConfigError(f"batch {config.batch_size}", f"not divisible by {world}", "fix it")
+    if resume and not (out / "last.pt").is_file():
+        raise InputNotFoundError(str(out / "last.pt"), "no checkpoint to resume", "check --out")
+    if not resume and (out / "last.pt").exists():
+        raise ConfigError(str(out), "a run already exists here", "pass --resume or another --out")
+    seed_everything(config.seed + rank)
+    splits = load_train_val(config.data)
+    names = splits.train.class_names
+    model = create_model(config.model, num_classes=len(names), in_channels=config.channels)
+    if not isinstance(model, YoloV5):
+        raise ConfigError(config.model, "only YOLOv5 detectors can be trained here", "use yolov5s")
+    state: dict[str, Any] = {"epoch": -1, "best_fitness": -math.inf, "best_epoch": -1}
+    anchor_check: AnchorCheck | None = None
+    if resume:
+        state = torch.load(out / "last.pt", map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+    else:
+        model.detect.initialise_biases(image_size=config.image_size)
+        if config.autoanchor:
+            anchor_check = _autoanchor(model, splits.train, config, console if rank == 0 else None)
+    model.to(device)
+    ema = ModelEma(model) if config.ema else None
+    optimizer = build_optimizer(
+        model,
+        config.lr0,
+        config.momentum,
+        config.weight_decay,
+        config.nominal_batch,
+        config.batch_size,
+    )
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
+    if resume:
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None and state.get("ema") is not None:
+            ema.module.load_state_dict(state["ema"])
+            ema.updates = int(state["ema_updates"])
+        restore_rng(state["rng"])
+    loss_fn = YoloLoss(model.detect.anchors, model.detect.stride, len(names), config.loss)
+    train_model: torch.nn.Module = model
+    if world > 1:
+        train_model = DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
+    train_data = DetectionTrainData(
+        splits.train,
+        config.image_size,
+        config.channels,
+        config.augment,
+        config.seed,
+        config.augment.border_value,
+    )
+    batch = config.batch_size // world
+    per_epoch = math.ceil(len(train_data) / batch)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if anchor_check is not None:
+            write_json(out / "anchors.json", _anchor_record(anchor_check))
+        console.print(
+            f"[bold]Training[/bold] {config.model} on {splits.description}; "
+            f"{config.epochs} epochs at {config.image_size} px, batch {config.batch_size}"
+            f" on {device} -> {out}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    start = int(state["epoch"]) + 1
+    best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
+    last_step, stopped_early, epoch = -1, False, start - 1
+    for epoch in range(start, config.epochs):
+        began = time.monotonic()
+        train_data.set_epoch(epoch)
+        loader = DataLoader(
+            train_data,
+            batch_size=batch,
+            sampler=_sampler(config, train_data, epoch, rank, world),
+            num_workers=config.workers,
+            collate_fn=collate_detection,
+            drop_last=False,
+            pin_memory=device.type == "cuda",
+        )
+        train_model.train()
+        mean_loss = torch.zeros(3)
+        with progress_bar(console, rank, f"epoch {epoch + 1}/{config.epochs}") as progress:
+            task = progress.add_task("train", total=len(loader), losses="")
+            for i, (images, targets, _, _) in enumerate(loader):
+                step = i + per_epoch * epoch
+                settings = step_settings_for(config, step, epoch, per_epoch)
+                for group in optimizer.param_groups:
+                    group["lr"], group["momentum"] = settings.lr[group["name"]], settings.momentum
+                with torch.autocast(device_type=device.type, enabled=use_amp):
+                    loss, parts = loss_fn(train_model(images.to(device)), targets.to(device))
+                if not torch.isfinite(loss):
+                    raise ConfigError(f"epoch {epoch + 1}", "the loss diverged", "lower lr0")
+                scaler.scale(loss * world).backward()  # type: ignore[no-untyped-call]
+                if step - last_step >= settings.accumulate:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
+                    if ema is not None:
+                        ema.update(model)
+                    last_step = step
+                mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
+                text = " ".join(f"{v:.4f}" for v in mean_loss.tolist())
+                progress.update(task, advance=1, losses=f"box/obj/cls {text}")
+                if rank == 0 and not console.is_terminal and (i + 1) % LOG_EVERY == 0:
+                    elapsed = time.monotonic() - began
+                    console.print(f"  {i + 1}/{len(loader)} box/obj/cls {text} {elapsed:.0f} s")
+        lr = next(g["lr"] for g in optimizer.param_groups if g["name"] == DECAY_GROUP)
+        validate = (epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs
+        stop = False
+        if rank == 0:
+            evaluated = ema.module if ema is not None else model
+            metrics = None
+            if validate:
+                metrics = evaluate_detector(
+                    evaluated,
+                    splits.val,
+                    config.image_size,
+                    batch_size=batch,
+                    workers=config.workers,
+                    device=str(device),
+                    pad_value=config.augment.border_value,
+                )
+            score = fitness(metrics) if metrics is not None else None
+            improved = score is not None and score > best_fitness
+            if improved and score is not None:
+                best_fitness, best_epoch = score, epoch
+                plot_pr_curves(metrics, out / "pr_curves.png")  # type: ignore[arg-type]
+            seconds = time.monotonic() - began
+            append_metrics(
+                out / "metrics.csv", epoch, mean_loss.tolist(), lr, metrics, score, seconds
+            )
+            plot_training_curves(out / "metrics.csv")
+            checkpoint = {
+                "epoch": epoch,
+                "best_fitness": best_fitness,
+                "best_epoch": best_epoch,
+                "model": model.state_dict(),
+                "ema": None if ema is None else ema.module.state_dict(),
+                "ema_updates": 0 if ema is None else ema.updates,
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "config": config_to_dict(config),
+                "class_names": list(names),
+                "metrics": {} if metrics is None else metrics.to_dict(),
+                "anchors": model.detect.anchors.tolist(),
+                "rng": rng_state(),
+            }
+            save_atomic(checkpoint, out / "last.pt")
+            if improved:
+                save_atomic(checkpoint, out / "best.pt")
+            line = epoch_line(epoch, config.epochs, mean_loss, lr, metrics, seconds)
+            console.print(line, highlight=False, soft_wrap=True)
+            stop = validate and config.patience > 0 and epoch - best_epoch >= config.patience
+        if world > 1:
+            flag = [stop]
+            dist.broadcast_object_list(flag, src=0)
+            stop = bool(flag[0])
+        if stop:
+            stopped_early = True
+            if rank == 0:
+                console.print(f"Stopping early: no improvement for {config.patience} epochs.")
+            break
+    result = None
+    if rank == 0:
+        result = finish_run(config, splits.description, names, out, epoch, stopped_early)
+        console.print(
+            f"Best epoch {result.best_epoch + 1}: fitness {result.best_fitness:.4f}; "
+            f"model card {result.card_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    if result is None:  # other ranks: nothing was written by them
+        return TrainResult(
+            out,
+            out / "model" / "card.json",
+            best_epoch,
+            best_fitness,
+            epoch + 1,
+            stopped_early,
+            {},
+            False,
+        )
+    return result
+
+
+def _init_distributed(device: str) -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 0, 1
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_nccl = device != "cpu" and torch.cuda.is_available()
+    if use_nccl:
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_nccl else "gloo")
+    return rank, local_rank, world
+
+
+def _device(setting: str, local_rank: int) -> torch.device:
+    if setting == "auto":
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
+    if setting.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {setting}", "CUDA is not available", "use --device cpu")
+    if setting == "cuda":
+        return torch.device("cuda", local_rank)
+    return torch.device(setting)
+
+
+def _sampler(
+    config: TrainConfig, data: DetectionTrainData, epoch: int, rank: int, world: int
+) -> Sampler[int]:
+    """Shuffling seeded by ``(seed, epoch)``, so a resumed run sees the same order."""
+    if world > 1:
+        if config.sampler != "none":
+            raise ConfigError("sampler", "inverse_frequency is not supported with DDP", "use none")
+        sampler: DistributedSampler[Any] = DistributedSampler(
+            data, world, rank, shuffle=True, seed=config.seed
+        )
+        sampler.set_epoch(epoch)
+        return sampler
+    if config.sampler == "inverse_frequency":
+        return inverse_frequency_sampler(data.dataset, seed=config.seed * 100_003 + epoch)
+    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+    return RandomSampler(data, generator=generator)
+
+
+def _autoanchor(
+    model: YoloV5, dataset: DetectionDataset, config: TrainConfig, console: Console | None
+) -> AnchorCheck:
+    sizes = []
+    for record in dataset.records:
+        rows, cols = record.image_size or read_image_size(record.image_path)
+        scale = config.image_size / max(rows, cols)
+        sizes.append((record.boxes[:, 2:] - record.boxes[:, :2]) * scale)
+    box_wh = np.concatenate(sizes) if sizes else np.zeros((0, 2))
+    check = check_anchors(
+        model.detect.anchors.clone(),
+        box_wh,
+        threshold=config.loss.anchor_t,
+        img_size=config.image_size,
+        seed=config.seed,
+    )
+    if check.replaced:
+        with torch.no_grad():
+            model.detect.anchors.copy_(check.anchors)
+    if console is not None:
+        action = "refitted" if check.replaced else "kept"
+        console.print(
+            f"AutoAnchor: best possible recall {check.bpr_before:.4f} -> "
+            f"{check.bpr_after:.4f}, anchors {action}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return check
+
+
+def _anchor_record(check: AnchorCheck) -> dict[str, Any]:
+    return {
+        "bpr_before": check.bpr_before,
+        "bpr_after": check.bpr_after,
+        "replaced": check.replaced,
+        "anchors": check.anchors.tolist(),
+    }

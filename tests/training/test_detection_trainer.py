@@ -1,0 +1,280 @@
+"""Detector training: schedule, accumulation, EMA, evaluation, a real tiny run and resume."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from insightray.engine import DetectionPredictor, load_detector
+from insightray.errors import ConfigError, InputNotFoundError
+from insightray.imaging.transforms import letterbox
+from insightray.models import ModelCard, load_card
+from insightray.training.augment import AugmentConfig
+from insightray.training.datasets import DetectionDataset
+from insightray.training.detection import (
+    ModelEma,
+    TrainConfig,
+    accumulation_steps,
+    build_optimizer,
+    config_from_dict,
+    config_to_dict,
+    evaluate_detector,
+    load_data_split,
+    load_train_config,
+    lr_factor,
+    step_settings_for,
+    train_detector,
+)
+
+#: Every augmentation stage off: the overfitting run must see the same images every step.
+NO_AUGMENT = AugmentConfig(mosaic=0.0, affine=0.0, flip=0.0, intensity=0.0)
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Two busy cores make intra-op threads spin; one thread is faster and steadier here."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_data(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data.yaml over 8 real TBX11K training and 4 validation images (list files)."""
+    root = shared_data / "cxr" / "tbx11k"
+    if not (root / "data.yaml").is_file():
+        pytest.skip("TBX11K sample not found")
+    folder = tmp_path_factory.mktemp("tiny_tbx11k")
+    for split, count in (("train", 8), ("val", 4)):
+        entries = (root / f"{split}_list.txt").read_text().split()[:count]
+        (folder / f"{split}.txt").write_text("".join(f"{root / e}\n" for e in entries))
+    (folder / "data.yaml").write_text(
+        "train: train.txt\nval: val.txt\n"
+        "names: [ActiveTuberculosis, ObsoletePulmonaryTuberculosis]\n"
+    )
+    return folder / "data.yaml"
+
+
+def _tiny_config(data: Path | str | dict[str, object], out: Path, **changes: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "data": data if isinstance(data, dict) else str(data),
+        "model": "yolov5n",
+        "image_size": 64,
+        "epochs": 1,
+        "batch_size": 4,
+        "workers": 0,
+        "device": "cpu",
+        "out": str(out),
+    }
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def _losses(metrics_csv: Path) -> list[float]:
+    with metrics_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    return [sum(float(row[k]) for k in ("box_loss", "obj_loss", "cls_loss")) for row in rows]
+
+
+# --- schedule, accumulation, EMA ------------------------------------------------------------
+
+
+def test_warmup_then_cosine_and_linear_follow_the_formula() -> None:
+    config = TrainConfig(epochs=10, lr0=0.01, lrf=0.02, warmup_epochs=2, batch_size=16)
+    per_epoch = 50  # warm-up lasts 100 iterations
+    start = step_settings_for(config, 0, 0, per_epoch)
+    assert start.lr == {"bias": 0.1, "decay": 0.0, "no_decay": 0.0}
+    assert start.momentum == pytest.approx(0.8) and start.accumulate == 1
+    middle = step_settings_for(config, 75, 1, per_epoch)
+    target = 0.01 * ((1 - math.cos(math.pi * 1 / 10)) / 2 * (0.02 - 1) + 1)
+    assert middle.lr["bias"] == pytest.approx(0.1 + 0.75 * (target - 0.1))
+    assert middle.lr["decay"] == pytest.approx(0.75 * target)
+    assert middle.momentum == pytest.approx(0.8 + 0.75 * (0.937 - 0.8))
+    assert middle.accumulate == round(1 + 0.75 * 3)
+    after = step_settings_for(config, 260, 5, per_epoch)
+    cosine = 0.01 * ((1 - math.cos(math.pi * 5 / 10)) / 2 * (0.02 - 1) + 1)
+    assert after.lr == dict.fromkeys(("bias", "decay", "no_decay"), pytest.approx(cosine))
+    assert after.momentum == 0.937
+    linear = TrainConfig(epochs=10, lr0=0.01, lrf=0.02, schedule="linear", warmup_epochs=0)
+    assert step_settings_for(linear, 0, 4, per_epoch).lr["decay"] == pytest.approx(
+        0.01 * ((1 - 4 / 10) * (1 - 0.02) + 0.02)
+    )
+    assert lr_factor(10, 10, 0.02, "cosine") == pytest.approx(0.02)
+
+
+def test_accumulation_reaches_the_nominal_batch() -> None:
+    config = TrainConfig(batch_size=16, nominal_batch=64, warmup_epochs=0)
+    assert step_settings_for(config, 5, 0, 10).accumulate == 64 // 16 == 4
+    assert accumulation_steps(64, 8) == 8 and accumulation_steps(64, 100) == 1
+
+
+def test_optimizer_groups_leave_batch_norm_and_biases_undecayed() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Conv2d(4, 2, 1))
+    optimizer = build_optimizer(model, 0.01, 0.9, 5e-4, nominal_batch=64, batch_size=16)
+    groups = {g["name"]: g for g in optimizer.param_groups}
+    assert len(groups["bias"]["params"]) == 3 and groups["bias"]["weight_decay"] == 0
+    assert len(groups["no_decay"]["params"]) == 1 and groups["no_decay"]["weight_decay"] == 0
+    assert len(groups["decay"]["params"]) == 2 and groups["decay"]["weight_decay"] == 5e-4
+    assert optimizer.defaults["nesterov"] is True
+
+
+def test_ema_follows_the_model_with_the_ramped_decay() -> None:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 2)
+    ema = ModelEma(model, decay=0.9999, tau=2000)
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model)
+    d = 0.9999 * (1 - math.exp(-1 / 2000))
+    assert ema.updates == 1
+    assert torch.allclose(ema.module.weight, d * before + (1 - d) * model.weight)
+    assert not torch.equal(ema.module.weight, model.weight)
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def test_config_yaml_round_trip_and_unknown_keys(tmp_path: Path) -> None:
+    config = TrainConfig(data="d.yaml", image_size=128, augment=AugmentConfig(mosaic=0.5))
+    assert config.augment.output_size == 128 and config.loss.img_size == 128
+    assert config_from_dict(config_to_dict(config)) == config
+    path = tmp_path / "train.yaml"
+    path.write_text("model: yolov5n\nepochs: 3\ndata: data.yaml\naugment: {mixup: 0.1}\n")
+    loaded = load_train_config(path, epochs=5, batch_size=None)
+    assert (loaded.epochs, loaded.augment.mixup) == (5, 0.1)
+    assert loaded.data == str(tmp_path / "data.yaml")
+    path.write_text("model: yolov5n\nlearning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match="learning_rate"):
+        load_train_config(path)
+    path.write_text("augment: {mosiac: 0.5}\n")
+    with pytest.raises(ConfigError, match="mosiac"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match="image_size"):
+        TrainConfig(image_size=100)
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+class GroundTruthBackend:
+    """Returns each image's ground truth as confident predictions, plus faint noise boxes."""
+
+    input_channels = 3
+    input_size = None
+
+    def __init__(self, dataset: DetectionDataset, side: int) -> None:
+        self.records = iter(dataset.records)
+        self.side = side
+        self.num_classes = len(dataset.class_names)
+
+    def __call__(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        outputs = []
+        for _ in range(len(batch)):
+            record = next(self.records)
+            assert record.image_size is not None
+            _, info = letterbox(np.zeros(record.image_size, np.float32), self.side)
+            boxes = info.to_letterbox(record.boxes)
+            rows = np.zeros((20, 5 + self.num_classes), np.float32)
+            rows[:, :4] = (5.0, 5.0, 4.0, 4.0)  # tiny boxes that match nothing
+            rows[:, 4], rows[:, 5] = 0.01, 1.0
+            for k, (box, label) in enumerate(zip(boxes, record.labels, strict=True)):
+                rows[k, :4] = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2, *(box[2:] - box[:2]))
+                rows[k, 4], rows[k, 5:] = 0.95, 0.0
+                rows[k, 5 + label] = 1.0
+            outputs.append(rows)
+        return np.stack(outputs)
+
+
+def test_perfect_predictions_score_map_one(tiny_data: Path) -> None:
+    val = load_data_split(tiny_data, "val")
+    metrics = evaluate_detector(GroundTruthBackend(val, 64), val, 64, batch_size=3)
+    assert metrics.images == len(val) == 4
+    assert metrics.map40 == metrics.map50 == pytest.approx(1.0)
+    assert metrics.map50_95 == pytest.approx(1.0)
+    card = ModelCard("yolov5n", "detection", "0", tuple(val.class_names), (64, 64))
+    predictor = DetectionPredictor(GroundTruthBackend(val, 64), card, conf_threshold=0.5)
+    assert evaluate_detector(predictor, val).map50 == pytest.approx(1.0)
+
+
+# --- real runs ----------------------------------------------------------------------------
+
+
+def test_tiny_run_writes_everything_and_resumes(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # 8 images in batches of 2 with a nominal batch of 4: 4 iterations, 2 optimiser steps.
+    config = _tiny_config(tiny_data, out, batch_size=2, nominal_batch=4, warmup_epochs=0)
+    first = train_detector(config)
+    for name in ("last.pt", "best.pt", "metrics.csv", "loss.png", "map.png", "pr_curves.png"):
+        assert (out / name).is_file(), name
+    assert (out / "anchors.json").is_file()
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["epoch"] == 0 and saved["ema_updates"] == 2
+    model_weights, ema_weights = saved["model"], saved["ema"]
+    assert any(not torch.equal(model_weights[k], ema_weights[k]) for k in model_weights)
+    card = load_card(first.card_path)
+    assert card.labels == ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis")
+    assert card.thresholds == {"conf": 0.25, "iou": 0.45} and "map50" in card.metrics
+    detector = load_detector(card, first.card_path.parent / str(card.weights_file))
+    assert isinstance(detector, nn.Module)
+    with pytest.raises(ConfigError, match="already exists"):
+        train_detector(config)
+
+    resumed = train_detector(
+        _tiny_config(tiny_data, out, batch_size=2, nominal_batch=4, warmup_epochs=0, epochs=2),
+        resume=True,
+    )
+    assert resumed.epochs_completed == 2
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["ema_updates"] == 4
+    with (out / "metrics.csv").open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
+    with pytest.raises(InputNotFoundError):
+        train_detector(_tiny_config(tiny_data, tmp_path / "none"), resume=True)
+
+
+def test_overfitting_a_tiny_set_lowers_the_loss(tiny_data: Path, tmp_path: Path) -> None:
+    config = _tiny_config(
+        tiny_data,
+        tmp_path / "overfit",
+        epochs=20,
+        batch_size=8,
+        nominal_batch=8,
+        lr0=0.1,
+        warmup_epochs=0,
+        ema=False,
+        autoanchor=False,
+        val_interval=20,
+        augment=NO_AUGMENT,
+    )
+    train_detector(config)
+    losses = _losses(tmp_path / "overfit" / "metrics.csv")  # one optimiser step per epoch
+    assert len(losses) == 20
+    first, last = np.mean(losses[:3]), np.mean(losses[-3:])
+    assert last < 0.85 * first, losses
+
+
+def test_vinbigdata_trains_one_epoch_end_to_end(shared_data: Path, tmp_path: Path) -> None:
+    root = shared_data / "cxr" / "vinbigdata_sample"
+    if not (root / "train_subset_12.csv").is_file():
+        pytest.skip("VinBigData sample not found")
+    spec = tmp_path / "vinbigdata.yaml"
+    spec.write_text(
+        f"format: vinbigdata\ncsv: {root / 'train_subset_12.csv'}\nimages: {root / 'images'}\n"
+        f"orig_dims: {root / 'orig_dims.csv'}\nval_fraction: 0.25\n"
+    )
+    result = train_detector(_tiny_config(spec, tmp_path / "vbd", data_licence="VinDr-CXR"))
+    card = load_card(result.card_path)
+    assert len(card.labels) == 14 and card.data_licence == "VinDr-CXR"
+    with (tmp_path / "vbd" / "metrics.csv").open() as handle:
+        assert len(list(csv.DictReader(handle))) == 1
