@@ -328,8 +328,9 @@ def export_detect(
     opset: Annotated[int, typer.Option("--opset")] = 17,
 ) -> None:
     """Export a detector to ONNX, check it against PyTorch, and write its card beside it."""
-    from insightray.engine import export_onnx, load_detector, sha256_file, verify_onnx
+    from insightray.engine import export_onnx, load_detector, verify_onnx
     from insightray.models import load_card, save_card
+    from insightray.models.catalog import sha256_file
 
     if out_file.suffix != ".onnx":
         raise ConfigError(str(out_file), "the file name must end in .onnx", "rename it")

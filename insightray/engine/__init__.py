@@ -25,7 +25,6 @@ from insightray.engine.weights import (
     load_weights,
     save_detector,
     save_weights,
-    sha256_file,
     verify_checksum,
 )
 
@@ -46,7 +45,6 @@ __all__ = [
     "save_detector",
     "save_weights",
     "select_boxes",
-    "sha256_file",
     "verify_checksum",
     "verify_onnx",
     "write_overlay",

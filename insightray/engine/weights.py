@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +33,7 @@ from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
 from insightray.models import ModelCard, create_model, save_card
+from insightray.models.catalog import sha256_file
 
 __all__ = [
     "CHANNELS_KEY",
@@ -43,7 +43,6 @@ __all__ = [
     "safetensors_available",
     "save_detector",
     "save_weights",
-    "sha256_file",
     "verify_checksum",
     "weights_suffix",
 ]
@@ -66,20 +65,6 @@ def safetensors_available() -> bool:
 def weights_suffix() -> str:
     """The file suffix :func:`save_weights` writes: ``.safetensors`` or ``.pt``."""
     return ".safetensors" if safetensors_available() else ".pt"
-
-
-def sha256_file(path: str | Path) -> str:
-    """Return the lower-case hex SHA-256 of a file, read in 1 MiB chunks.
-
-    Example:
-        >>> sha256_file("weights.safetensors")  # doctest: +SKIP
-        '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08'
-    """
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_weights(model: nn.Module, path: str | Path) -> str:

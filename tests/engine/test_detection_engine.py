@@ -29,7 +29,6 @@ from insightray.engine import (
     save_detector,
     save_weights,
     select_boxes,
-    sha256_file,
     write_overlay,
 )
 from insightray.engine.overlay import class_colour
@@ -37,6 +36,7 @@ from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
 from insightray.imaging import write_png
 from insightray.imaging.transforms import LetterboxInfo, letterbox
 from insightray.models import ModelCard, create_model, load_card
+from insightray.models.catalog import sha256_file
 
 #: Network input side for every model test: small enough for a 2-core CPU.
 SIZE = 64

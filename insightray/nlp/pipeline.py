@@ -1,0 +1,229 @@
+"""The clinical text pipeline: text in, structured and JSON-ready result out.
+
+:class:`ClinicalPipeline` finds entities (any object with ``tag(text)`` returning
+``(type, start, end, text)`` items; by default :class:`insightray.nlp.ner.NerTagger`), gives
+each its context (negated, uncertain, historical, hypothetical, experiencer, temporal; see
+:mod:`insightray.nlp.context`), splits sentences and ranks diseases with the bundled
+classifier. When the NER tagger cannot be loaded it falls back to a medspaCy TargetMatcher
+over a short term list and says so in ``warnings``.
+
+Example:
+    >>> pipeline = ClinicalPipeline()  # doctest: +SKIP
+    >>> result = pipeline.analyze("Denies chest pain. Cough for 3 days, possible pneumonia.")
+    ...  # doctest: +SKIP
+    >>> [(e.text, e.negated, e.uncertain) for e in result.entities]  # doctest: +SKIP
+    [('chest pain', True, False), ('Cough', False, False), ('pneumonia', False, True)]
+    >>> print(result.to_json())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from insightray.errors import InputError, InsightRayError
+from insightray.nlp.classifier import DEFAULT_CLASSIFIER, DiseaseClassifier
+from insightray.nlp.context import (
+    ContextAnalyzer,
+    ContextConfig,
+    ContextualEntity,
+    Sentence,
+)
+from insightray.nlp.temporal import TemporalExpression
+
+__all__ = [
+    "FALLBACK_TERMS",
+    "ClinicalPipeline",
+    "ClinicalResult",
+    "DiseasePrediction",
+    "EntityExtractor",
+    "PipelineConfig",
+    "TermMatcher",
+    "default_extractor",
+]
+
+FALLBACK_TERMS = Path(__file__).resolve().parent / "resources" / "fallback_terms.json"
+
+
+@runtime_checkable
+class EntityExtractor(Protocol):
+    """Anything that finds entities: ``tag(text)`` returns ``(type, start, end, text)`` tuples
+    or objects with those attributes."""
+
+    def tag(self, text: str) -> Sequence[Any]:
+        """Entities of ``text`` with character offsets into it."""
+        ...
+
+
+class TermMatcher:
+    """Fallback extractor: a medspaCy TargetMatcher over a JSON list of terms per type.
+
+    Example:
+        >>> TermMatcher().tag("No fever.")  # doctest: +SKIP
+        [('PROBLEM', 3, 8, 'fever')]
+    """
+
+    def __init__(self, terms_path: Path = FALLBACK_TERMS) -> None:
+        import medspacy
+        from medspacy.ner import TargetRule
+
+        data = json.loads(terms_path.read_text(encoding="utf-8"))
+        self._nlp = medspacy.load(medspacy_enable=["medspacy_target_matcher"])
+        matcher = self._nlp.get_pipe("medspacy_target_matcher")
+        matcher.add(
+            [
+                TargetRule(term, label)
+                for label, terms in data.items()
+                if isinstance(terms, list)
+                for term in terms
+            ]
+        )
+
+    def tag(self, text: str) -> list[tuple[str, int, int, str]]:
+        """Matched terms as ``(type, start, end, text)``."""
+        return [(e.label_, e.start_char, e.end_char, e.text) for e in self._nlp(text).ents]
+
+
+def default_extractor() -> tuple[EntityExtractor, str, list[str]]:
+    """The NER tagger when it can be loaded, else :class:`TermMatcher`.
+
+    Returns:
+        The extractor, its name and any warnings (why the fallback is in use).
+    """
+    try:
+        from insightray.nlp.ner import NerTagger
+    except ImportError as error:
+        reason = f"insightray.nlp.ner is not available ({error.name or error})"
+    else:
+        try:
+            return NerTagger.from_pretrained(), "NerTagger", []
+        except (InsightRayError, OSError, RuntimeError) as error:
+            reason = f"the NER tagger could not be loaded ({error})"
+    warning = f"{reason}: entities come from a fallback list of common problems only"
+    return TermMatcher(), "TermMatcher (fallback)", [warning]
+
+
+@dataclass(frozen=True)
+class DiseasePrediction:
+    """A disease label and the classifier's probability for it."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class ClinicalResult:
+    """Everything the pipeline found in one text.
+
+    Attributes:
+        text: The input text.
+        sentences: Sentence spans.
+        entities: Entities with type, span, text and context attributes.
+        temporal: Every temporal expression in the text.
+        diseases: Ranked disease predictions for the whole text.
+        extractor: Which entity extractor ran.
+        classifier: Which classifier ran (``None``: none).
+        warnings: Anything the user must know (fallbacks, missing models).
+    """
+
+    text: str
+    sentences: tuple[Sentence, ...]
+    entities: tuple[ContextualEntity, ...]
+    temporal: tuple[TemporalExpression, ...]
+    diseases: tuple[DiseasePrediction, ...]
+    extractor: str
+    classifier: str | None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dictionary for JSON."""
+        return asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        """The result as a JSON string."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Pipeline settings.
+
+    Attributes:
+        classify: Rank diseases with the classifier.
+        classifier: Bundled classifier name or model folder.
+        top_k: How many diseases to report.
+        context: ConText settings.
+    """
+
+    classify: bool = True
+    classifier: str = DEFAULT_CLASSIFIER
+    top_k: int = 5
+    context: ContextConfig = field(default_factory=ContextConfig)
+
+
+class ClinicalPipeline:
+    """Entities with context, sentences, time expressions and disease ranking for a text.
+
+    Args:
+        extractor: Entity extractor; default :func:`default_extractor`.
+        classifier: Disease classifier; default the bundled one (when ``config.classify``).
+        context: Context analyzer; default built from ``config.context``.
+        config: Settings.
+    """
+
+    def __init__(
+        self,
+        extractor: EntityExtractor | None = None,
+        classifier: DiseaseClassifier | None = None,
+        context: ContextAnalyzer | None = None,
+        config: PipelineConfig | None = None,
+    ) -> None:
+        self.config = config or PipelineConfig()
+        self._warnings: list[str] = []
+        if extractor is None:
+            extractor, self._extractor_name, notes = default_extractor()
+            self._warnings += notes
+        else:
+            self._extractor_name = type(extractor).__name__
+        self.extractor = extractor
+        self.context = context or ContextAnalyzer(self.config.context)
+        self.classifier = classifier
+        if classifier is None and self.config.classify:
+            try:
+                self.classifier = DiseaseClassifier.load(self.config.classifier)
+            except InsightRayError as error:
+                self._warnings.append(f"no disease predictions: {error}")
+
+    def analyze(
+        self, text: str, reference_date: date | datetime | str | None = None
+    ) -> ClinicalResult:
+        """Run the whole pipeline on ``text``.
+
+        Args:
+            text: Clinical or patient text.
+            reference_date: The note's date: relative times ("3 days ago") become dates.
+
+        Raises:
+            InputError: The text is empty.
+        """
+        if not text.strip():
+            raise InputError("text", "the text is empty", "give some text to analyze")
+        found = self.context.analyze(text, self.extractor.tag(text), reference_date)
+        diseases: tuple[DiseasePrediction, ...] = ()
+        if self.classifier is not None:
+            ranked = self.classifier.predict(text, top_k=self.config.top_k)
+            diseases = tuple(DiseasePrediction(label, score) for label, score in ranked)
+        return ClinicalResult(
+            text=text,
+            sentences=found.sentences,
+            entities=found.entities,
+            temporal=found.temporal,
+            diseases=diseases,
+            extractor=self._extractor_name,
+            classifier=None if self.classifier is None else self.classifier.name,
+            warnings=tuple(self._warnings),
+        )
