@@ -10,7 +10,7 @@ import os
 import sys
 
 import insightray.cli.assistant  # noqa: F401  (registers ask, chat, index build)
-from insightray.cli import detect, imaging, ner, nlp  # noqa: F401  (register their commands)
+from insightray.cli import demo, detect, imaging, ner, nlp  # noqa: F401  (register commands)
 from insightray.cli.common import app, err
 from insightray.errors import InsightRayError
 

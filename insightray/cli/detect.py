@@ -28,17 +28,12 @@ from insightray.cli.common import (
     out,
     train_app,
 )
-from insightray.errors import ConfigError, InputNotFoundError, InsightRayError
-from insightray.models.catalog import resolve_card
+from insightray.errors import ConfigError, InsightRayError
 
 if TYPE_CHECKING:
-    from insightray.engine import DetectionPredictor, DetectionResult
+    from insightray.engine import DetectionResult
     from insightray.imaging import LoadedImage
-    from insightray.models import ModelCard
 
-
-#: The detector used when no --model is given (bundled under insightray/weights/<name>/).
-DEFAULT_DETECTOR = "cxr-tbx11k-yolov5s"
 
 ModelOption = Annotated[
     str | None,
@@ -49,79 +44,6 @@ ModelOption = Annotated[
 ]
 BackendOption = Annotated[str, typer.Option("--backend", help="Inference backend: torch or onnx.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
-
-
-def resolve_model(name_or_path: str | None) -> Path:
-    """Return the model card path that ``--model`` names (see the module docstring).
-
-    Raises:
-        InputNotFoundError: Nothing matches, or no default detector is bundled yet.
-    """
-    if name_or_path is not None and name_or_path.endswith(".onnx"):
-        path = Path(name_or_path)
-        card = path.with_name(path.stem + ".card.json")
-        if not card.is_file():
-            raise InputNotFoundError(
-                name_or_path, f"no model card {card.name} beside the ONNX file", "export it again"
-            )
-        return card
-    return resolve_card(name_or_path, default=DEFAULT_DETECTOR)
-
-
-def load_predictor(
-    model: str | None,
-    backend: str = "torch",
-    device: str = "cpu",
-    image_size: int | None = None,
-    **options: Any,
-) -> DetectionPredictor:
-    """Build a predictor for ``--model``; with ``onnx``, export once beside the weights.
-
-    The ONNX file is ``<weights stem>.onnx`` with a ``.onnx.sha256`` stamp holding the SHA-256
-    of the weights it came from and its input size; it is exported again when they change.
-    """
-    from insightray.engine import DetectionPredictor, OnnxBackend, TorchBackend, load_detector
-    from insightray.models import load_card
-
-    card_path = resolve_model(model)
-    card = load_card(card_path)
-    if backend not in ("torch", "onnx"):
-        raise ConfigError(f"--backend {backend}", "unknown backend", "use torch or onnx")
-    weights = card_path.parent / (card.weights_file or "")
-    if card.weights_file is None:
-        raise ConfigError(str(card_path), "the card names no weights_file", "train or export it")
-    if backend == "onnx":
-        chosen = OnnxBackend(_onnx_for(card, card_path), device=device)
-        return DetectionPredictor(chosen, card, image_size=image_size, **options)
-    if weights.suffix == ".onnx":
-        raise ConfigError(str(card_path), "these weights are an ONNX export", "use --backend onnx")
-    torch_backend = TorchBackend(load_detector(card, weights), device=device)
-    return DetectionPredictor(torch_backend, card, image_size=image_size, **options)
-
-
-def _onnx_for(card: ModelCard, card_path: Path) -> Path:
-    from insightray.engine import export_onnx, load_detector, verify_checksum
-
-    weights = card_path.parent / str(card.weights_file)
-    if weights.suffix == ".onnx":
-        verify_checksum(card, weights)
-        return weights
-    target = weights.with_suffix(".onnx")
-    stamp = target.with_name(target.name + ".sha256")
-    expected = f"{card.weights_sha256} {card.input_size[0]}x{card.input_size[1]}"
-    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == expected:
-        return target
-    model = load_detector(card, weights)
-    try:
-        export_onnx(model, target, card.input_size)
-        stamp.write_text(expected + "\n", encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(
-            str(target),
-            f"the ONNX export cannot be written beside the weights ({type(error).__name__})",
-            "copy the model folder somewhere writable, or use `insightray export detect`",
-        ) from error
-    return target
 
 
 @app.command("detect")
@@ -140,10 +62,12 @@ def detect(
     device: DeviceOption = "cpu",
 ) -> None:
     """Detect findings in radiographs: boxes in original pixels (and mm when known)."""
-    from insightray.engine import write_overlay
+    from insightray.engine import load_detection_predictor, write_overlay
     from insightray.imaging import read_image
 
-    predictor = load_predictor(model, backend, device, conf_threshold=conf, iou_threshold=iou)
+    predictor = load_detection_predictor(
+        model, backend, device, conf_threshold=conf, iou_threshold=iou
+    )
 
     def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
         image = read_image(path)
@@ -291,7 +215,9 @@ def evaluate_detect(
     from insightray.training.detection import evaluate_detector, load_data_split
 
     dataset = load_data_split(str(data), split)
-    predictor = load_predictor(model, backend, device, img)
+    from insightray.engine import load_detection_predictor
+
+    predictor = load_detection_predictor(model, backend, device, img)
     metrics = evaluate_detector(predictor, dataset, batch_size=batch, workers=workers)
     card = predictor.card
     record = {
@@ -334,7 +260,9 @@ def export_detect(
 
     if out_file.suffix != ".onnx":
         raise ConfigError(str(out_file), "the file name must end in .onnx", "rename it")
-    card_path = resolve_model(model)
+    from insightray.engine import resolve_detector
+
+    card_path = resolve_detector(model)
     card = load_card(card_path)
     detector = load_detector(card, card_path.parent / str(card.weights_file))
     size = (img, img) if img else card.input_size

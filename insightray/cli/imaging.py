@@ -1,4 +1,4 @@
-"""Imaging verbs: ``info``, ``convert`` and the ``demo`` main job."""
+"""Imaging verbs: ``info`` and ``convert``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from insightray.cli.common import app, each_file, finish, out
-from insightray.config import data_root
 from insightray.errors import InsightRayError
 from insightray.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -122,33 +121,3 @@ def _unique(target: Path, taken: set[Path]) -> Path:
         n += 1
         candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
     return candidate
-
-
-@app.command()
-def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Where to write results.")] = Path(
-        "runs/demo"
-    ),
-) -> None:
-    """Run the bundled defaults end to end and say what is available."""
-    samples = sorted((data_root() / "dicom").glob("*.dcm"))
-    if not samples:
-        from pydicom.data import get_testdata_file  # bundled with pydicom, offline
-
-        samples = [Path(str(get_testdata_file(name))) for name in ("CT_small.dcm", "MR_small.dcm")]
-    out.print(f"[bold]Insight Ray demo[/bold]: {len(samples)} DICOM files -> {out_dir}")
-    for path in samples:
-        image = read_image(path)
-        target = write_png(image.pixels, out_dir / f"{path.stem}.png")
-        meta = image.meta
-        out.print(
-            f"  {path.name}: {meta.modality} {meta.original_size[1]}x{meta.original_size[0]}, "
-            f"spacing {meta.pixel_spacing} mm, VOI {meta.voi} -> {target}",
-            highlight=False,
-        )
-    out.print(
-        "\nAvailable now: DICOM/PNG/JPEG/TIFF ingestion (`insightray info`, "
-        "`insightray convert`).\nNot there yet: the chest X-ray detector, the fracture "
-        "classifier, clinical NLP, the assistant and the web service have no trained "
-        "models or commands in this version."
-    )

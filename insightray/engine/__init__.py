@@ -19,6 +19,7 @@ from insightray.engine.detection import (
     select_boxes,
 )
 from insightray.engine.export import export_onnx, verify_onnx
+from insightray.engine.loading import DEFAULT_DETECTOR, load_detection_predictor, resolve_detector
 from insightray.engine.overlay import draw_detections, write_overlay
 from insightray.engine.weights import (
     load_detector,
@@ -29,6 +30,7 @@ from insightray.engine.weights import (
 )
 
 __all__ = [
+    "DEFAULT_DETECTOR",
     "Backend",
     "Detection",
     "DetectionPredictor",
@@ -38,10 +40,12 @@ __all__ = [
     "default_num_threads",
     "draw_detections",
     "export_onnx",
+    "load_detection_predictor",
     "load_detector",
     "load_weights",
     "postprocess",
     "prepare_image",
+    "resolve_detector",
     "save_detector",
     "save_weights",
     "select_boxes",

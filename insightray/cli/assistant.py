@@ -1,0 +1,194 @@
+"""Assistant verbs: ``ask``, ``chat``, ``index build`` and ``train intent``.
+
+Example:
+    insightray index build                     # MedQuAD from the shared data, once
+    insightray ask "What causes gout?"
+    insightray ask --file questions.txt --json # JSON Lines, one per input line
+    insightray chat
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from insightray.cli.common import app, err, out
+from insightray.errors import InputNotFoundError, InsightRayError
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    """The shared ``name`` sub-command group, created on first use by any command module."""
+    for info in app.registered_groups:
+        if info.name == name and isinstance(info.typer_instance, typer.Typer):
+            return info.typer_instance
+    group = typer.Typer(help=help_text, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+index_app = _group("index", "Build the assistant's knowledge index.")
+train_app = _group("train", "Train a model.")
+
+IndexDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--index",
+        help="Index folder (default $INSIGHTRAY_INDEX or $INSIGHTRAY_HOME/index).",
+        show_default=False,
+    ),
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.", min=1)]
+#: One thread answers a question fastest: a query is too small to split, and spare cores
+#: are often busy.
+QueryThreads = Annotated[
+    int, typer.Option("--threads", help="CPU threads for torch (1 is fastest per question).", min=1)
+]
+
+
+def _assistant(index_dir: Path | None, threads: int | None) -> Any:
+    from insightray.assistant import Assistant, AssistantConfig
+    from insightray.assistant.embeddings import EmbedderConfig
+
+    config = AssistantConfig(index_dir=index_dir, embedder=EmbedderConfig(num_threads=threads))
+    return Assistant(config)
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="One question per line (answers in order).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON (JSON Lines with --file).")] = False,
+    index_dir: IndexDir = None,
+    threads: QueryThreads = 1,
+) -> None:
+    """Answer health questions from the knowledge index, with cited sources."""
+    if (question is None) == (file is None):
+        raise typer.BadParameter("give a QUESTION or --file FILE (not both)")
+    if file is not None:
+        try:
+            questions = file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise InputNotFoundError(str(file), "cannot read the file", "check the path") from error
+    else:
+        questions = [question or ""]
+    assistant = _assistant(index_dir, threads)
+    failures = 0
+    for text in questions:
+        try:
+            answer = assistant.ask(text)
+        except InsightRayError as error:
+            failures += 1
+            if as_json:
+                print(json.dumps({"question": text, "error": str(error)}), flush=True)
+            else:
+                err.print(f"[red]error:[/red] {error}", highlight=False)
+            continue
+        if as_json:
+            print(json.dumps(answer.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            _show(answer)
+    if failures and failures == len(questions):
+        raise typer.Exit(1)
+
+
+@app.command()
+def chat(index_dir: IndexDir = None, threads: QueryThreads = 1) -> None:
+    """Talk with the assistant in the terminal (quit, exit or Ctrl-D to leave)."""
+    out.print("[bold]Insight Ray assistant[/bold] (loading...)")
+    assistant = _assistant(index_dir, threads)
+    assistant.warm_up()
+    out.print("Ask a health question. Type [bold]quit[/bold] or press Ctrl-D to leave.\n")
+    conversation: str | None = None
+    while True:
+        try:
+            text = out.input("[bold cyan]you>[/bold cyan] ")
+        except EOFError:
+            out.print()
+            break
+        if text.strip().lower() in ("quit", "exit", ":q"):
+            break
+        if not text.strip():
+            continue
+        answer = assistant.ask(text, conversation)
+        conversation = answer.conversation_id
+        _show(answer)
+
+
+def _show(answer: Any) -> None:
+    style = "red" if answer.emergency else "green" if answer.kind == "extractive" else "yellow"
+    intent = answer.intent
+    title = f"{intent.primary} / {intent.secondary}" + (
+        f" / {intent.qtype}" if intent.qtype else ""
+    )
+    out.print(Panel(answer.answer, title=title, border_style=style, title_align="left"))
+    if answer.sources:
+        table = Table(show_header=True, header_style="bold", box=None)
+        for column in ("#", "source", "document", "pid", "focus", "score"):
+            table.add_column(column)
+        table.add_column("url", overflow="fold")
+        for hit in answer.sources:
+            p = hit.passage
+            table.add_row(str(hit.rank), p.source, p.document_id, p.qa_id, p.focus,
+                          f"{hit.score:.3f}", p.url)  # fmt: skip
+        out.print(table)
+    found = [f"{s.type}: {'no ' if s.negated else ''}{s.text}" for s in answer.slots]
+    out.print(
+        f"[dim]confidence {answer.confidence:.2f}"
+        + (f" | focus {answer.focus}" if answer.focus else "")
+        + (f" | {'; '.join(found)}" if found else "")
+        + f" | {answer.milliseconds:.0f} ms[/dim]\n",
+        highlight=False,
+    )
+
+
+@index_app.command("build")
+def index_build(
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="MedQuAD zip, folder of .txt/.md/.xml, or CSV (repeatable)."),
+    ] = None,
+    index_dir: IndexDir = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild even if up to date.")] = False,
+    dense: Annotated[str, typer.Option("--dense", help="auto, flat or hnsw.")] = "auto",
+    threads: Threads = None,
+) -> None:
+    """Build (or confirm up to date) the knowledge index: read, chunk, embed, BM25."""
+    from insightray.assistant.embeddings import EmbedderConfig
+    from insightray.assistant.index import IndexConfig, default_index_dir, open_index
+
+    if dense not in ("auto", "flat", "hnsw"):
+        raise typer.BadParameter("use auto, flat or hnsw", param_hint="--dense")
+    config = IndexConfig(dense=dense, embedder=EmbedderConfig(num_threads=threads))  # type: ignore[arg-type]
+    folder = index_dir or default_index_dir()
+    index, built = open_index(data or None, folder, config, rebuild=force)
+    manifest = index.manifest
+    verb = "built" if built else "up to date"
+    out.print(
+        f"{folder}: {verb}, {manifest['pairs']} question-answer pairs, "
+        f"{manifest['passages']} passages ({manifest['dense']})"
+        + (
+            f", {manifest['embedded']} embedded, {manifest['reused']} reused, "
+            f"{manifest['build_seconds']} s"
+            if built
+            else ""
+        ),
+        highlight=False,
+    )
+
+
+@train_app.command("intent")
+def train_intent(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for card.json + weights.")],
+    threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
+) -> None:
+    """Train the assistant's intent head on LiveQA + MedQuAD question types."""
+    from insightray.assistant.intent_training import main as train_main
+
+    raise typer.Exit(train_main(["--out", str(out_dir), "--threads", str(threads)]))
