@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from unittest import mock
 
 import numpy as np
 import pytest
-import torch
 
 from insightray.cli import main
 
@@ -19,6 +17,8 @@ RESULT_KEYS = {"image", "model", "original_size", "pixel_spacing_mm", "detection
 #: The JSON rounds coordinates to 3 decimals, so values closer than 1e-3 px print at most
 #: 1e-3 apart.
 BOX_ATOL_PX = 1e-3 + 1e-9
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def cli(*args: str) -> tuple[int, str, str]:
@@ -54,31 +54,6 @@ class _Text:
 
     def getvalue(self) -> str:
         return "".join(self.parts)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Two busy cores make intra-op threads spin; one thread is faster and steadier here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def tiny_data(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = shared_data / "cxr" / "tbx11k"
-    if not (root / "data.yaml").is_file():
-        pytest.skip("TBX11K sample not found")
-    folder = tmp_path_factory.mktemp("cli_tbx11k")
-    for split, count in (("train", 8), ("val", 4)):
-        entries = (root / f"{split}_list.txt").read_text().split()[:count]
-        (folder / f"{split}.txt").write_text("".join(f"{root / e}\n" for e in entries))
-    (folder / "data.yaml").write_text(
-        "train: train.txt\nval: val.txt\n"
-        "names: [ActiveTuberculosis, ObsoletePulmonaryTuberculosis]\n"
-    )
-    return folder / "data.yaml"
 
 
 @pytest.fixture(scope="module")

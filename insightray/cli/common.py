@@ -59,3 +59,12 @@ def finish(failures: int, total: int) -> None:
     if failures:
         err.print(f"[red]{failures} of {total} files failed[/red]", highlight=False)
         raise typer.Exit(1)
+
+
+def unique_path(target: Path, taken: set[Path]) -> Path:
+    """``target``, or ``name-2.png``, ``name-3.png``... if this run already wrote it."""
+    candidate, n = target, 1
+    while candidate in taken:
+        n += 1
+        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
+    return candidate

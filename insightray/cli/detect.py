@@ -27,6 +27,7 @@ from insightray.cli.common import (
     finish,
     out,
     train_app,
+    unique_path,
 )
 from insightray.errors import ConfigError, InsightRayError
 
@@ -85,7 +86,7 @@ def detect(
         image, result = outcome
         record = result.to_dict()
         if out_dir is not None:
-            target = _unique(out_dir / f"{path.stem}.png", taken)
+            target = unique_path(out_dir / f"{path.stem}.png", taken)
             taken.add(target)
             write_overlay(image.pixels, result.detections, target)
             target.with_suffix(".json").write_text(json.dumps(record, indent=2) + "\n")
@@ -94,14 +95,6 @@ def detect(
         else:
             _print_detections(result)
     finish(failures, total)
-
-
-def _unique(target: Path, taken: set[Path]) -> Path:
-    candidate, n = target, 1
-    while candidate in taken:
-        n += 1
-        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-    return candidate
 
 
 def _print_detections(result: DetectionResult) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from insightray.cli.common import app, each_file, finish, out
+from insightray.cli.common import app, each_file, finish, out, unique_path
 from insightray.errors import InsightRayError
 from insightray.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -108,16 +108,8 @@ def convert(
             failures += 1
             continue
         pixels = enhance(result.pixels) if enhance else result.pixels
-        target = _unique(out_dir / f"{path.stem}.png", written)
+        target = unique_path(out_dir / f"{path.stem}.png", written)
         write_png(pixels, target, bits=bits)
         written.add(target)
         out.print(f"{path} -> {target}", highlight=False, soft_wrap=True)
     finish(failures, total)
-
-
-def _unique(target: Path, taken: set[Path]) -> Path:
-    candidate, n = target, 1
-    while candidate in taken:
-        n += 1
-        candidate = target.with_name(f"{target.stem}-{n}{target.suffix}")
-    return candidate
