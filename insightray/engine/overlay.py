@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 
 from insightray.engine.detection import Detection
 from insightray.errors import ConfigError
+from insightray.imaging.io import save_png
 
 __all__ = ["PALETTE", "class_colour", "draw_detections", "write_overlay"]
 
@@ -96,13 +97,7 @@ def write_overlay(
         >>> write_overlay(image.pixels, result.detections, "out/chest.png")  # doctest: +SKIP
         PosixPath('out/chest.png')
     """
-    ok, encoded = cv2.imencode(".png", draw_detections(pixels, detections, show_scores))
-    if not ok:
-        raise ConfigError(str(path), "the overlay PNG could not be encoded", "check the image")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encoded.tobytes())
-    return target
+    return save_png(draw_detections(pixels, detections, show_scores), path)
 
 
 def _draw_tag(

@@ -6,7 +6,7 @@ Example:
 """
 
 from insightray.imaging.dicom import read_phi
-from insightray.imaging.io import detect_format, expand_inputs, read_image, write_png
+from insightray.imaging.io import detect_format, expand_inputs, read_image, save_png, write_png
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage, Window
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "expand_inputs",
     "read_image",
     "read_phi",
+    "save_png",
     "write_png",
 ]

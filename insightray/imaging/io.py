@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -146,11 +147,15 @@ def write_png(pixels: NDArray[np.float32], path: str | Path, bits: int = 8) -> P
         raise ConfigError("bits", f"{bits}-bit PNG is not supported", "use 8 or 16")
     top = 255.0 if bits == 8 else 65535.0
     dtype = np.uint8 if bits == 8 else np.uint16
-    data = np.rint(np.clip(pixels, 0.0, 1.0) * top).astype(dtype)
-    ok, encoded = cv2.imencode(".png", data)
+    return save_png(np.rint(np.clip(pixels, 0.0, 1.0) * top).astype(dtype), path)
+
+
+def save_png(array: NDArray[np.integer[Any]], path: str | Path) -> Path:
+    """Write a uint8 or uint16 array (grayscale, or BGR for colour) as PNG; make its folder."""
+    ok, encoded = cv2.imencode(".png", array)
     if not ok:
         raise ConfigError(str(path), "the PNG could not be encoded", "check the image shape")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encoded.tobytes())
-    return path
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(encoded.tobytes())
+    return target

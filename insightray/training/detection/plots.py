@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from insightray.imaging.io import save_png
+
 __all__ = ["LOSS_COLUMNS", "MAP_COLUMNS", "plot_curves", "plot_training_curves"]
 
 LOSS_COLUMNS = ("box_loss", "obj_loss", "cls_loss")
@@ -96,10 +98,4 @@ def plot_curves(
         y = top + 10 + row * 24
         cv2.line(canvas, (left + plot_w + 20, y), (left + plot_w + 44, y), colour, 3)
         cv2.putText(canvas, name, (left + plot_w + 52, y + 5), _FONT, 0.45, black, 1, cv2.LINE_AA)
-    ok, encoded = cv2.imencode(".png", canvas)
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode the plot as PNG")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encoded.tobytes())
-    return target
+    return save_png(canvas, path)

@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from insightray.errors import ConfigError, InputError
+from insightray.imaging.io import save_png
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
@@ -334,13 +335,7 @@ def plot_pr_curves(result: DetectionMetrics, path: str | Path) -> Path:
         name = curve.name.encode("ascii", "replace").decode("ascii")  # Hershey fonts are ASCII
         label = f"{name}  AP50 {curve.ap50:.3f}"
         cv2.putText(canvas, label, (legend_x + 32, y + 5), font, 0.45, black, 1, cv2.LINE_AA)
-    ok, encoded = cv2.imencode(".png", canvas)
-    if not ok:
-        raise OSError(f"{path}: OpenCV could not encode the PR plot as PNG")
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(encoded.tobytes())
-    return target
+    return save_png(canvas, path)
 
 
 # Ten distinct colours (BGR) for the curves; cycled beyond ten classes.
