@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/insightray demo
+	$(BIN)/insightray serve
 
 test: setup lint typecheck layers pytest
 

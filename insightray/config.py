@@ -19,3 +19,14 @@ def data_root() -> Path:
         return Path(configured)
     beside_checkout = _CHECKOUT_ROOT.parent / "shared" / "data"
     return beside_checkout if beside_checkout.is_dir() else Path("../shared/data")
+
+
+def insightray_home() -> Path:
+    """The data directory: ``$INSIGHTRAY_HOME``, else ``$XDG_DATA_HOME/insightray``, else
+    ``~/.local/share/insightray`` (not created here)."""
+    configured = os.environ.get("INSIGHTRAY_HOME")
+    if configured:
+        return Path(configured).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "insightray"

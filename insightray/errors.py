@@ -75,3 +75,53 @@ class ImageSizeError(InputError):
 
 class ConfigError(InsightRayError):
     """A configuration value or file is invalid."""
+
+
+class ServiceError(InsightRayError):
+    """A request to the service cannot be carried out as asked."""
+
+
+class AuthenticationError(ServiceError):
+    """Wrong or missing credentials, or an expired or forged token."""
+
+
+class PermissionDeniedError(ServiceError):
+    """The user is known but their role does not allow the action."""
+
+
+class NotFoundError(ServiceError):
+    """The requested user, study, result or record does not exist."""
+
+
+class ConflictError(ServiceError):
+    """The thing to create exists already (a username, a model version)."""
+
+
+class WeakPasswordError(ServiceError):
+    """A password is too short or otherwise unfit."""
+
+
+class RateLimitedError(ServiceError):
+    """Too many requests from one user or key; try again after ``retry_after_s`` seconds."""
+
+    def __init__(self, subject: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(
+            subject, "too many requests", f"wait {retry_after_s:.1f} s before trying again"
+        )
+
+
+class ServiceUnavailableError(ServiceError):
+    """A backing service (database, Redis, a model) cannot be reached right now."""
+
+
+class StorageError(InsightRayError):
+    """Stored data cannot be read or written."""
+
+
+class TamperedDataError(StorageError):
+    """Stored data fails its integrity check: it was altered, truncated or swapped."""
+
+
+class PayloadTooLargeError(InputError):
+    """An upload is larger than the service accepts."""

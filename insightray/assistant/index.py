@@ -45,6 +45,7 @@ from insightray.assistant.retrieval import (
     bm25_text,
 )
 from insightray.assistant.text import terms
+from insightray.config import insightray_home
 from insightray.errors import ConfigError, InputNotFoundError
 
 __all__ = [
@@ -55,7 +56,6 @@ __all__ = [
     "default_index_dir",
     "embed_text",
     "fingerprint",
-    "insightray_home",
     "load_index",
     "open_index",
 ]
@@ -64,17 +64,6 @@ __all__ = [
 INDEX_FORMAT = 1
 MANIFEST = "manifest.json"
 _SOURCE_SUFFIXES = (".txt", ".md", ".markdown", ".xml", ".csv")
-
-
-def insightray_home() -> Path:
-    """``$INSIGHTRAY_HOME``, else ``$XDG_DATA_HOME/insightray``, else
-    ``~/.local/share/insightray`` (not created here)."""
-    configured = os.environ.get("INSIGHTRAY_HOME")
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "insightray"
 
 
 def default_index_dir() -> Path:

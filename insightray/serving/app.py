@@ -1,0 +1,248 @@
+"""The web application: ``create_app(settings)`` builds a FastAPI app with no global state.
+
+The lifespan opens the database (migrating it), the key ring, the encrypted store, the audit
+trail, the rate limiter and the token issuer, registers the bundled models on first start
+and starts loading the production models in the background (``/readyz`` answers 503 until
+that is done). Everything lives on ``app.state.services``
+(:class:`~insightray.serving.deps.Services`).
+
+Example:
+    >>> from insightray.serving.settings import ServeSettings
+    >>> app = create_app(ServeSettings.from_env())  # doctest: +SKIP
+    >>> import uvicorn; uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from insightray.errors import PayloadTooLargeError
+from insightray.serving.audit import AuditLog
+from insightray.serving.blobstore import BlobStore
+from insightray.serving.cache import ResultCache
+from insightray.serving.crypto import KeyRing, read_or_create_secret
+from insightray.serving.db.session import Database
+from insightray.serving.deps import Services
+from insightray.serving.handlers import error_body, install_error_handlers
+from insightray.serving.inference import ModelHost, ModelLoader, configure_torch_threads
+from insightray.serving.metrics import ServiceMetrics
+from insightray.serving.ratelimit import make_rate_limiter
+from insightray.serving.registry import ModelRegistry
+from insightray.serving.routes import ROUTERS
+from insightray.serving.settings import ServeSettings
+from insightray.serving.tokens import TokenIssuer
+
+__all__ = ["WEB_DIR", "create_app"]
+
+log = logging.getLogger("insightray.serving")
+
+#: The browser viewer's files, served at ``/`` and ``/static/`` when present.
+WEB_DIR = Path(__file__).resolve().parent / "web"
+#: Room for the multipart envelope around an upload of ``max_upload_bytes``.
+_FORM_OVERHEAD = 64 * 1024
+
+
+def create_app(
+    settings: ServeSettings, *, loader: ModelLoader | None = None, warm_up: bool = True
+) -> FastAPI:
+    """Build the service.
+
+    Args:
+        settings: Where the data lives and how the service behaves.
+        loader: Loaded models to share (tests load real models once per session); a new
+            one by default.
+        warm_up: Load the production models in the background at start-up.
+
+    Example:
+        >>> app = create_app(ServeSettings.from_env(home=Path("/tmp/ir")))  # doctest: +SKIP
+    """
+    body_limit = settings.max_upload_bytes + _FORM_OVERHEAD
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = _open_services(settings, loader)
+        app.state.services = services
+        if warm_up:
+            services.host.warm_up(_warm_up_steps(services))
+        else:
+            services.host.warm_up_done.set()
+        log.info("insightray service ready to take requests (%s)", services.db.dialect)
+        try:
+            yield
+        finally:
+            await services.host.close()
+            services.db.close()
+
+    app = FastAPI(
+        title="Insight Ray",
+        version="1",
+        summary="Medical imaging and clinical language AI: secure clinical service.",
+        description=(
+            "Authenticate with `POST /v1/auth/token` (OAuth2 password flow) and send "
+            "`Authorization: Bearer <token>`, or send an API key as `X-API-Key`. "
+            'Errors are JSON `{"error": {"type", "message"}}`.'
+        ),
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    _mount_web(app)
+    app.add_middleware(_RequestMetrics)
+    app.add_middleware(_BodySizeLimit, max_bytes=body_limit)
+    return app
+
+
+def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Services:
+    settings.ensure_dirs()
+    shutil.rmtree(settings.home / "tmp", ignore_errors=True)  # decode files of a crashed run
+    configure_torch_threads(settings.torch_threads)
+    db = Database.open(settings)
+    keyring = KeyRing.from_settings(settings)
+    metrics = ServiceMetrics()
+    host = ModelHost(
+        loader or ModelLoader(index_dir=settings.home / "index"),
+        metrics,
+        ResultCache(settings.cache_entries),
+        threads=settings.inference_threads,
+        batch_max_size=settings.batch_max_size,
+        batch_max_delay_ms=settings.batch_max_delay_ms,
+    )
+    registry = ModelRegistry(db)
+    registry.register_bundled()
+    return Services(
+        settings=settings,
+        db=db,
+        store=BlobStore(settings.store_dir, keyring),
+        audit=AuditLog(db, anchor=settings.keys_dir / "audit.anchor"),
+        tokens=TokenIssuer.from_keys_dir(settings.keys_dir, settings.token_ttl_s),
+        limiter=make_rate_limiter(settings),
+        registry=registry,
+        host=host,
+        metrics=metrics,
+        deid_salt=read_or_create_secret(settings.keys_dir / "deid.salt"),
+    )
+
+
+def _warm_up_steps(services: Services) -> list[Callable[[], Any]]:
+    """Load every production version, and the text pipeline and assistant on top."""
+    loader = services.host.loader
+    steps: list[Callable[[], Any]] = []
+    production = [e for e in services.registry.versions() if e.stage == "production"]
+    by_task = {entry.task: entry for entry in production}
+    for entry in production:
+        if entry.task in ("cxr", "fracture"):
+            steps.append(partial(loader.image_runner, entry))
+        elif entry.task == "assistant":
+            steps.append(partial(loader.assistant_runner, entry))
+    if "ner" in by_task and "text-classification" in by_task:
+        ner, classifier = by_task["ner"], by_task["text-classification"]
+        steps.append(partial(loader.text_runner, ner, classifier))
+    return steps
+
+
+#: The viewer loads and talks to this origin only; the browser enforces it.
+_VIEWER_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+
+
+def _mount_web(app: FastAPI) -> None:
+    """Serve the viewer when its files are installed; the API works without them."""
+    index = WEB_DIR / "index.html"
+    if not index.is_file():
+        return
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def viewer() -> FileResponse:
+        return FileResponse(index, media_type="text/html", headers=_VIEWER_HEADERS)
+
+
+class _RequestMetrics:
+    """Count requests and their latency per route template (raw paths hold ids)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            services: Services | None = getattr(scope["app"].state, "services", None)
+            if services is not None:
+                seconds = time.perf_counter() - started
+                services.metrics.observe_request(scope["method"], route, status, seconds)
+
+
+class _BodySizeLimit:
+    """Answer 413 JSON when a body is over the limit, without reading more of it.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
+    counted as it arrives and refused with :class:`PayloadTooLargeError` when it passes.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            error = self._error(int(declared))
+            body = error_body(type(error).__name__, str(error))
+            await JSONResponse(body, status_code=413)(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise self._error(received)
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _error(self, size: int) -> PayloadTooLargeError:
+        return PayloadTooLargeError(
+            "request",
+            f"the body is over {size:,} bytes, above the limit of {self.max_bytes:,} bytes",
+            "send a smaller file",
+        )

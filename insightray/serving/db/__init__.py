@@ -1,0 +1,38 @@
+"""The service database: typed ORM models, sessions and Alembic migrations.
+
+Example:
+    >>> from insightray.serving.db import Database, User
+    >>> Database("sqlite://").dialect
+    'sqlite'
+"""
+
+from __future__ import annotations
+
+from insightray.serving.db.models import (
+    ApiKey,
+    AuditRecord,
+    Base,
+    ModelVersion,
+    PseudonymMap,
+    Result,
+    Study,
+    User,
+    new_id,
+    utc_now,
+)
+from insightray.serving.db.session import Database, migrate
+
+__all__ = [
+    "ApiKey",
+    "AuditRecord",
+    "Base",
+    "Database",
+    "ModelVersion",
+    "PseudonymMap",
+    "Result",
+    "Study",
+    "User",
+    "migrate",
+    "new_id",
+    "utc_now",
+]

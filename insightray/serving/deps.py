@@ -1,0 +1,168 @@
+"""Request dependencies: the app's services, the caller (:class:`Principal`) and permissions.
+
+Credentials are a Bearer JWT (``Authorization: Bearer <token>`` from ``POST /v1/auth/token``)
+or an API key (``X-API-Key: irk_...``). Every authenticated request is rate limited per user
+(tokens) or per key; the limit answers 429 with ``Retry-After``. ``require(permission)``
+gives a dependency that answers 401 without valid credentials and 403 (audited) when the
+caller's role lacks the permission.
+
+Example:
+    >>> from fastapi import APIRouter, Depends
+    >>> router = APIRouter()
+    >>> @router.get("/v1/things")
+    ... def things(who: Principal = Depends(require(Permission.STUDY_READ))) -> dict[str, str]:
+    ...     return {"user": who.username}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from insightray.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from insightray.serving.audit import AuditLog
+from insightray.serving.blobstore import BlobStore
+from insightray.serving.db.models import User
+from insightray.serving.db.session import Database
+from insightray.serving.inference import ModelHost
+from insightray.serving.metrics import ServiceMetrics
+from insightray.serving.ratelimit import RateLimiter
+from insightray.serving.registry import ModelRegistry
+from insightray.serving.roles import Permission, Role, can
+from insightray.serving.settings import ServeSettings
+from insightray.serving.tokens import TokenIssuer
+from insightray.serving.users import authenticate_api_key
+
+__all__ = ["Principal", "Services", "get_services", "require"]
+
+
+@dataclass
+class Services:
+    """Everything a request may use, created by the app's lifespan (``app.state.services``)."""
+
+    settings: ServeSettings
+    db: Database
+    store: BlobStore
+    audit: AuditLog
+    tokens: TokenIssuer
+    limiter: RateLimiter
+    registry: ModelRegistry
+    host: ModelHost
+    metrics: ServiceMetrics
+    deid_salt: bytes
+
+    def record(
+        self,
+        who: Principal,
+        action: str,
+        outcome: str,
+        started: float | None = None,
+        session: Session | None = None,
+        **fields: Any,
+    ) -> int:
+        """Append an audit record for ``who`` (latency from ``started``, a perf_counter).
+
+        With ``session`` (a write session) the record joins its transaction, so a row and
+        the record of writing it commit together: a crash cannot leave the row unaudited.
+        """
+        latency = None if started is None else (time.perf_counter() - started) * 1000.0
+        if session is not None:
+            return self.audit.append_in(
+                session, who.username, who.role, action, outcome=outcome, latency_ms=latency,
+                **fields,
+            )  # fmt: skip
+        return self.audit.append(
+            who.username, who.role, action, outcome=outcome, latency_ms=latency, **fields
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller.
+
+    Attributes:
+        username: The user (for an API key, the key's owner).
+        role: The user's role.
+        user_id: The user's database id.
+        limit_key: The rate-limit bucket: ``user:<name>`` or ``key:<prefix>``.
+    """
+
+    username: str
+    role: str
+    user_id: int
+    limit_key: str
+
+
+def get_services(request: Request) -> Services:
+    """The app's :class:`Services`."""
+    services: Services = request.app.state.services
+    return services
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller from a Bearer token or an API key, rate limited.
+
+    Raises:
+        AuthenticationError: No credentials, or invalid, expired or revoked ones (401).
+        RateLimitedError: Over the caller's rate (429).
+    """
+    services = get_services(request)
+    api_key = request.headers.get("x-api-key")
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if api_key:
+        user = authenticate_api_key(services.db, api_key)
+        if user is None:
+            raise AuthenticationError("X-API-Key", "the API key is not valid", "use a current key")
+        prefix = api_key.split("_")[1] if api_key.count("_") >= 2 else api_key[:8]
+        principal = Principal(user.username, user.role, user.id, f"key:{prefix}")
+    elif scheme.lower() == "bearer" and token.strip():
+        claims = services.tokens.verify(token.strip())
+        user = _active_user(services.db, claims.sub)
+        principal = Principal(user.username, user.role, user.id, f"user:{user.username}")
+    else:
+        raise AuthenticationError(
+            "request",
+            "no credentials",
+            "send Authorization: Bearer <token> from POST /v1/auth/token, or X-API-Key",
+        )
+    decision = services.limiter.check(principal.limit_key)
+    if not decision.allowed:
+        raise RateLimitedError(principal.username, decision.retry_after_s)
+    return principal
+
+
+def _active_user(db: Database, username: str) -> User:
+    with db.session(read_only=True) as session:
+        user = session.scalar(select(User).where(User.username == username))
+        if user is None or user.disabled:
+            raise AuthenticationError(
+                "token", "the user is disabled or no longer exists", "ask an administrator"
+            )
+        session.expunge(user)
+        return user
+
+
+def require(permission: Permission) -> Callable[[Request], Principal]:
+    """A dependency that returns the caller if their role has ``permission``."""
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        if not can(Role(principal.role), permission):
+            services = get_services(request)
+            services.record(principal, f"denied:{permission.value}", "denied")
+            raise PermissionDeniedError(
+                f"role {principal.role}",
+                f"it lacks the {permission.value} permission",
+                "ask an administrator for a role that has it",
+            )
+        return principal
+
+    dependency.__name__ = f"require_{permission.value}"
+    return dependency

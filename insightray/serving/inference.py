@@ -1,0 +1,342 @@
+"""Task runners built from model cards, and the host that batches and caches their work.
+
+A registered version (:class:`~insightray.serving.registry.ModelEntry`) becomes a runner by
+its task: ``cxr`` through :mod:`insightray.engine` (the detection predictor), ``fracture``
+through the fracture classifier and Grad-CAM, ``ner`` / ``text-classification`` through
+:class:`~insightray.nlp.pipeline.ClinicalPipeline` and ``assistant`` through
+:class:`~insightray.assistant.chat.Assistant`. A new model version needs no new code: its
+card says what it is. :class:`ModelLoader` loads each version once and can be shared by
+several apps (tests load real models once per session). :class:`ModelHost` runs the image
+models through a :class:`~insightray.serving.batching.DynamicBatcher` per version, every
+other call in its thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import importlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+
+from insightray.errors import InsightRayError, ServiceUnavailableError
+from insightray.imaging import LoadedImage
+from insightray.serving.batching import DynamicBatcher
+from insightray.serving.cache import CacheKey, ResultCache
+from insightray.serving.metrics import ServiceMetrics
+from insightray.serving.registry import ModelEntry
+
+__all__ = [
+    "AssistantRunner",
+    "DetectionRunner",
+    "FractureRunner",
+    "ModelHost",
+    "ModelLoader",
+    "TextRunner",
+    "configure_torch_threads",
+    "runner_key",
+]
+
+T = TypeVar("T")
+
+
+def configure_torch_threads(threads: int) -> None:
+    """Set torch's intra-op threads once per process (inter-op only before any parallel work).
+
+    On a 2-core machine one or two threads per inference keep the event loop responsive; on a
+    large server more threads per batch pay off. The service passes ``settings.torch_threads``.
+    """
+    torch.set_num_threads(max(1, threads))
+    # RuntimeError: already set, or parallel work already ran in this process
+    with contextlib.suppress(RuntimeError):
+        torch.set_num_interop_threads(1)
+
+
+def runner_key(entry: ModelEntry) -> str:
+    """``name:version@<weights sha256 prefix>``: a runner per version and weights."""
+    return f"{entry.key}@{entry.weights_sha256[:12]}"
+
+
+#: Detector boxes down to this score are kept as candidates beside the findings, so the
+#: viewer's threshold slider can show weaker ones on request.
+CANDIDATE_FLOOR = 0.01
+
+
+class DetectionRunner:
+    """Chest X-ray detection with :func:`insightray.engine.load_detection_predictor`.
+
+    It detects down to :data:`CANDIDATE_FLOOR`; :meth:`operating` splits a result at the
+    card's operating point (``threshold``) into the findings and the weaker candidates.
+    """
+
+    def __init__(self, entry: ModelEntry) -> None:
+        from insightray.engine import load_detection_predictor
+
+        self.entry = entry
+        self.predictor = load_detection_predictor(str(entry.card_path))
+        self.threshold = self.predictor.conf_threshold  # the card's operating point
+        self.predictor.conf_threshold = min(CANDIDATE_FLOOR, self.threshold)
+
+    def operating(self, result: Any) -> tuple[Any, list[Any]]:
+        """``result`` at the operating point (the CLI's boxes) and the candidates below it.
+
+        NMS only lets a box suppress weaker ones, so the boxes above the operating point are
+        the same as a run at that threshold.
+        """
+        kept = [d for d in result.detections if d.score > self.threshold]
+        weaker = [d for d in result.detections if d.score <= self.threshold]
+        return dataclasses.replace(result, detections=kept), weaker
+
+    def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
+        """One :class:`~insightray.engine.DetectionResult` per image, as one batch."""
+        return self.predictor.predict_arrays(
+            [image.pixels for image in images],
+            [image.meta.pixel_spacing for image in images],
+            ["study"] * len(images),
+            batch_size=max(1, len(images)),
+        )
+
+
+class FractureRunner:
+    """Fracture classification and its Grad-CAM heat map (the fracture engine's predictor).
+
+    Raises:
+        ServiceUnavailableError: The fracture engine is not installed in this build.
+    """
+
+    def __init__(self, entry: ModelEntry) -> None:
+        try:
+            classification = importlib.import_module("insightray.engine.classification")
+            self._gradcam = importlib.import_module("insightray.explain.gradcam")
+        except ModuleNotFoundError as error:
+            raise ServiceUnavailableError(
+                f"model {entry.name}", "the fracture classifier is not installed", "try later"
+            ) from error
+        self.entry = entry
+        self.predictor = classification.load_fracture_predictor(str(entry.card_path))
+        self._lock = threading.Lock()  # Grad-CAM hooks the model: one use at a time
+
+    def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
+        """One fracture result (``probability``, ``label``, ``threshold``) per image."""
+        with self._lock:
+            return list(self.predictor.predict_arrays([image.pixels for image in images]))
+
+    def heatmap(self, image: LoadedImage) -> NDArray[np.float32]:
+        """Grad-CAM heat in ``[0, 1]`` at the image's size."""
+        with self._lock:
+            heat = self._gradcam.gradcam_heatmap(self.predictor, image.pixels)
+        return np.asarray(heat, dtype=np.float32)
+
+
+class TextRunner:
+    """The clinical text pipeline with one NER and one disease-classifier version."""
+
+    def __init__(self, ner: ModelEntry, classifier: ModelEntry) -> None:
+        from insightray.nlp.classifier import DiseaseClassifier
+        from insightray.nlp.ner import NerTagger
+        from insightray.nlp.pipeline import ClinicalPipeline
+
+        self.entries = (ner, classifier)
+        self.pipeline = ClinicalPipeline(
+            extractor=NerTagger.from_pretrained(ner.card_path),
+            classifier=DiseaseClassifier.load(classifier.card_path),
+        )
+        self._lock = threading.Lock()  # spaCy pipelines are not documented as thread-safe
+
+    def analyze(self, text: str) -> dict[str, Any]:
+        """``ClinicalResult.to_dict()`` of ``text``."""
+        with self._lock:
+            return self.pipeline.analyze(text).to_dict()
+
+
+class AssistantRunner:
+    """The assistant with this intent-model version and the knowledge index in ``index_dir``.
+
+    Raises:
+        ServiceUnavailableError: No knowledge index has been built.
+    """
+
+    def __init__(self, entry: ModelEntry, index_dir: Path) -> None:
+        from insightray.assistant.chat import Assistant, AssistantConfig
+        from insightray.assistant.index import load_index
+
+        if not (index_dir / "manifest.json").is_file():
+            raise ServiceUnavailableError(
+                "assistant",
+                "no knowledge index has been built",
+                "run `insightray index build` with the same INSIGHTRAY_HOME, then retry",
+            )
+        self.entry = entry
+        config = AssistantConfig(index_dir=index_dir, intent_model=entry.card_path.parent)
+        self.assistant = Assistant(config, index=load_index(index_dir))
+        self._lock = threading.Lock()  # conversation state is shared
+
+    def ask(self, question: str, conversation_id: str | None) -> dict[str, Any]:
+        """``AssistantAnswer.to_dict()`` for the question."""
+        with self._lock:
+            return self.assistant.ask(question, conversation_id).to_dict()
+
+
+@dataclass
+class ModelLoader:
+    """Loads each model version once (thread-safe) and keeps it; shareable between apps.
+
+    Attributes:
+        index_dir: The assistant's knowledge index.
+        states: ``key -> "loading" | "ready" | "failed: <reason>"``.
+    """
+
+    index_dir: Path
+    states: dict[str, str] = field(default_factory=dict)
+    _loaded: dict[str, Any] = field(default_factory=dict)
+    _locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def image_runner(self, entry: ModelEntry) -> DetectionRunner | FractureRunner:
+        """The detection or fracture runner of a version."""
+        if entry.task == "cxr":
+            return self._load(runner_key(entry), lambda: DetectionRunner(entry))
+        if entry.task == "fracture":
+            return self._load(runner_key(entry), lambda: FractureRunner(entry))
+        raise ServiceUnavailableError(
+            f"model {entry.name}", "it is not an image model", "see /v1/models"
+        )
+
+    def text_runner(self, ner: ModelEntry, classifier: ModelEntry) -> TextRunner:
+        """The text pipeline of a pair of versions."""
+        key = f"{runner_key(ner)}+{runner_key(classifier)}"
+        return self._load(key, lambda: TextRunner(ner, classifier))
+
+    def assistant_runner(self, entry: ModelEntry) -> AssistantRunner:
+        """The assistant of an intent-model version."""
+        return self._load(runner_key(entry), lambda: AssistantRunner(entry, self.index_dir))
+
+    def ready(self, key: str) -> bool:
+        """Whether the runner under ``key`` is loaded."""
+        return self.states.get(key) == "ready"
+
+    def _load(self, key: str, build: Callable[[], T]) -> T:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._loaded:
+                self.states[key] = "loading"
+                try:
+                    self._loaded[key] = build()
+                except InsightRayError as error:
+                    self.states[key] = f"failed: {error}"
+                    if isinstance(error, ServiceUnavailableError):
+                        raise
+                    raise ServiceUnavailableError(
+                        key, f"the model cannot be loaded ({error})", "check its files"
+                    ) from error
+                self.states[key] = "ready"
+            runner: T = self._loaded[key]
+            return runner
+
+
+class ModelHost:
+    """Runs the models of one app: batched image inference, a result cache, a thread pool.
+
+    Args:
+        loader: Where runners come from (shared between apps in tests).
+        metrics: The app's metrics.
+        cache: The result cache.
+        threads: Inference threads (batches of different models run side by side).
+        batch_max_size: Most images per batch.
+        batch_max_delay_ms: Longest wait for a batch to fill.
+    """
+
+    def __init__(
+        self,
+        loader: ModelLoader,
+        metrics: ServiceMetrics,
+        cache: ResultCache[Any],
+        *,
+        threads: int,
+        batch_max_size: int,
+        batch_max_delay_ms: float,
+    ) -> None:
+        self.loader = loader
+        self.metrics = metrics
+        self.cache = cache
+        self.executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="inference")
+        self.batch_max_size = batch_max_size
+        self.batch_max_delay_ms = batch_max_delay_ms
+        self.batchers: dict[str, DynamicBatcher[LoadedImage, Any]] = {}
+        self.warm_up_done = threading.Event()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call in the inference pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+    async def image_runner(self, entry: ModelEntry) -> DetectionRunner | FractureRunner:
+        """The runner of an image model version (loaded in a helper thread on first use)."""
+        return await asyncio.to_thread(self.loader.image_runner, entry)
+
+    async def predict_image(
+        self, entry: ModelEntry, image: LoadedImage, input_sha256: str, *, shadow: bool = False
+    ) -> tuple[Any, bool]:
+        """The model's output for one image, batched with concurrent requests.
+
+        Returns:
+            The output and whether it came from the cache.
+        """
+        key = CacheKey(input_sha256, entry.task, entry.name, entry.version)
+        cached = self.cache.get(key)
+        self.metrics.observe_cache(entry.name, entry.version, cached is not None)
+        if cached is not None:
+            return cached, True
+        runner = await self.image_runner(entry)
+        started = time.perf_counter()
+        output = await self._batcher(entry, runner).submit(image)
+        seconds = time.perf_counter() - started
+        self.metrics.observe_prediction(
+            entry.task, entry.name, entry.version, seconds, shadow=shadow
+        )
+        self.cache.put(key, output)
+        return output, False
+
+    def warm_up(self, load: Sequence[Callable[[], Any]]) -> None:
+        """Load models in a background thread; :attr:`warm_up_done` is set when all tried."""
+
+        def work() -> None:
+            for step in load:
+                with contextlib.suppress(InsightRayError):  # kept in loader.states; 503 then
+                    step()
+            self.warm_up_done.set()
+
+        threading.Thread(target=work, name="model-warm-up", daemon=True).start()
+
+    async def close(self) -> None:
+        """Stop the batchers and the pool (queued requests fail with 503)."""
+        for batcher in self.batchers.values():
+            await batcher.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _batcher(
+        self, entry: ModelEntry, runner: DetectionRunner | FractureRunner
+    ) -> DynamicBatcher[LoadedImage, Any]:
+        batcher = self.batchers.get(entry.key)
+        if batcher is None:
+            name, version = entry.name, entry.version
+            batcher = DynamicBatcher(
+                runner.predict,
+                self.executor,
+                self.batch_max_size,
+                self.batch_max_delay_ms,
+                on_batch=self.metrics.batch_size.labels(name, version).observe,
+                on_queue=self.metrics.queue_depth.labels(name, version).set,
+            )
+            self.batchers[entry.key] = batcher
+        return batcher

@@ -1,0 +1,96 @@
+"""Prometheus metrics of one app: its own registry, so several apps in a process never clash.
+
+Series: requests and their latency per route template (never the raw path, which holds ids),
+predictions and their latency per model version, batch sizes, queue depth, cache hits and
+misses.
+
+Example:
+    >>> metrics = ServiceMetrics()
+    >>> metrics.observe_request("GET", "/healthz", 200, 0.001)
+    >>> b"insightray_requests_total" in metrics.render()
+    True
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+
+#: The media type of :meth:`ServiceMetrics.render` (Prometheus text format 0.0.4).
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+class ServiceMetrics:
+    """The service's metrics in a private :class:`CollectorRegistry`."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "insightray_requests_total",
+            "HTTP requests by method, route template and status code.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.request_latency = Histogram(
+            "insightray_request_latency_seconds",
+            "HTTP request latency by method and route template.",
+            ("method", "route"),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.predictions = Counter(
+            "insightray_predictions_total",
+            "Predictions by task, model, version and role (served, shadow).",
+            ("task", "model", "version", "role"),
+            registry=self.registry,
+        )
+        self.prediction_latency = Histogram(
+            "insightray_prediction_latency_seconds",
+            "Time from queueing to result per model version.",
+            ("task", "model", "version"),
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.batch_size = Histogram(
+            "insightray_batch_size",
+            "Items per inference batch.",
+            ("model", "version"),
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "insightray_queue_depth",
+            "Requests waiting for a batch.",
+            ("model", "version"),
+            registry=self.registry,
+        )
+        self.cache = Counter(
+            "insightray_cache_total",
+            "Result cache lookups by outcome (hit, miss).",
+            ("model", "version", "outcome"),
+            registry=self.registry,
+        )
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one HTTP request and its latency."""
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_latency.labels(method, route).observe(seconds)
+
+    def observe_prediction(
+        self, task: str, model: str, version: str, seconds: float, *, shadow: bool = False
+    ) -> None:
+        """Count one prediction (served or shadow) and its latency."""
+        self.predictions.labels(task, model, version, "shadow" if shadow else "served").inc()
+        self.prediction_latency.labels(task, model, version).observe(seconds)
+
+    def observe_cache(self, model: str, version: str, hit: bool) -> None:
+        """Count a cache lookup."""
+        self.cache.labels(model, version, "hit" if hit else "miss").inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every series."""
+        return generate_latest(self.registry)

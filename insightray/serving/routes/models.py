@@ -1,0 +1,102 @@
+"""The model registry over HTTP: list, inspect, register a version, change stage and traffic."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, ConfigDict, Field
+
+from insightray.errors import NotFoundError
+from insightray.serving.deps import Principal, Services, get_services, require
+from insightray.serving.registry import ModelEntry
+from insightray.serving.roles import Permission
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
+Admin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
+Stage = Literal["staging", "production", "archived"]
+
+
+class RegisterRequest(BaseModel):
+    """A model card on the server's disk (weights beside it) to add as a new version."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    card_path: str = Field(min_length=1, max_length=1024)
+    stage: Stage = "staging"
+    traffic_percent: int = Field(default=0, ge=0, le=100)
+    shadow: bool = False
+
+
+class UpdateRequest(BaseModel):
+    """Stage, traffic share (staging versions) and shadow flag; omitted fields stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stage: Stage | None = None
+    traffic_percent: int | None = Field(default=None, ge=0, le=100)
+    shadow: bool | None = None
+
+
+def _model_json(name: str, entries: list[ModelEntry]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "task": entries[0].task,
+        "versions": [entry.to_dict() for entry in entries],
+    }
+
+
+@router.get("")
+def list_models(services: ServicesDep, who: Reader) -> dict[str, Any]:
+    """Every registered model with its versions."""
+    by_name: dict[str, list[ModelEntry]] = {}
+    for entry in services.registry.versions():
+        by_name.setdefault(entry.name, []).append(entry)
+    return {"items": [_model_json(name, entries) for name, entries in sorted(by_name.items())]}
+
+
+@router.get("/{name}")
+def get_model(name: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
+    """One model and its versions."""
+    entries = services.registry.versions(name)
+    if not entries:
+        raise NotFoundError(f"model {name}", "no such model", "list /v1/models")
+    return _model_json(name, entries)
+
+
+@router.post("/{name}/versions", status_code=201)
+def register_version(
+    name: str, body: RegisterRequest, services: ServicesDep, who: Admin
+) -> dict[str, Any]:
+    """Register a new version from a model card path (checked against its weights)."""
+    started = time.perf_counter()
+    entry = services.registry.register(
+        name,
+        body.card_path,
+        stage=body.stage,
+        traffic_percent=body.traffic_percent,
+        shadow=body.shadow,
+    )
+    services.record(
+        who, "model.register", "ok", started, model_name=entry.name, model_version=entry.version
+    )
+    return entry.to_dict()
+
+
+@router.put("/{name}/versions/{version}")
+def update_version(
+    name: str, version: str, body: UpdateRequest, services: ServicesDep, who: Admin
+) -> dict[str, Any]:
+    """Change a version's stage, traffic share or shadow flag: effective at once."""
+    started = time.perf_counter()
+    entry = services.registry.update(
+        name, version, stage=body.stage, traffic_percent=body.traffic_percent, shadow=body.shadow
+    )
+    services.record(
+        who, "model.update", "ok", started, model_name=entry.name, model_version=entry.version
+    )
+    return entry.to_dict()

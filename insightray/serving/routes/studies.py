@@ -1,0 +1,136 @@
+"""Studies: upload, list, fetch, delete, preview PNG and raw pixels for the viewer."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+
+from insightray.errors import PayloadTooLargeError
+from insightray.serving import images
+from insightray.serving.analysis import result_summary
+from insightray.serving.deps import Principal, Services, get_services, require
+from insightray.serving.roles import Permission
+from insightray.serving.studies import (
+    decode_study,
+    delete_study,
+    get_study,
+    ingest,
+    list_studies,
+    study_bytes,
+    study_json,
+    study_results,
+)
+
+router = APIRouter(prefix="/v1/studies", tags=["studies"])
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+PNG: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"image/png": {}}, "description": "PNG image"}
+}
+
+
+@router.post("", status_code=201)
+async def upload_study(
+    file: Annotated[UploadFile, File(description="A DICOM, PNG or JPEG radiograph")],
+    services: ServicesDep,
+    who: Annotated[Principal, Depends(require(Permission.STUDY_WRITE))],
+) -> dict[str, Any]:
+    """Upload an image; DICOM is de-identified on ingest, then stored encrypted."""
+    started = time.perf_counter()
+    limit = services.settings.max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLargeError(
+            "upload", f"the file is over the limit of {limit:,} bytes", "send a smaller file"
+        )
+    try:
+        study = await run_in_threadpool(ingest, services, who, data, started)  # audited
+    except Exception as error:
+        outcome = f"error:{type(error).__name__.lower()}"
+        await run_in_threadpool(services.record, who, "study.upload", outcome, started)
+        raise
+    return study_json(study, [])
+
+
+@router.get("")
+def list_all(
+    services: ServicesDep, who: Annotated[Principal, Depends(require(Permission.STUDY_READ))]
+) -> dict[str, Any]:
+    """The caller's studies (admins: everyone's), newest first."""
+    started = time.perf_counter()
+    items = [
+        study_json(study, [result_summary(result) for result in results])
+        for study, results in list_studies(services, who)
+    ]
+    services.record(who, "study.list", "ok", started)
+    return {"items": items}
+
+
+@router.get("/{study_id}")
+def fetch(
+    study_id: str,
+    services: ServicesDep,
+    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+) -> dict[str, Any]:
+    """One study with summaries of its results."""
+    started = time.perf_counter()
+    study = get_study(services, who, study_id)
+    results = [result_summary(result) for result in study_results(services, study.id)]
+    services.record(who, "study.read", "ok", started, study_id=study.id)
+    return study_json(study, results)
+
+
+@router.delete("/{study_id}", status_code=204)
+def delete(
+    study_id: str,
+    services: ServicesDep,
+    who: Annotated[Principal, Depends(require(Permission.STUDY_DELETE))],
+) -> Response:
+    """Delete a study: its encrypted image and results are erased from the store."""
+    started = time.perf_counter()
+    study = delete_study(services, who, study_id)
+    services.record(who, "study.delete", "ok", started, study_id=study.id)
+    return Response(status_code=204)
+
+
+@router.get("/{study_id}/preview.png", response_class=Response, responses=PNG)
+def preview(
+    study_id: str,
+    services: ServicesDep,
+    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+) -> Response:
+    """An 8-bit PNG at the study's default window (rendered on the server)."""
+    started = time.perf_counter()
+    study = get_study(services, who, study_id)
+    png = images.preview_png(decode_study(services, study))
+    services.record(who, "study.preview", "ok", started, study_id=study.id)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/{study_id}/pixels",
+    response_class=Response,
+    responses={200: {"content": {"application/octet-stream": {}}, "description": "uint16 LE"}},
+)
+def pixels(
+    study_id: str,
+    services: ServicesDep,
+    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+) -> Response:
+    """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``."""
+    started = time.perf_counter()
+    study = get_study(services, who, study_id)
+    image = images.decode(study_bytes(services, study), services.settings.home / "tmp", "modality")
+    payload = images.pixel_payload(images.modality_values(image))
+    services.record(who, "study.pixels", "ok", started, study_id=study.id)
+    headers = {
+        "X-Image-Width": str(payload.width),
+        "X-Image-Height": str(payload.height),
+        "X-Value-Min": repr(payload.value_min),
+        "X-Value-Max": repr(payload.value_max),
+        "Cache-Control": "no-store",
+    }
+    return Response(payload.data, media_type="application/octet-stream", headers=headers)

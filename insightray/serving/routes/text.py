@@ -1,0 +1,49 @@
+"""``POST /v1/text/analyze``: entities with context, and ranked diseases, for clinical text."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from insightray.serving.deps import Principal, Services, get_services, require
+from insightray.serving.roles import Permission
+
+router = APIRouter(prefix="/v1/text", tags=["text"])
+
+
+class TextRequest(BaseModel):
+    """A clinical note or patient message."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+@router.post("/analyze")
+async def analyze_text(
+    body: TextRequest,
+    services: Annotated[Services, Depends(get_services)],
+    who: Annotated[Principal, Depends(require(Permission.TEXT))],
+) -> dict[str, Any]:
+    """``ClinicalResult.to_dict()`` plus the model versions that produced it."""
+    started = time.perf_counter()
+    registry, user = services.registry, who.username
+    ner = (await run_in_threadpool(registry.choose, "ner", user)).served
+    classifier = (await run_in_threadpool(registry.choose, "text-classification", user)).served
+    runner = await run_in_threadpool(services.host.loader.text_runner, ner, classifier)
+    result = await services.host.run(runner.analyze, body.text)
+    seconds = time.perf_counter() - started
+    for entry in (ner, classifier):
+        services.metrics.observe_prediction("text", entry.name, entry.version, seconds)
+    await run_in_threadpool(
+        services.record, who, "text.analyze", "ok", started,
+        model_name=classifier.name, model_version=classifier.version,
+        input_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
+    )  # fmt: skip
+    models = [{"name": e.name, "version": e.version} for e in (ner, classifier)]
+    return {**result, "models": models}

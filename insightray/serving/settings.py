@@ -1,0 +1,160 @@
+"""Service settings: one frozen object, read from ``INSIGHTRAY_*`` environment variables.
+
+Every field ``name`` can be set with ``INSIGHTRAY_<NAME>`` (``INSIGHTRAY_DATABASE_URL``,
+``INSIGHTRAY_REDIS_URL``, ``INSIGHTRAY_RATE_PER_S``, ``INSIGHTRAY_DEIDENTIFY=0`` ...). The data
+directory ``home`` holds the SQLite database, the encrypted ``store/`` and ``keys/``; it is
+created on first use by :meth:`ServeSettings.ensure_dirs`.
+
+Example:
+    >>> settings = ServeSettings.from_env(home=Path("/tmp/ir-doc"), rate_per_s=5)
+    >>> settings.database_url, settings.keys_dir.name, settings.rate_per_s
+    ('sqlite:////tmp/ir-doc/insightray.db', 'keys', 5.0)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from insightray.config import insightray_home
+from insightray.errors import ConfigError
+
+__all__ = ["ServeSettings", "available_cpus"]
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def available_cpus() -> int:
+    """CPU cores this process may use (respects affinity masks, e.g. in containers)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _default_inference_threads() -> int:
+    """Parallel inference workers: one on small machines, up to 8 on large servers."""
+    return max(1, min(8, available_cpus() // 4))
+
+
+def _default_torch_threads() -> int:
+    """Torch threads per worker, so that workers x threads fills the cores once."""
+    return max(1, available_cpus() // _default_inference_threads())
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Everything the service needs to start.
+
+    Attributes:
+        home: The data directory (database, ``store/``, ``keys/``).
+        database_url: SQLAlchemy URL; empty means ``sqlite:///<home>/insightray.db``.
+        data_key: Base64 AES-256 key(s) for data at rest (comma-separated, primary last);
+            ``None`` reads or creates ``<home>/keys/data.key``.
+        token_ttl_s: Lifetime of issued JWTs in seconds.
+        max_upload_bytes: Largest accepted upload.
+        deidentify: De-identify DICOM uploads on ingest (PS3.15 Basic Profile).
+        pseudonym_map: Keep an encrypted patient-ID -> pseudonym mapping.
+        redis_url: Share rate limits through Redis (``redis://host:6379/0``).
+        rate_per_s: Sustained requests per second per user or API key.
+        rate_burst: Requests allowed at once before the rate applies.
+        batch_max_size: Largest dynamic batch for the image models.
+        batch_max_delay_ms: Longest wait for a batch to fill.
+        cache_entries: Result cache size (entries).
+        inference_threads: Parallel inference workers.
+        torch_threads: Torch intra-op threads per worker.
+    """
+
+    home: Path
+    database_url: str = ""
+    data_key: str | None = field(default=None, repr=False)
+    token_ttl_s: int = 3600
+    max_upload_bytes: int = 64 * 1024 * 1024
+    deidentify: bool = True
+    pseudonym_map: bool = False
+    redis_url: str | None = None
+    rate_per_s: float = 20.0
+    rate_burst: int = 40
+    batch_max_size: int = 8
+    batch_max_delay_ms: float = 10.0
+    cache_entries: int = 256
+    inference_threads: int = field(default_factory=_default_inference_threads)
+    torch_threads: int = field(default_factory=_default_torch_threads)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "home", Path(self.home).expanduser())
+        if not self.database_url:
+            url = f"sqlite:///{self.home / 'insightray.db'}"
+            object.__setattr__(self, "database_url", url)
+        for name in ("token_ttl_s", "max_upload_bytes", "rate_burst", "batch_max_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be at least 1", f"set INSIGHTRAY_{name.upper()}")
+        if self.rate_per_s <= 0 or self.batch_max_delay_ms < 0 or self.cache_entries < 0:
+            raise ConfigError("rate/batch settings", "must not be negative", "check the values")
+        if self.inference_threads < 1 or self.torch_threads < 1:
+            raise ConfigError("threads", "must be at least 1", "set a positive thread count")
+
+    @property
+    def keys_dir(self) -> Path:
+        """Secrets: ``data.key``, ``jwt.key``, ``deid.salt`` (mode 0700)."""
+        return self.home / "keys"
+
+    @property
+    def store_dir(self) -> Path:
+        """The encrypted content-addressed blob store."""
+        return self.home / "store"
+
+    @property
+    def audit_anchor(self) -> Path:
+        """The file remembering the newest audit record (see :mod:`~insightray.serving.audit`)."""
+        return self.keys_dir / "audit.anchor"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> ServeSettings:
+        """Settings from ``INSIGHTRAY_*`` variables; keyword overrides win over both.
+
+        Raises:
+            ConfigError: A variable cannot be parsed (the message names it).
+        """
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            if spec.name in overrides:
+                values[spec.name] = overrides.pop(spec.name)
+                continue
+            variable = f"INSIGHTRAY_{spec.name.upper()}"
+            raw = os.environ.get(variable)
+            if raw is not None and raw.strip() != "":
+                values[spec.name] = _parse(variable, raw.strip(), str(spec.type))
+        if overrides:
+            raise ConfigError(", ".join(sorted(overrides)), "unknown settings", "check the names")
+        values.setdefault("home", insightray_home())
+        if isinstance(values.get("rate_per_s"), int):
+            values["rate_per_s"] = float(values["rate_per_s"])
+        return cls(**values)
+
+    def ensure_dirs(self) -> None:
+        """Create the data directory tree (``keys/`` readable by the owner only)."""
+        for folder in (self.home, self.store_dir, self.keys_dir):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.keys_dir.chmod(0o700)
+
+
+def _parse(variable: str, raw: str, type_name: str) -> Any:
+    """Parse one environment value by the field's annotation."""
+    try:
+        if type_name == "bool":
+            if raw.lower() in _TRUE | _FALSE:
+                return raw.lower() in _TRUE
+            raise ValueError(raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        return raw
+    except ValueError as error:
+        raise ConfigError(variable, f"cannot read it as {type_name}", "fix the value") from error

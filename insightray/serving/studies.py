@@ -1,0 +1,222 @@
+"""Studies: ingest (sniff, de-identify, validate, encrypt, record), look up, list, delete.
+
+Blocking functions, called from request threads. The stored bytes are the de-identified
+DICOM (or the PNG/JPEG as sent), encrypted in the content-addressed store; the ``studies``
+row keeps only technical metadata. A study is visible to its owner, and to every user whose
+role may read all studies (admins).
+
+Example:
+    >>> study = ingest(services, principal, data)  # doctest: +SKIP
+    >>> study_json(study, [])["status"]  # doctest: +SKIP
+    'stored'
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import pydicom
+from sqlalchemy import func, select
+
+from insightray.errors import NotFoundError
+from insightray.imaging import LoadedImage
+from insightray.serving import images
+from insightray.serving.db.models import Result, Study, utc_now
+from insightray.serving.deid import deidentify_bytes, remember_pseudonym
+from insightray.serving.deps import Principal, Services
+from insightray.serving.roles import Role
+
+__all__ = [
+    "decode_study",
+    "delete_study",
+    "get_study",
+    "ingest",
+    "list_studies",
+    "study_bytes",
+    "study_json",
+    "study_results",
+]
+
+#: Roles that see every study, not only their own.
+SEE_ALL = frozenset({Role.ADMIN})
+
+
+def ingest(services: Services, who: Principal, data: bytes, started: float | None = None) -> Study:
+    """Store an upload as a new study, audited (``study.upload``, latency from ``started``)
+    in the transaction that adds its row.
+
+    Raises:
+        EmptyFileError: No bytes (422).
+        UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF (415).
+        InputError: A damaged file, no pixel data, several frames... (422).
+    """
+    tmp_dir = services.settings.home / "tmp"
+    source_format = images.detect_bytes_format(data, tmp_dir)
+    stored = data
+    if source_format == "dicom" and services.settings.deidentify:
+        stored = _deidentify(services, data)
+    image = images.decode(stored, tmp_dir, output="modality")  # validates: 4xx if unusable
+    values = images.modality_values(image)
+    low, high = float(values.min()), float(values.max())
+    if source_format == "dicom":
+        windows = images.dicom_windows(stored, low, high, image.meta.photometric == "MONOCHROME1")
+    else:
+        windows = [images.full_range_window(low, high)]
+    meta = image.meta
+    sha256 = services.store.put(stored)
+    study = Study(
+        owner_id=who.user_id,
+        content_type=images.CONTENT_TYPES[source_format],
+        modality=meta.modality,
+        sha256=sha256,
+        size_bytes=len(stored),
+        width=meta.original_size[1],
+        height=meta.original_size[0],
+        pixel_spacing=list(meta.pixel_spacing) if meta.pixel_spacing else None,
+        status="stored",
+        meta={
+            "source_format": source_format,
+            "photometric": meta.photometric,
+            "bits_stored": meta.bits_stored,
+            "body_part": meta.body_part,
+            "view": meta.view,
+            "transfer_syntax": meta.transfer_syntax,
+            "value_range": [low, high],
+            "windows": windows,
+            "deidentified": source_format == "dicom" and services.settings.deidentify,
+        },
+    )
+    with services.db.session() as session:
+        session.add(study)
+        session.flush()
+        services.record(
+            who, "study.upload", "ok", started, session, study_id=study.id, input_sha256=sha256
+        )
+        session.expunge(study)
+    return study
+
+
+def _deidentify(services: Services, data: bytes) -> bytes:
+    """PS3.15 Basic Profile; with the pseudonym map on, a stable pseudonym is kept too."""
+    pseudonym = None
+    if services.settings.pseudonym_map:
+        with warnings.catch_warnings():  # pydicom warnings can quote tag values
+            warnings.simplefilter("ignore")
+            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+        patient_id = str(header.get("PatientID") or "")
+        if patient_id:
+            with services.db.session() as session:
+                pseudonym = remember_pseudonym(
+                    session, services.store.keyring, patient_id, services.deid_salt
+                )
+    return deidentify_bytes(data, salt=services.deid_salt, pseudonym=pseudonym)
+
+
+def get_study(services: Services, who: Principal, study_id: str) -> Study:
+    """A live study the caller may see.
+
+    Raises:
+        NotFoundError: No such study, deleted, or someone else's (404 either way).
+    """
+    with services.db.session(read_only=True) as session:
+        study = session.get(Study, study_id)
+        if study is None or study.status == "deleted" or not _visible(study, who):
+            raise NotFoundError(f"study {study_id}", "no such study", "list /v1/studies")
+        session.expunge(study)
+        return study
+
+
+def list_studies(services: Services, who: Principal) -> list[tuple[Study, list[Result]]]:
+    """The caller's live studies (all for admins), newest first, with their results."""
+    query = select(Study).where(Study.status != "deleted").order_by(Study.created_at.desc())
+    if who.role not in SEE_ALL:
+        query = query.where(Study.owner_id == who.user_id)
+    with services.db.session(read_only=True) as session:
+        studies = list(session.scalars(query))
+        ids = [study.id for study in studies]
+        results = list(session.scalars(select(Result).where(Result.study_id.in_(ids))))
+        session.expunge_all()
+    by_study: dict[str, list[Result]] = {}
+    for result in results:
+        by_study.setdefault(result.study_id, []).append(result)
+    return [(study, by_study.get(study.id, [])) for study in studies]
+
+
+def study_results(services: Services, study_id: str) -> list[Result]:
+    """A study's results, oldest first."""
+    query = select(Result).where(Result.study_id == study_id).order_by(Result.created_at)
+    with services.db.session(read_only=True) as session:
+        results = list(session.scalars(query))
+        session.expunge_all()
+    return results
+
+
+def delete_study(services: Services, who: Principal, study_id: str) -> Study:
+    """Mark a study deleted and erase its blobs (unless another live record uses them)."""
+    study = get_study(services, who, study_id)
+    with services.db.session() as session:
+        row = session.get(Study, study_id)
+        assert row is not None
+        row.status, row.deleted_at = "deleted", utc_now()
+        results = list(session.scalars(select(Result).where(Result.study_id == study_id)))
+    for result in results:
+        for key in (result.output_sha256, result.image_sha256):
+            if key and not _blob_in_use(services, key, Result, study_id):
+                services.store.delete(key)
+    if not _blob_in_use(services, study.sha256, Study, study_id):
+        services.store.delete(study.sha256)
+    return study
+
+
+def _blob_in_use(services: Services, key: str, table: type[Any], study_id: str) -> bool:
+    live = Study.status != "deleted"
+    with services.db.session(read_only=True) as session:
+        if table is Study:
+            query = select(func.count()).select_from(Study).where(Study.sha256 == key, live)
+        else:
+            query = (
+                select(func.count())
+                .select_from(Result)
+                .join(Study, Study.id == Result.study_id)
+                .where(
+                    live,
+                    Study.id != study_id,
+                    (Result.output_sha256 == key) | (Result.image_sha256 == key),
+                )
+            )
+        return bool(session.scalar(query))
+
+
+def study_bytes(services: Services, study: Study) -> bytes:
+    """The stored (de-identified) bytes, decrypted."""
+    return services.store.get(study.sha256)
+
+
+def decode_study(services: Services, study: Study) -> LoadedImage:
+    """The study's display image: the default window applied, as the CLI reads it."""
+    return images.decode(study_bytes(services, study), services.settings.home / "tmp")
+
+
+def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:
+    """The API form of a study (no patient identifiers, no file name)."""
+    return {
+        "id": study.id,
+        "modality": study.modality,
+        "content_type": study.content_type,
+        "size_bytes": study.size_bytes,
+        "sha256": study.sha256,
+        "width": study.width,
+        "height": study.height,
+        "pixel_spacing": study.pixel_spacing,
+        "windows": study.meta.get("windows", []),
+        "status": study.status,
+        "created_at": study.created_at.isoformat(),
+        "results": list(results),
+    }
+
+
+def _visible(study: Study, who: Principal) -> bool:
+    return who.role in SEE_ALL or study.owner_id == who.user_id

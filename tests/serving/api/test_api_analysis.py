@@ -1,0 +1,121 @@
+"""Analysing studies over HTTP: the CLI's boxes, the model version, encrypted results, audit."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pydicom
+from sqlalchemy import select
+
+from insightray.config import data_root
+from insightray.engine import load_detection_predictor
+from insightray.imaging import read_image
+from insightray.models.catalog import bundled_models
+from insightray.serving.audit import AuditLog
+from insightray.serving.db.models import AuditRecord, Result
+from tests.serving.api.conftest import CHEST_DICOM, Api
+
+TB_IMAGE = data_root() / "cxr" / "tbx11k" / "images" / "tb0020.jpg"
+
+
+def _cli_boxes(path: str) -> list[dict[str, object]]:
+    """What `insightray detect --json` reports for the file (the default detector)."""
+    result = load_detection_predictor(None).predict_paths([path])[0].to_dict()
+    return [
+        {"label": d["class_name"], "score": d["score"], "box": d["box"], "box_mm": d["box_mm"]}
+        for d in result["detections"]
+    ]
+
+
+def _findings(body: dict[str, object]) -> list[dict[str, object]]:
+    keys = ("label", "score", "box", "box_mm")
+    return [{k: item[k] for k in keys} for item in body["findings"]]  # type: ignore[attr-defined]
+
+
+def test_analyze_cxr_returns_the_cli_boxes_and_the_model_version(api: Api) -> None:
+    headers = api.as_role("clinician")
+    for path in (CHEST_DICOM, TB_IMAGE):
+        study = api.upload(path)
+        response = api.client.post(
+            f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model"] == {"name": "cxr-tbx11k-yolov5s", "version": "0.1.0"}
+        assert body["task"] == "cxr" and body["fracture"] is None
+        assert _findings(body) == _cli_boxes(str(path))
+        overlay = api.client.get(body["image_url"], headers=headers)
+        assert overlay.status_code == 200 and overlay.content[:4] == b"\x89PNG"
+        again = api.client.get(f"/v1/results/{body['result_id']}", headers=headers).json()
+        assert again["findings"] == body["findings"]
+        listed = api.client.get(f"/v1/studies/{study['id']}/results", headers=headers).json()
+        assert [r["result_id"] for r in listed["items"]] == [body["result_id"]]
+    assert body["findings"], "the TBX11K image has tuberculosis boxes"
+    assert all(len(f["box"]) == 4 and 0 < f["score"] <= 1 for f in body["findings"])
+
+
+def test_results_are_encrypted_at_rest(api: Api) -> None:
+    headers = api.as_role("clinician")
+    study = api.upload(TB_IMAGE)
+    body = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=headers
+    ).json()
+    with api.services.db.session(read_only=True) as session:
+        row = session.get(Result, body["result_id"])
+        assert row is not None
+    plain = api.services.store.get(row.output_sha256)
+    assert json.loads(plain)["response"]["result_id"] == body["result_id"]
+    on_disk = api.services.store.path(row.output_sha256).read_bytes()
+    assert b"findings" not in on_disk and b"ActiveTuberculosis" not in on_disk
+    assert b"PNG" not in api.services.store.path(row.image_sha256 or "").read_bytes()[:16]
+
+
+def test_fracture_task_answers_or_says_the_model_is_missing(api: Api) -> None:
+    headers = api.as_role("clinician")
+    study = api.upload(CHEST_DICOM)
+    response = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "fracture"}, headers=headers
+    )
+    engine = importlib.util.find_spec("insightray.engine.classification") is not None
+    installed = engine and any(name.startswith("fracture") for name in bundled_models())
+    if not installed:
+        assert response.status_code == 503
+        assert response.json()["error"]["type"] == "ServiceUnavailableError"
+        return
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert 0.0 <= body["fracture"]["probability"] <= 1.0 and body["findings"] is None
+    heatmap = api.client.get(body["heatmap_url"], headers=headers)
+    assert heatmap.status_code == 200 and heatmap.content[:4] == b"\x89PNG"
+
+
+def test_audit_chain_verifies_after_a_series_of_requests(api: Api) -> None:
+    headers = api.as_role("clinician")
+    name = str(pydicom.dcmread(CHEST_DICOM).PatientName)
+    study = api.upload(CHEST_DICOM)
+    sid = study["id"]
+    api.client.post(f"/v1/studies/{sid}/analyze", json={"task": "cxr"}, headers=headers)
+    api.client.get(f"/v1/studies/{sid}", headers=headers)
+    api.client.get(f"/v1/studies/{sid}/preview.png", headers=headers)
+    api.client.get("/v1/studies", headers=api.as_role("auditor"))  # denied, audited
+    api.client.post(f"/v1/studies/{sid}/analyze", json={"task": "cxr"}, headers=headers)
+    api.client.delete(f"/v1/studies/{sid}", headers=headers)
+    verdict = AuditLog(api.services.db).verify()
+    assert verdict.ok, verdict
+    with api.services.db.session(read_only=True) as session:
+        records = list(session.scalars(select(AuditRecord).order_by(AuditRecord.seq)))
+    actions = [(r.action, r.outcome) for r in records if r.study_id == sid]
+    assert actions == [
+        ("study.upload", "ok"),
+        ("study.analyze", "ok"),
+        ("study.read", "ok"),
+        ("study.preview", "ok"),
+        ("study.analyze", "ok"),
+        ("study.delete", "ok"),
+    ]
+    analyses = [r for r in records if r.action == "study.analyze"]
+    assert {(r.model_name, r.model_version) for r in analyses} == {("cxr-tbx11k-yolov5s", "0.1.0")}
+    assert all(r.input_sha256 == study["sha256"] and r.latency_ms for r in analyses)
+    assert name not in " ".join(str(vars(r)) for r in records)
+    assert read_image(CHEST_DICOM).pixels.shape == (1024, 1024)
