@@ -1,0 +1,267 @@
+// The AI findings panel: detector boxes (threshold, per-class toggles, a list that highlights
+// its box), the fracture result with its operating point and the Grad-CAM heatmap controls.
+
+import { $, h, percent, probabilityText, setError, show } from "./dom.js";
+
+// Saturated colours that stand out on a grayscale radiograph, one per class (in label order).
+const PALETTE = ["#ffb020", "#38bdf8", "#f472b6", "#a3e635", "#c084fc", "#fb7185", "#2dd4bf", "#facc15"];
+
+/** The operating point of a detection result; the model card's when the service gives it. */
+function operatingPoint(result) {
+  const value = result?.threshold;
+  return Number.isFinite(value) ? value : null;
+}
+
+export function modelText(model) {
+  if (!model) return "";
+  return `${model.name} v${model.version}`;
+}
+
+export class FindingsPanel {
+  /**
+   * @param {import("./viewer.js").RadiographViewer} viewer
+   * @param {import("./api.js").Api} api
+   * @param {{onHeatmapChange: (on: boolean) => void}} hooks
+   */
+  constructor(viewer, api, hooks) {
+    this.viewer = viewer;
+    this.api = api;
+    this.hooks = hooks;
+    this.detection = null;
+    this.fracture = null;
+    this.threshold = 0.25;
+    this.hiddenClasses = new Set();
+    this.sticky = null;
+    this.heatmapLoaded = null;   // result id whose heatmap the viewer holds
+    this.#bind();
+  }
+
+  #bind() {
+    const slider = $("#threshold");
+    slider.addEventListener("input", () => this.setThreshold(Number(slider.value)));
+    $("#heatmap-toggle").addEventListener("change", (event) => this.setHeatmap(event.target.checked));
+    $("#heatmap-opacity").addEventListener("input", (event) => {
+      const value = Number(event.target.value);
+      this.viewer.setHeatmapOpacity(value);
+      $("#heatmap-opacity-value").textContent = percent(value);
+    });
+    $("#findings-list").addEventListener("mouseleave", () => this.#highlight(this.sticky));
+  }
+
+  /** Forget everything (no study open). */
+  clear() {
+    this.detection = null;
+    this.fracture = null;
+    this.hiddenClasses.clear();
+    this.sticky = null;
+    this.heatmapLoaded = null;
+    this.setBusy(false);
+    setError($("#findings-error"), "");
+    this.render();
+  }
+
+  setBusy(busy) {
+    show($("#findings-busy"), busy);
+    $("#run-cxr").disabled = busy || !this.hasStudy;
+    $("#run-fracture").disabled = busy || !this.hasStudy;
+  }
+
+  setStudyOpen(open) {
+    this.hasStudy = open;
+    this.setBusy(false);
+  }
+
+  setError(message) {
+    setError($("#findings-error"), message);
+  }
+
+  /** Show the latest result of each task, e.g. from GET /v1/studies/{id}/results. */
+  setResults(results) {
+    const latest = (task) => [...results].reverse().find((r) => r.task === task) ?? null;
+    this.#setDetection(latest("cxr"));
+    this.#setFracture(latest("fracture"));
+    this.render();
+  }
+
+  /** A fresh analysis answer. */
+  addResult(result) {
+    if (result.task === "cxr") this.#setDetection(result);
+    else this.#setFracture(result);
+    this.render();
+  }
+
+  #setDetection(result) {
+    this.detection = result;
+    this.hiddenClasses.clear();
+    this.sticky = null;
+    const point = operatingPoint(result);
+    this.setThreshold(point ?? this.#defaultThreshold(result), false);
+  }
+
+  /** Without an operating point from the service: show every box it returned. */
+  #defaultThreshold(result) {
+    const scores = [...(result?.findings ?? []), ...(result?.candidates ?? [])].map((f) => f.score);
+    return scores.length ? Math.floor(Math.min(...scores) * 100) / 100 : 0.25;
+  }
+
+  #setFracture(result) {
+    if (result?.result_id !== this.fracture?.result_id) {
+      this.heatmapLoaded = null;
+      this.viewer.setHeatmap(null);
+      this.setHeatmap(false);
+    }
+    this.fracture = result;
+  }
+
+  setThreshold(value, rerender = true) {
+    this.threshold = Math.min(1, Math.max(0, Math.round(value * 100) / 100));
+    $("#threshold").value = String(this.threshold);
+    $("#threshold-value").textContent = this.threshold.toFixed(2);
+    if (rerender) this.render();
+  }
+
+  nudgeThreshold(delta) {
+    if (this.detection) this.setThreshold(this.threshold + delta);
+  }
+
+  /** Show or hide the Grad-CAM heatmap, fetching it the first time. */
+  async setHeatmap(on) {
+    const result = this.fracture;
+    const enabled = Boolean(on && result?.heatmap_url);
+    $("#heatmap-toggle").checked = enabled;
+    this.viewer.setHeatmapVisible(enabled);
+    this.hooks.onHeatmapChange(enabled);
+    if (!enabled || this.heatmapLoaded === result.result_id) return;
+    try {
+      const bitmap = await this.api.bitmap(result.heatmap_url);
+      if (this.fracture?.result_id !== result.result_id) return;
+      this.heatmapLoaded = result.result_id;
+      this.viewer.setHeatmap(bitmap);
+    } catch (error) {
+      this.setError(`Heatmap: ${error.message}`);
+      $("#heatmap-toggle").checked = false;
+      this.viewer.setHeatmapVisible(false);
+      this.hooks.onHeatmapChange(false);
+    }
+  }
+
+  toggleHeatmap() {
+    if (this.fracture?.heatmap_url) this.setHeatmap(!$("#heatmap-toggle").checked);
+  }
+
+  get heatmapAvailable() {
+    return Boolean(this.fracture?.heatmap_url);
+  }
+
+  render() {
+    show($("#findings-empty"), !this.detection && !this.fracture);
+    this.#renderDetection();
+    this.#renderFracture();
+  }
+
+  #colors() {
+    const all = [...(this.detection?.findings ?? []), ...(this.detection?.candidates ?? [])];
+    const labels = [...new Set(all.map((f) => f.label))];
+    const ids = new Map(all.map((f) => [f.label, f.class_id ?? labels.indexOf(f.label)]));
+    return (label) => PALETTE[(ids.get(label) ?? 0) % PALETTE.length];
+  }
+
+  #renderDetection() {
+    const card = $("#detection-card");
+    const result = this.detection;
+    show(card, Boolean(result));
+    if (!result) {
+      this.viewer.setBoxes([]);
+      return;
+    }
+    $('[data-role="model"]', card).textContent = modelText(result.model);
+    const color = this.#colors();
+    // The findings at the operating point, then the weaker candidates the service adds.
+    const findings = [...(result.findings ?? []), ...(result.candidates ?? [])]
+      .map((f, index) => ({ ...f, key: `${result.result_id}:${index}` }))
+      .sort((a, b) => b.score - a.score);
+    const listed = findings.filter((f) => f.score >= this.threshold);
+    const shown = listed.filter((f) => !this.hiddenClasses.has(f.label));
+    const point = operatingPoint(result);
+    $("#threshold-hint").textContent = [
+      `${listed.length} of ${findings.length} candidate${findings.length === 1 ? "" : "s"} at or above ${this.threshold.toFixed(2)}.`,
+      point !== null ? `Operating point ${point.toFixed(2)} (model card).` : "",
+    ].join(" ");
+
+    const labels = [...new Set(findings.map((f) => f.label))];
+    $("#class-toggles").replaceChildren(...labels.map((label) => {
+      const total = findings.filter((f) => f.label === label).length;
+      const visible = shown.filter((f) => f.label === label).length;
+      return h("button", {
+        class: "class-toggle",
+        type: "button",
+        "aria-pressed": String(!this.hiddenClasses.has(label)),
+        title: `Show or hide ${label}`,
+        dataset: { label },
+        onclick: () => {
+          if (this.hiddenClasses.has(label)) this.hiddenClasses.delete(label);
+          else this.hiddenClasses.add(label);
+          this.render();
+        },
+      }, h("span", { class: "swatch", style: { background: color(label) } }), label, h("span", { class: "count" }, `${visible}/${total}`));
+    }));
+
+    $("#findings-list").replaceChildren(...listed.map((f) => this.#findingItem(f, color(f.label), shown.includes(f))));
+    const none = $("#findings-none");
+    const weaker = findings.length - listed.length;
+    show(none, findings.length === 0 || listed.length === 0);
+    none.textContent = findings.length === 0
+      ? "No findings: the detector found no candidate."
+      : `No finding at or above this threshold. ${weaker} weaker candidate${weaker === 1 ? "" : "s"}: lower the threshold to see ${weaker === 1 ? "it" : "them"}.`;
+
+    this.viewer.setBoxes(shown.map((f) => ({ key: f.key, box: f.box, label: f.label, score: f.score, color: color(f.label) })));
+    this.#highlight(this.sticky);
+  }
+
+  #findingItem(finding, color, visible) {
+    const [x1, y1, x2, y2] = finding.box;
+    const size = finding.box_mm
+      ? `${(finding.box_mm[2] - finding.box_mm[0]).toFixed(0)} × ${(finding.box_mm[3] - finding.box_mm[1]).toFixed(0)} mm`
+      : `${Math.round(x2 - x1)} × ${Math.round(y2 - y1)} px`;
+    const reason = visible ? "" : " · class hidden";
+    return h("li", {
+      class: `finding${visible ? "" : " below"}${finding.key === this.sticky ? " active" : ""}`,
+      dataset: { key: finding.key, label: finding.label, visible: String(visible) },
+      onmouseenter: () => this.#highlight(visible ? finding.key : null),
+      onclick: () => {
+        this.sticky = this.sticky === finding.key || !visible ? null : finding.key;
+        this.render();
+      },
+    },
+      h("span", { class: "swatch", style: { background: color } }),
+      h("span", { class: "finding-label" }, finding.label),
+      h("span", { class: "finding-score" }, percent(finding.score)),
+      h("span", { class: "finding-sub", title: `box ${Math.round(x1)}, ${Math.round(y1)} to ${Math.round(x2)}, ${Math.round(y2)} px` }, `${size}${reason}`),
+    );
+  }
+
+  #highlight(key) {
+    this.viewer.setHighlight(key);
+    for (const item of $("#findings-list").children) item.classList.toggle("active", item.dataset.key === key);
+  }
+
+  #renderFracture() {
+    const card = $("#fracture-card");
+    const result = this.fracture;
+    show(card, Boolean(result));
+    $('[data-action="heatmap"]').disabled = !result?.heatmap_url;
+    if (!result) return;
+    const { probability, threshold, label } = result.fracture;
+    $('[data-role="model"]', card).textContent = modelText(result.model);
+    const positive = probability >= threshold;
+    const verdict = $("#fracture-verdict");
+    verdict.className = `verdict ${positive ? "positive" : "negative"}`;
+    verdict.textContent = positive ? "Fracture suspected" : "No fracture suspected";
+    $("#fracture-label").textContent = label;
+    $("#prob-fill").style.width = percent(probability, 1);
+    $("#prob-threshold").style.left = percent(threshold, 1);
+    $("#fracture-probability").textContent = probabilityText(probability);
+    $("#fracture-threshold").textContent = `${threshold.toFixed(3)} (model card)`;
+    $("#heatmap-toggle").disabled = !result.heatmap_url;
+  }
+}
