@@ -16,6 +16,7 @@ import traceback
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from insightray.errors import (
@@ -102,6 +103,15 @@ def install_error_handlers(app: FastAPI) -> None:
             status_code=error.status_code,
             headers=dict(error.headers or {}),
         )
+
+    @app.exception_handler(DataError)
+    async def unstorable_value(request: Request, error: Exception) -> JSONResponse:
+        # PostgreSQL refuses some values that SQLite takes: a NUL character in an id, a name
+        message = (
+            "request: it holds a value the database cannot look up or store (a NUL "
+            "character?). Fix the request and retry."
+        )
+        return JSONResponse(error_body("InputError", message), status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:

@@ -23,7 +23,7 @@ import numpy as np
 import pydicom
 from numpy.typing import NDArray
 
-from insightray.errors import ConfigError
+from insightray.errors import ConfigError, InsightRayError
 from insightray.imaging import LoadedImage, detect_format, read_image
 from insightray.imaging.types import Output
 
@@ -56,7 +56,12 @@ def _with_file(data: bytes, tmp_dir: Path, action: Any) -> Any:
     with tempfile.NamedTemporaryFile(dir=tmp_dir, prefix="decode-") as handle:
         handle.write(data)
         handle.flush()
-        return action(Path(handle.name))
+        try:
+            return action(Path(handle.name))
+        except InsightRayError as error:  # name the upload, not the server's scratch file
+            error.subject = "upload"
+            error.args = tuple(str(a).replace(handle.name, "upload") for a in error.args)
+            raise
 
 
 def detect_bytes_format(data: bytes, tmp_dir: Path) -> str:

@@ -26,7 +26,7 @@ class RegisterRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    card_path: str = Field(min_length=1, max_length=1024)
+    card_path: str = Field(min_length=1, max_length=1024, pattern=r"^[^\x00]+$")
     stage: Stage = "staging"
     traffic_percent: int = Field(default=0, ge=0, le=100)
     shadow: bool = False
