@@ -154,13 +154,17 @@ def study_results(services: Services, study_id: str) -> list[Result]:
     return results
 
 
-def delete_study(services: Services, who: Principal, study_id: str) -> Study:
-    """Mark a study deleted and erase its blobs (unless another live record uses them)."""
+def delete_study(
+    services: Services, who: Principal, study_id: str, started: float | None = None
+) -> Study:
+    """Mark a study deleted, audited in the same transaction (``study.delete``), then erase
+    its blobs (unless another live record uses them)."""
     study = get_study(services, who, study_id)
     with services.db.session() as session:
         row = session.get(Study, study_id)
         assert row is not None
         row.status, row.deleted_at = "deleted", utc_now()
+        services.record(who, "study.delete", "ok", started, session, study_id=study_id)
         results = list(session.scalars(select(Result).where(Result.study_id == study_id)))
     for result in results:
         for key in (result.output_sha256, result.image_sha256):
