@@ -28,9 +28,11 @@ err = Console(stderr=True)
 train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate a model on labelled data.", no_args_is_help=True)
 export_app = typer.Typer(help="Export a model for deployment.", no_args_is_help=True)
+classify_app = typer.Typer(help="Classify images with a trained model.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(export_app, name="export")
+app.add_typer(classify_app, name="classify")
 
 
 def each_file(

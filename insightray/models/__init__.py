@@ -11,7 +11,7 @@ Example:
 
 from __future__ import annotations
 
-from insightray.models import detection  # registers the detection builders
+from insightray.models import classification, detection  # register the builders
 from insightray.models.registry import (
     ModelCard,
     create_model,
@@ -24,6 +24,7 @@ from insightray.models.registry import (
 
 __all__ = [
     "ModelCard",
+    "classification",
     "create_model",
     "detection",
     "list_models",

@@ -1,0 +1,216 @@
+"""Fracture verbs: ``classify fracture``, ``train fracture`` and ``evaluate fracture``.
+
+``--model NAME_OR_PATH`` names a model card ``.json``, a folder holding ``card.json`` (such
+as a training run's ``model/`` folder) or a bundled model name; without it the bundled
+default fracture model is used. Torch and training imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from insightray.cli.common import (
+    classify_app,
+    each_file,
+    err,
+    evaluate_app,
+    finish,
+    out,
+    train_app,
+    unique_path,
+)
+from insightray.errors import ConfigError, InsightRayError
+
+if TYPE_CHECKING:
+    from insightray.engine.classification import FractureResult
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="Model card .json, folder with card.json, or bundled name."),
+]
+
+
+@classify_app.command("fracture")
+def classify_fracture(
+    files: Annotated[list[Path], typer.Argument(help="Images (DICOM/PNG/JPEG) or folders.")],
+    model: ModelOption = None,
+    cam_dir: Annotated[
+        Path | None, typer.Option("--cam", help="Write Grad-CAM overlay PNGs here.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+) -> None:
+    """Classify bone radiographs as fractured or not, at the model card's operating point.
+
+    Per image: the fracture probability, the label at the card's threshold, the model name
+    and version, and with --cam the path of a Grad-CAM heatmap overlaid on the image.
+    """
+    from insightray.engine.classification import load_fracture_predictor
+    from insightray.explain import gradcam_heatmap, save_overlay
+    from insightray.imaging import read_image
+
+    predictor = load_fracture_predictor(model)
+    card = predictor.card
+    taken: set[Path] = set()
+
+    def work(path: Path) -> tuple[FractureResult, Path | None]:
+        pixels = read_image(path).pixels
+        result = predictor.predict_arrays([pixels])[0]
+        heatmap_path = None
+        if cam_dir is not None:
+            heatmap_path = unique_path(cam_dir / f"{path.stem}_gradcam.png", taken)
+            taken.add(heatmap_path)
+            save_overlay(pixels, gradcam_heatmap(predictor, pixels), heatmap_path)
+        return result, heatmap_path
+
+    failures = total = 0
+    rows: list[dict[str, Any]] = []
+    for path, outcome in each_file(files, label="Classifying", work=work):
+        total += 1
+        if isinstance(outcome, InsightRayError):
+            failures += 1
+            if as_json:
+                print(json.dumps({"image": str(path), "error": str(outcome)}))
+            continue
+        result, heatmap_path = outcome
+        record = {
+            "image": str(path),
+            **result.to_dict(),
+            "model": {"name": card.name, "version": card.version},
+            "heatmap": None if heatmap_path is None else str(heatmap_path),
+        }
+        if as_json:
+            print(json.dumps(record))
+        else:
+            rows.append(record)
+    if rows:
+        _print_rows(rows)
+    finish(failures, total)
+
+
+def _print_rows(rows: list[dict[str, Any]]) -> None:
+    first = rows[0]
+    title = f"fracture ({first['model']['name']} {first['model']['version']})"
+    table = Table(title=title, title_justify="left")
+    for column in ("image", "probability", "label", "threshold", "heatmap"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["image"],
+            f"{row['probability']:.3f}",
+            row["label"],
+            f"{row['threshold']:.3f}",
+            row["heatmap"] or "-",
+        )
+    out.print(table)
+
+
+@train_app.command("fracture")
+def train_fracture_command(
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder with images.csv, class folders, or CSV.")
+    ] = None,
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="Training config YAML (configs/fracture/).")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="e.g. efficientnet_lite0.")] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Fixed optimiser steps.")
+    ] = None,
+    img: Annotated[int | None, typer.Option("--img", min=32, help="Input side.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", min=2)] = None,
+    loss: Annotated[
+        str | None, typer.Option("--loss", help="bce, weighted_bce, focal or smooth_bce.")
+    ] = None,
+    pretrained: Annotated[
+        bool | None,
+        typer.Option("--pretrained/--scratch", help="Lite0: packaged ImageNet weights or not."),
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", min=0)] = None,
+    debug_images: Annotated[
+        int | None,
+        typer.Option("--debug-images", min=0, help="Save each preprocessing step of N images."),
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder.")] = None,
+) -> None:
+    """Train a fracture classifier; writes metrics, reliability diagrams and model/card.json."""
+    from insightray.training.fracture import (
+        config_from_dict,
+        load_fracture_config,
+        train_fracture,
+    )
+
+    overrides: dict[str, Any] = {
+        "data": None if data is None else str(data.resolve()),
+        "model": model,
+        "epochs": epochs,
+        "max_steps": steps,
+        "image_size": img,
+        "batch_size": batch,
+        "loss": loss,
+        "pretrained": pretrained,
+        "device": device,
+        "seed": seed,
+        "debug_images": debug_images,
+        "out": None if out_dir is None else str(out_dir),
+    }
+    if config_file is not None:
+        config = load_fracture_config(config_file, **overrides)
+    else:
+        config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
+    if not config.data:
+        raise ConfigError("train fracture", "no training data given", "pass --data DIR")
+    result = train_fracture(config, log=lambda line: err.print(line, highlight=False))
+    test = "" if result.test is None else f", test AUC {result.test.auc:.4f}"
+    out.print(
+        f"best validation AUC {result.val.auc:.4f} at step {result.best_step}{test} -> "
+        f"{result.card_path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@evaluate_app.command("fracture")
+def evaluate_fracture(
+    data: Annotated[
+        Path, typer.Option("--data", help="Folder with images/ and images.csv (image,fractured).")
+    ],
+    model: ModelOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    reliability: Annotated[
+        Path | None, typer.Option("--reliability", help="Write a reliability diagram PNG.")
+    ] = None,
+    resamples: Annotated[int, typer.Option("--resamples", min=100, help="Bootstrap draws.")] = 2000,
+) -> None:
+    """ROC AUC (95 % bootstrap CI), sensitivity/specificity at the card's threshold, ECE."""
+    from insightray.engine.classification import load_fracture_predictor
+    from insightray.training.fracture import evaluate_folder
+
+    predictor = load_fracture_predictor(model)
+    scores = evaluate_folder(predictor, data, resamples=resamples, reliability_png=reliability)
+    card = predictor.card
+    record = {
+        "model": {"name": card.name, "version": card.version},
+        "data": str(data),
+        **scores.evaluation.to_dict(),
+    }
+    if as_json:
+        print(json.dumps(record))
+        return
+    low, high = record["auc_ci"]
+    table = Table(title=f"{card.name} {card.version} on {data}", title_justify="left")
+    table.add_column("metric")
+    table.add_column("value")
+    table.add_row("images (fractured)", f"{record['images']} ({record['positives']})")
+    table.add_row("ROC AUC [95 % CI]", f"{record['auc']:.4f} [{low:.4f}, {high:.4f}]")
+    table.add_row("threshold", f"{record['threshold']:.4f}")
+    table.add_row("sensitivity", f"{record['sensitivity']:.4f}")
+    table.add_row("specificity", f"{record['specificity']:.4f}")
+    table.add_row("ECE", f"{record['ece']:.4f}")
+    out.print(table)

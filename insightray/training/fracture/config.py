@@ -1,0 +1,241 @@
+"""The fracture classifier's training configuration and its YAML form (unknown keys are errors).
+
+A config file holds :class:`FractureTrainConfig` fields at the top level, with the image
+enhancement under ``preprocessing`` (fields of
+:class:`~insightray.imaging.enhance.RadiographEnhancement`) and the augmentation under
+``augment`` (fields of :class:`~insightray.training.fracture.augmentation.AugmentSettings`).
+
+Example:
+    >>> config = config_from_dict({"model": "resnet50_radiograph", "loss": "focal",
+    ...                            "preprocessing": {"clahe": True}})
+    >>> config.loss, config.preprocessing.clahe, config.augment.rotation
+    ('focal', True, 15.0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from insightray.errors import ConfigError, InputNotFoundError
+from insightray.imaging.enhance import RadiographEnhancement
+from insightray.training.fracture.augmentation import AugmentSettings
+from insightray.training.fracture.losses import LOSSES
+
+__all__ = ["FractureTrainConfig", "config_from_dict", "config_to_dict", "load_fracture_config"]
+
+OPTIMIZERS = ("adamw", "sgd")
+SAMPLERS = ("shuffle", "balanced")
+OPERATING_RULES = ("youden", "sensitivity")
+
+
+@dataclass(frozen=True)
+class FractureTrainConfig:
+    """Everything one fracture-classifier training run needs.
+
+    Attributes:
+        data: A folder or CSV in a layout :func:`~insightray.training.datasets.fracture.
+            load_fracture_items` reads.
+        model: Registered classification model, e.g. ``"efficientnet_lite0"``.
+        model_kwargs: Architecture options of the builder (recorded in the card), e.g.
+            ``{"cbam_stages": [3, 4]}``.
+        pretrained: Start EfficientNet-Lite0 from the packaged ImageNet weights.
+        init_weights: A local weights file to start from (any model; "" for none).
+        image_size: Square network input (letterboxed), in pixels.
+        epochs: Passes over the training split (ignored when ``max_steps`` is set).
+        max_steps: Fixed budget of optimiser steps (0: use ``epochs``).
+        batch_size: Images per step.
+        optimizer: ``"adamw"`` or ``"sgd"`` (Nesterov).
+        lr: Peak learning rate.
+        weight_decay: Decoupled (AdamW) or L2 (SGD) weight decay.
+        momentum: SGD momentum.
+        warmup_fraction: Share of the steps with a linear learning-rate warm-up.
+        loss: ``"bce"``, ``"weighted_bce"``, ``"focal"`` or ``"smooth_bce"``.
+        focal_gamma: Focusing parameter of the focal loss.
+        label_smoothing: Epsilon of ``smooth_bce``.
+        sampler: ``"shuffle"`` or ``"balanced"`` (class-balanced sampling with replacement).
+        amp: Mixed precision (CUDA only; ignored on the CPU).
+        eval_every: Validate every this many steps (0: once per epoch).
+        patience: Stop after this many validations without a better AUC (0: never).
+        val_fraction: Share of groups held out for validation (model selection).
+        test_fraction: Share of groups held out for the final test.
+        split_seed: Seed of the group split.
+        seed: Seed of weights, sampling and augmentation.
+        threads: Torch CPU threads (0: leave as is).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        operating_point: ``"youden"`` or ``"sensitivity"`` (at ``target_sensitivity``),
+            chosen on the validation split and stored in the card.
+        target_sensitivity: Sensitivity of the fixed-sensitivity operating point.
+        preprocessing: Image enhancement (also applied at inference).
+        augment: Training augmentation.
+        cache_dir: Where decoded, enhanced, resized images are cached ("" : no cache).
+        debug_images: Write each enhancement step of this many training images to
+            ``out/debug/``.
+        out: Output folder of the run.
+        version: Version written into the model card.
+        data_licence: Licence of the training data, for the card.
+        training_data: Description of the training data, for the card.
+    """
+
+    data: str = ""
+    model: str = "efficientnet_lite0"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained: bool = False
+    init_weights: str = ""
+    image_size: int = 224
+    epochs: int = 30
+    max_steps: int = 0
+    batch_size: int = 16
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_fraction: float = 0.05
+    loss: str = "bce"
+    focal_gamma: float = 2.0
+    label_smoothing: float = 0.1
+    sampler: str = "shuffle"
+    amp: bool = True
+    eval_every: int = 0
+    patience: int = 10
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    split_seed: int = 0
+    seed: int = 0
+    threads: int = 0
+    device: str = "auto"
+    operating_point: str = "youden"
+    target_sensitivity: float = 0.9
+    preprocessing: RadiographEnhancement = field(default_factory=RadiographEnhancement)
+    augment: AugmentSettings = field(default_factory=AugmentSettings)
+    cache_dir: str = ""
+    debug_images: int = 0
+    out: str = "runs/fracture/train"
+    version: str = "0.1.0"
+    data_licence: str = ""
+    training_data: str = ""
+
+    def __post_init__(self) -> None:
+        checks: list[tuple[str, bool, str]] = [
+            ("image_size", self.image_size >= 32, "use at least 32"),
+            ("epochs", self.epochs >= 1, "use a positive integer"),
+            ("max_steps", self.max_steps >= 0, "use 0 or a positive integer"),
+            ("batch_size", self.batch_size >= 2, "use at least 2"),
+            ("lr", self.lr > 0, "use a positive value"),
+            ("weight_decay", self.weight_decay >= 0, "use a value >= 0"),
+            ("warmup_fraction", 0 <= self.warmup_fraction < 1, "use a value in [0, 1)"),
+            ("focal_gamma", self.focal_gamma >= 0, "use a value >= 0"),
+            ("label_smoothing", 0 <= self.label_smoothing < 1, "use a value in [0, 1)"),
+            ("eval_every", self.eval_every >= 0, "use 0 or a positive integer"),
+            ("patience", self.patience >= 0, "use 0 or a positive integer"),
+            ("debug_images", self.debug_images >= 0, "use 0 or a positive integer"),
+            ("target_sensitivity", 0 < self.target_sensitivity <= 1, "use a value in (0, 1]"),
+            ("optimizer", self.optimizer in OPTIMIZERS, f"use one of {OPTIMIZERS}"),
+            ("loss", self.loss in LOSSES, f"use one of {LOSSES}"),
+            ("sampler", self.sampler in SAMPLERS, f"use one of {SAMPLERS}"),
+            ("operating_point", self.operating_point in OPERATING_RULES, f"{OPERATING_RULES}"),
+        ]
+        for name, ok, hint in checks:
+            if not ok:
+                raise ConfigError(f"train config {name}", f"{getattr(self, name)!r}", hint)
+
+
+def config_to_dict(config: FractureTrainConfig) -> dict[str, Any]:
+    """Return a YAML/JSON-ready dictionary (tuples become lists)."""
+    return _plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def config_from_dict(
+    values: Mapping[str, Any], subject: str = "train config"
+) -> FractureTrainConfig:
+    """Build a config from a mapping, refusing unknown keys and values of the wrong type.
+
+    Raises:
+        ConfigError: A key is unknown or a value is invalid.
+    """
+    data = dict(values)
+    for key, kind in (("preprocessing", RadiographEnhancement), ("augment", AugmentSettings)):
+        if key in data:
+            section = data[key]
+            if not isinstance(section, Mapping):
+                raise ConfigError(subject, f"'{key}' is not a mapping", f"write {key}: {{...}}")
+            data[key] = _build(kind, section, f"{subject} {key}")
+    config: FractureTrainConfig = _build(FractureTrainConfig, data, subject)
+    return config
+
+
+def _build(kind: Any, values: Mapping[str, Any], subject: str) -> Any:
+    specs = {spec.name: spec for spec in dataclasses.fields(kind)}
+    unknown = sorted(str(key) for key in values if key not in specs)
+    if unknown:
+        raise ConfigError(subject, f"unknown key(s) {', '.join(unknown)}", "fix or remove them")
+    kwargs = {name: _checked(specs[name], value, subject) for name, value in values.items()}
+    try:
+        return kind(**kwargs)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(subject, f"invalid values ({error})", "fix them") from None
+
+
+def _checked(spec: dataclasses.Field[Any], value: Any, subject: str) -> Any:
+    """Check ``value`` against the type of the field's default."""
+    default = spec.default
+    if default is dataclasses.MISSING and spec.default_factory is not dataclasses.MISSING:
+        default = spec.default_factory()
+    expected: tuple[type, ...]
+    if isinstance(default, bool):
+        expected = (bool,)
+    elif isinstance(default, int):
+        expected = (int,)
+    elif isinstance(default, float):
+        expected = (int, float)
+    elif isinstance(default, tuple):
+        expected = (list, tuple)
+    else:
+        expected = (type(default),)
+    wrong_bool = isinstance(value, bool) and not isinstance(default, bool)
+    if wrong_bool or not isinstance(value, expected):
+        name = type(default).__name__
+        raise ConfigError(f"{subject} {spec.name}", f"{value!r} is not a {name}", f"give a {name}")
+    if isinstance(default, float):
+        return float(value)
+    if isinstance(default, tuple):
+        return tuple(float(item) for item in value)
+    return value
+
+
+def load_fracture_config(path: str | Path, **overrides: Any) -> FractureTrainConfig:
+    """Read a training config YAML, then apply ``overrides`` (``None`` values are ignored).
+
+    Relative ``data`` paths in the file are taken relative to the file.
+
+    Raises:
+        InputNotFoundError: The file does not exist.
+        ConfigError: The YAML is invalid or holds unknown keys or bad values.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputNotFoundError(str(file), "the training config does not exist", "check the path")
+    try:
+        content = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(str(file), f"not valid YAML ({type(error).__name__})", "fix it") from None
+    if not isinstance(content, dict):
+        raise ConfigError(str(file), "the file is not a mapping", "write key: value lines")
+    data = content.get("data")
+    if isinstance(data, str) and data and not Path(data).is_absolute():
+        content["data"] = str((file.parent / data).resolve())
+    content.update({key: value for key, value in overrides.items() if value is not None})
+    return config_from_dict(content, str(file))
