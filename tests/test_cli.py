@@ -132,5 +132,5 @@ def test_shared_dicom_files_all_convert(shared_data: Path, tmp_path: Path) -> No
 def test_demo_runs(tmp_path: Path) -> None:
     result = run_cli("demo", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "Not there yet" in result.stdout
+    assert "Web service and viewer" in result.stdout
     assert list(tmp_path.glob("*.png"))

@@ -1,4 +1,4 @@
-"""``insightray demo``: the main job on the bundled defaults, and what is not there yet."""
+"""``insightray demo``: the bundled models end to end on sample files, without the service."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ SAMPLE_NOTE = (
     "History of type 2 diabetes on metformin 500 mg twice daily. Chest X-ray: possible "
     "right lower lobe pneumonia; no pleural effusion."
 )
-NOT_YET = (
-    "the bone fracture classifier (issue 4), the web service and its API (issue 7) and the "
-    "browser viewer (issue 8)"
-)
 
 
 def _sample_dicoms() -> list[Path]:
@@ -40,8 +36,7 @@ def demo(
         "runs/demo"
     ),
 ) -> None:
-    """Run the bundled defaults end to end (images, detector, clinical text) and say what is
-    not there yet."""
+    """Run the bundled defaults end to end on sample files (images, detector, clinical text)."""
     samples = _sample_dicoms()
     out.print(f"[bold]1. Image ingestion[/bold]: {len(samples)} DICOM files -> {out_dir}")
     for path in samples:
@@ -59,7 +54,11 @@ def demo(
         "\n[bold]4. Assistant[/bold]: `insightray index build` indexes MedQuAD once (minutes), "
         'then `insightray ask "..."` answers with citations.'
     )
-    out.print(f"\n[bold]Not there yet[/bold]: {NOT_YET}.")
+    out.print(
+        "\n[bold]5. Fracture classifier[/bold]: `insightray classify fracture FILE --cam DIR`."
+        "\n[bold]6. Web service and viewer[/bold]: `insightray serve` (`make run`), then "
+        "http://127.0.0.1:8000/."
+    )
 
 
 def _detect(samples: list[Path], out_dir: Path) -> None:
