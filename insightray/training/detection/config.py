@@ -20,17 +20,15 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import yaml
-
-from insightray.errors import ConfigError, InputNotFoundError
+from insightray.errors import ConfigError
 from insightray.training.augment import AugmentConfig
+from insightray.training.configfile import build_config, read_config_file
 from insightray.training.losses import LossConfig
 
 __all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "load_train_config"]
 
-T = TypeVar("T")
 
 SCHEDULES = ("cosine", "linear")
 SAMPLERS = ("none", "inverse_frequency")
@@ -177,66 +175,9 @@ def config_from_dict(values: Mapping[str, Any], subject: str = "train config") -
         >>> config_from_dict({"model": "yolov5n", "augment": {"mosaic": 0.5}}).augment.mosaic
         0.5
     """
-    data = dict(values)
-    nested: dict[str, Any] = {}
-    for key, kind in (("augment", AugmentConfig), ("loss", LossConfig)):
-        if key in data:
-            section = data.pop(key)
-            if not isinstance(section, Mapping):
-                raise ConfigError(subject, f"'{key}' is not a mapping", f"write {key}: {{...}}")
-            nested[key] = _build(kind, section, f"{subject} {key}")
-    config = _build(TrainConfig, data, subject, nested)
-    return config
-
-
-def _build(
-    kind: type[T], values: Mapping[str, Any], subject: str, extra: dict[str, Any] | None = None
-) -> T:
-    fields = {f.name: f for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
-    unknown = sorted(str(key) for key in values if key not in fields)
-    if unknown:
-        raise ConfigError(
-            subject, f"unknown key(s) {', '.join(unknown)}", "fix their names or remove them"
-        )
-    kwargs: dict[str, Any] = dict(extra or {})
-    for name, value in values.items():
-        kwargs[name] = _checked_value(fields[name], value, subject)
-    try:
-        return kind(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(subject, f"invalid values ({error})", "fix them") from None
-
-
-def _checked_value(spec: dataclasses.Field[Any], value: Any, subject: str) -> Any:
-    """Check ``value`` against the type of the field's default (bool, int, float, str, tuple)."""
-    default = spec.default
-    if default is dataclasses.MISSING and spec.default_factory is not dataclasses.MISSING:
-        default = spec.default_factory()
-    name = f"{subject} {spec.name}"
-    if spec.name == "data":
-        if not isinstance(value, (str, dict)):
-            raise ConfigError(name, "is neither a path nor a mapping", "give a data.yaml path")
-        return value
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, str):
-        ok = isinstance(value, str)
-    elif isinstance(default, tuple):
-        ok = isinstance(value, (list, tuple)) and all(
-            isinstance(item, (int, float)) and not isinstance(item, bool) for item in value
-        )
-        value = tuple(float(item) for item in value) if ok else value
-    else:
-        ok = True
-    if not ok:
-        expected = type(default).__name__
-        raise ConfigError(name, f"{value!r} is not of type {expected}", f"give a {expected}")
-    return value
+    return build_config(
+        TrainConfig, values, subject, {"augment": AugmentConfig, "loss": LossConfig}
+    )
 
 
 def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
@@ -254,19 +195,4 @@ def load_train_config(path: str | Path, **overrides: Any) -> TrainConfig:
         >>> load_train_config("configs/tbx11k.yaml", epochs=3).epochs  # doctest: +SKIP
         3
     """
-    file = Path(path)
-    if not file.is_file():
-        raise InputNotFoundError(str(file), "the training config does not exist", "check the path")
-    try:
-        content = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(
-            str(file), f"not valid YAML ({type(error).__name__})", "fix its syntax"
-        ) from None
-    if not isinstance(content, dict):
-        raise ConfigError(str(file), "the file is not a mapping", "write key: value lines")
-    data = content.get("data")
-    if isinstance(data, str) and data and not Path(data).is_absolute():
-        content["data"] = str(file.parent / data)
-    content.update({key: value for key, value in overrides.items() if value is not None})
-    return config_from_dict(content, str(file))
+    return config_from_dict(read_config_file(path, **overrides), str(path))

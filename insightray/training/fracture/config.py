@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from insightray.errors import ConfigError, InputNotFoundError
+from insightray.errors import ConfigError
 from insightray.imaging.enhance import RadiographEnhancement
+from insightray.training.configfile import build_config, read_config_file
 from insightray.training.fracture.augmentation import AugmentSettings
 from insightray.training.fracture.losses import LOSSES
 
@@ -166,54 +165,8 @@ def config_from_dict(
     Raises:
         ConfigError: A key is unknown or a value is invalid.
     """
-    data = dict(values)
-    for key, kind in (("preprocessing", RadiographEnhancement), ("augment", AugmentSettings)):
-        if key in data:
-            section = data[key]
-            if not isinstance(section, Mapping):
-                raise ConfigError(subject, f"'{key}' is not a mapping", f"write {key}: {{...}}")
-            data[key] = _build(kind, section, f"{subject} {key}")
-    config: FractureTrainConfig = _build(FractureTrainConfig, data, subject)
-    return config
-
-
-def _build(kind: Any, values: Mapping[str, Any], subject: str) -> Any:
-    specs = {spec.name: spec for spec in dataclasses.fields(kind)}
-    unknown = sorted(str(key) for key in values if key not in specs)
-    if unknown:
-        raise ConfigError(subject, f"unknown key(s) {', '.join(unknown)}", "fix or remove them")
-    kwargs = {name: _checked(specs[name], value, subject) for name, value in values.items()}
-    try:
-        return kind(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(subject, f"invalid values ({error})", "fix them") from None
-
-
-def _checked(spec: dataclasses.Field[Any], value: Any, subject: str) -> Any:
-    """Check ``value`` against the type of the field's default."""
-    default = spec.default
-    if default is dataclasses.MISSING and spec.default_factory is not dataclasses.MISSING:
-        default = spec.default_factory()
-    expected: tuple[type, ...]
-    if isinstance(default, bool):
-        expected = (bool,)
-    elif isinstance(default, int):
-        expected = (int,)
-    elif isinstance(default, float):
-        expected = (int, float)
-    elif isinstance(default, tuple):
-        expected = (list, tuple)
-    else:
-        expected = (type(default),)
-    wrong_bool = isinstance(value, bool) and not isinstance(default, bool)
-    if wrong_bool or not isinstance(value, expected):
-        name = type(default).__name__
-        raise ConfigError(f"{subject} {spec.name}", f"{value!r} is not a {name}", f"give a {name}")
-    if isinstance(default, float):
-        return float(value)
-    if isinstance(default, tuple):
-        return tuple(float(item) for item in value)
-    return value
+    sections = {"preprocessing": RadiographEnhancement, "augment": AugmentSettings}
+    return build_config(FractureTrainConfig, values, subject, sections)
 
 
 def load_fracture_config(path: str | Path, **overrides: Any) -> FractureTrainConfig:
@@ -225,17 +178,4 @@ def load_fracture_config(path: str | Path, **overrides: Any) -> FractureTrainCon
         InputNotFoundError: The file does not exist.
         ConfigError: The YAML is invalid or holds unknown keys or bad values.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise InputNotFoundError(str(file), "the training config does not exist", "check the path")
-    try:
-        content = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise ConfigError(str(file), f"not valid YAML ({type(error).__name__})", "fix it") from None
-    if not isinstance(content, dict):
-        raise ConfigError(str(file), "the file is not a mapping", "write key: value lines")
-    data = content.get("data")
-    if isinstance(data, str) and data and not Path(data).is_absolute():
-        content["data"] = str((file.parent / data).resolve())
-    content.update({key: value for key, value in overrides.items() if value is not None})
-    return config_from_dict(content, str(file))
+    return config_from_dict(read_config_file(path, **overrides), str(path))
