@@ -47,8 +47,9 @@ ORT_SCORE_ATOL = 1e-4
 #: accumulation-order noise grows with the value, and box sides reach ~800 px here (measured:
 #: at most 0.012 px, 2.2e-4 relative; PyTorch fused vs unfused already differ by 0.004 px).
 ORT_BOX_ATOL_PX, ORT_BOX_RTOL = 1e-4, 1e-3
-#: Final boxes from the two backends, in original pixels, must agree to this many pixels.
-BOX_ATOL_PX = 1e-3
+#: Final boxes from the two backends, in original pixels, must agree to this many pixels: they
+#: inherit the raw boxes' float32 noise above (0.0016 px seen in CI on a loaded machine).
+BOX_ATOL_PX = 0.02
 LABELS = ("nodule", "mass")
 
 

@@ -164,7 +164,9 @@ from pathlib import Path
 from insightray.serving.audit import AuditLog
 from insightray.serving.db import Database
 log = AuditLog(Database(sys.argv[1]), Path(sys.argv[2]))
-time.sleep(max(0.0, float(sys.argv[5]) - time.time()))  # start together
+print("ready", flush=True)
+while sys.argv[5] and not Path(sys.argv[5]).exists():  # start together when told
+    time.sleep(0.005)
 for _ in range(int(sys.argv[3])):
     log.append("proc" + sys.argv[4], "clinician", "study.analyze", outcome="ok")
 """
@@ -173,7 +175,7 @@ for _ in range(int(sys.argv[3])):
 def test_two_processes_never_fork_the_chain(
     log: AuditLog, db: Database, serve_settings: ServeSettings
 ) -> None:
-    anchor, start = str(serve_settings.audit_anchor), str(time.time() + 4)
+    anchor, go = str(serve_settings.audit_anchor), serve_settings.home / "go"
     processes = [
         subprocess.Popen(
             [
@@ -184,12 +186,16 @@ def test_two_processes_never_fork_the_chain(
                 anchor,
                 "40",
                 str(n),
-                start,
+                str(go),
             ],
+            stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         for n in range(2)
     ]
+    for process in processes:  # both imported and connected, however slow the machine
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n"
+    go.touch()
     for process in processes:
         _, stderr = process.communicate(timeout=180)
         assert process.returncode == 0, stderr.decode()
@@ -213,7 +219,7 @@ def test_sigkill_during_appends_leaves_a_verifiable_chain(
 ) -> None:
     anchor = str(serve_settings.audit_anchor)
     process = subprocess.Popen(
-        [sys.executable, "-c", _WORKER, serve_settings.database_url, anchor, "100000", "9", "0"],
+        [sys.executable, "-c", _WORKER, serve_settings.database_url, anchor, "100000", "9", ""],
         stderr=subprocess.PIPE,
     )
     deadline = time.time() + 60

@@ -182,13 +182,15 @@ def screenshots() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+# Package scope: the sync driver keeps an event loop running in this thread until it stops,
+# which would break later tests (and doctests) that start their own loop.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """Debian's Chromium, headless."""
     executable = os.environ.get("INSIGHTRAY_CHROMIUM", "/usr/bin/chromium")
