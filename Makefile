@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint typecheck layers pytest bench clean
+.PHONY: setup browser run test lint typecheck layers pytest bench clean
 
 # Re-install only when the dependency pins change: later runs work offline.
 $(STAMP): pyproject.toml constraints.txt
@@ -15,10 +15,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
+# The browser tests drive Debian's Chromium (never a downloaded browser build).
+browser:
+	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
 run: setup
 	$(BIN)/insightray serve
 
-test: setup lint typecheck layers pytest
+test: setup browser lint typecheck layers pytest
 
 lint:
 	$(BIN)/ruff check .
