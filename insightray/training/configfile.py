@@ -24,7 +24,7 @@ import yaml
 
 from insightray.errors import ConfigError, InputNotFoundError
 
-__all__ = ["build_config", "read_config_file"]
+__all__ = ["build_config", "config_to_dict", "read_config_file"]
 
 T = TypeVar("T")
 
@@ -62,6 +62,28 @@ def build_config(
         return kind(**built)
     except (TypeError, ValueError) as error:
         raise ConfigError(subject, f"invalid values ({error})", "fix them") from None
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A config dataclass as a YAML/JSON-ready dictionary (tuples become lists).
+
+    Example:
+        >>> from dataclasses import dataclass
+        >>> @dataclass(frozen=True)
+        ... class Demo:
+        ...     scale: tuple[float, float] = (0.8, 1.2)
+        >>> config_to_dict(Demo())
+        {'scale': [0.8, 1.2]}
+    """
+    return _plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _checked_value(spec: dataclasses.Field[Any], value: Any, subject: str) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 
 from insightray.errors import ConfigError
 from insightray.training.augment import AugmentConfig
-from insightray.training.configfile import build_config, read_config_file
+from insightray.training.configfile import build_config, config_to_dict, read_config_file
 from insightray.training.losses import LossConfig
 
 __all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "load_train_config"]
@@ -141,24 +141,6 @@ class TrainConfig:
 
 def _bad(name: str, value: Any, hint: str) -> None:
     raise ConfigError(f"train config {name}", f"{value!r} is not allowed", hint)
-
-
-def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Return a YAML/JSON-ready dictionary (tuples become lists).
-
-    Example:
-        >>> config_to_dict(TrainConfig())["augment"]["mosaic_scale"]
-        [0.8, 1.2]
-    """
-    return _plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def config_from_dict(values: Mapping[str, Any], subject: str = "train config") -> TrainConfig:

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from insightray.errors import ConfigError
 from insightray.imaging.enhance import RadiographEnhancement
-from insightray.training.configfile import build_config, read_config_file
+from insightray.training.configfile import build_config, config_to_dict, read_config_file
 from insightray.training.fracture.augmentation import AugmentSettings
 from insightray.training.fracture.losses import LOSSES
 
@@ -142,19 +141,6 @@ class FractureTrainConfig:
         for name, ok, hint in checks:
             if not ok:
                 raise ConfigError(f"train config {name}", f"{getattr(self, name)!r}", hint)
-
-
-def config_to_dict(config: FractureTrainConfig) -> dict[str, Any]:
-    """Return a YAML/JSON-ready dictionary (tuples become lists)."""
-    return _plain(dataclasses.asdict(config))  # type: ignore[no-any-return]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
 
 
 def config_from_dict(
