@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from insightray.errors import NotFoundError
 from insightray.imaging import LoadedImage
+from insightray.imaging.types import Output
 from insightray.serving import images
 from insightray.serving.db.models import Result, Study, utc_now
 from insightray.serving.deid import deidentify_bytes, remember_pseudonym
@@ -199,9 +200,10 @@ def study_bytes(services: Services, study: Study) -> bytes:
     return services.store.get(study.sha256)
 
 
-def decode_study(services: Services, study: Study) -> LoadedImage:
-    """The study's display image: the default window applied, as the CLI reads it."""
-    return images.decode(study_bytes(services, study), services.settings.home / "tmp")
+def decode_study(services: Services, study: Study, output: Output = "display") -> LoadedImage:
+    """The study's image: by default with its default window applied, as the CLI reads it;
+    ``output="modality"`` gives the values after the modality LUT."""
+    return images.decode(study_bytes(services, study), services.settings.home / "tmp", output)
 
 
 def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from insightray.serving.studies import (
     get_study,
     ingest,
     list_studies,
-    study_bytes,
     study_json,
     study_results,
 )
@@ -122,7 +121,7 @@ def pixels(
     """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``."""
     started = time.perf_counter()
     study = get_study(services, who, study_id)
-    image = images.decode(study_bytes(services, study), services.settings.home / "tmp", "modality")
+    image = decode_study(services, study, "modality")
     payload = images.pixel_payload(images.modality_values(image))
     services.record(who, "study.pixels", "ok", started, study_id=study.id)
     headers = {
