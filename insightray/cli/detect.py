@@ -125,6 +125,10 @@ def train_detect(
     batch: Annotated[int | None, typer.Option("--batch", min=1)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
+    time_limit: Annotated[
+        float | None,
+        typer.Option("--time-limit", min=0, help="Minutes; fewer epochs if they would not fit."),
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
     vinbigdata_csv: Annotated[
@@ -153,6 +157,7 @@ def train_detect(
         "batch_size": batch,
         "device": device,
         "workers": workers,
+        "time_limit_min": time_limit,
         "out": None if out_dir is None else str(out_dir),
     }
     if resume:

@@ -19,6 +19,8 @@ from insightray.models import ModelCard, load_card
 from insightray.training.augment import AugmentConfig
 from insightray.training.datasets import DetectionDataset
 from insightray.training.detection import (
+    DetectionTrainData,
+    EpochSampler,
     ModelEma,
     TrainConfig,
     accumulation_steps,
@@ -216,6 +218,27 @@ def test_tiny_run_writes_everything_and_resumes(tiny_data: Path, tmp_path: Path)
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2"]
     with pytest.raises(InputNotFoundError):
         train_detector(_tiny_config(tiny_data, tmp_path / "none"), resume=True)
+
+
+def test_time_limit_cuts_the_epochs_and_the_schedule(tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "limited"
+    # 0.001 min (60 ms) is spent before the first epoch ends: the run stops after it.
+    result = train_detector(_tiny_config(tiny_data, out, epochs=50, time_limit_min=0.001))
+    assert result.epochs_completed == 1 and (out / "model" / "card.json").is_file()
+    saved = torch.load(out / "last.pt", weights_only=True)
+    assert saved["epoch"] == 0 and saved["config"]["epochs"] == 1
+    with pytest.raises(ConfigError, match="time_limit_min"):
+        TrainConfig(time_limit_min=-1)
+
+
+def test_epoch_sampler_drives_the_augmentation_seed(tiny_data: Path) -> None:
+    data = DetectionTrainData(load_data_split(tiny_data, "train"), 64, augment=AugmentConfig())
+    same = [data[(3, 1)][0] for _ in range(2)]
+    assert torch.equal(same[0], same[1]) and torch.equal(data[1][0], data[(0, 1)][0])
+    assert not torch.equal(data[(3, 1)][0], data[(4, 1)][0])
+    sampler = EpochSampler(lambda epoch: [epoch, epoch + 1])
+    sampler.set_epoch(5)
+    assert list(sampler) == [(5, 5), (5, 6)] and len(sampler) == 2
 
 
 def test_overfitting_a_tiny_set_lowers_the_loss(tiny_data: Path, tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from insightray.training.detection.config import (
 from insightray.training.detection.data import (
     DetectionBatch,
     DetectionTrainData,
+    EpochSampler,
     TrainValData,
     collate_detection,
     inverse_frequency_sampler,
@@ -48,6 +49,7 @@ __all__ = [
     "EVAL_IOU",
     "DetectionBatch",
     "DetectionTrainData",
+    "EpochSampler",
     "ModelEma",
     "StepSettings",
     "TrainConfig",

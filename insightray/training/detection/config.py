@@ -59,6 +59,9 @@ class TrainConfig:
         ema: Keep an exponential moving average of the weights (validated and saved).
         amp: Mixed precision; used on CUDA only.
         patience: Stop after this many epochs without a better fitness (0: never).
+        time_limit_min: Wall-clock budget of the run in minutes (0: none). After each epoch
+            the epoch count is lowered, if needed, so the run ends within it (mean epoch time
+            so far); the learning-rate schedule follows the new count.
         val_interval: Validate every this many epochs (and always after the last).
         seed: Seed of every random generator.
         workers: Data-loading worker processes.
@@ -93,6 +96,7 @@ class TrainConfig:
     ema: bool = True
     amp: bool = True
     patience: int = 100
+    time_limit_min: float = 0.0
     val_interval: int = 1
     seed: int = 0
     workers: int = 2
@@ -120,7 +124,7 @@ class TrainConfig:
         for name in ("lr0", "lrf", "momentum", "warmup_momentum", "conf_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 _bad(name, getattr(self, name), "use a value in (0, 1]")
-        for name in ("weight_decay", "warmup_epochs", "warmup_bias_lr"):
+        for name in ("weight_decay", "warmup_epochs", "warmup_bias_lr", "time_limit_min"):
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "use a value >= 0")
         if not 0 <= self.iou_threshold <= 1:

@@ -18,13 +18,15 @@ Kaggle CSV::
 into tensors: training items are augmented (mosaic, affine, flip, intensity) with a generator
 seeded by ``(seed, epoch, index)``, so the result does not depend on the worker that makes it;
 validation items are letterboxed exactly as the inference engine does. :func:`collate_detection`
-stacks items into a :class:`DetectionBatch`.
+stacks items into a :class:`DetectionBatch`. :class:`EpochSampler` tags each index with its
+epoch, so one loader with persistent workers serves every epoch (the epoch travels with the
+index, not in the dataset copy each worker holds).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 import yaml
 from numpy.typing import NDArray
-from torch.utils.data import Dataset, WeightedRandomSampler
+from torch.utils.data import Dataset, Sampler, WeightedRandomSampler
 
 from insightray.engine import prepare_image
 from insightray.errors import ConfigError, InputNotFoundError
@@ -57,6 +59,7 @@ from insightray.training.datasets import (
 __all__ = [
     "DetectionBatch",
     "DetectionTrainData",
+    "EpochSampler",
     "TrainValData",
     "collate_detection",
     "inverse_frequency_sampler",
@@ -200,7 +203,7 @@ class DetectionTrainData(Dataset[Item]):
         image_size: The square side ``S``.
         channels: Model input channels (grayscale repeated).
         augment: Augmentation settings for training; ``None`` letterboxes (validation).
-        seed: Seed of the augmentation; combine with :meth:`set_epoch`.
+        seed: Seed of the augmentation, combined with the epoch of an ``(epoch, index)`` key.
         pad_value: Letterbox padding intensity for validation items.
 
     Example:
@@ -223,7 +226,6 @@ class DetectionTrainData(Dataset[Item]):
         self.image_size = image_size
         self.channels = channels
         self.seed = seed
-        self.epoch = 0
         self.pad_value = pad_value
         self._source = _Samples(dataset.records, image_size)
         self._augment = None
@@ -234,11 +236,9 @@ class DetectionTrainData(Dataset[Item]):
     def __len__(self) -> int:
         return len(self.dataset.records)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Draw different augmentations each epoch (call before iterating a loader)."""
-        self.epoch = epoch
-
-    def __getitem__(self, index: int) -> Item:
+    def __getitem__(self, key: int | tuple[int, int]) -> Item:
+        """Item ``index`` (augmented as in epoch 0), or ``(epoch, index)`` from an EpochSampler."""
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         record = self.dataset.records[index]
         size = self.image_size
         info: LetterboxInfo | None = None
@@ -247,12 +247,40 @@ class DetectionTrainData(Dataset[Item]):
             image, info = prepare_image(pixels, (size, size), self.channels, self.pad_value)
             boxes, labels = info.to_letterbox(record.boxes), record.labels
         else:
-            rng = np.random.default_rng((self.seed, self.epoch, index))
+            rng = np.random.default_rng((self.seed, epoch, index))
             sample = self._augment(self._source, index, rng)
             image = ToChannels(self.channels)(sample.image)
             boxes, labels = sample.boxes, sample.labels
         targets = _normalised_targets(boxes, labels, size)
         return torch.from_numpy(image), targets, info, str(record.image_path)
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Yields ``(epoch, index)`` pairs from the indices (or sampler) that ``make(epoch)`` builds.
+
+    Set the epoch with :meth:`set_epoch` before iterating; the sampler runs in the main process,
+    so workers that outlive an epoch still augment with the right ``(seed, epoch, index)``.
+
+    Example:
+        >>> sampler = EpochSampler(lambda epoch: range(3))
+        >>> sampler.set_epoch(2)
+        >>> list(sampler)
+        [(2, 0), (2, 1), (2, 2)]
+    """
+
+    def __init__(self, make: Callable[[int], Iterable[int]]) -> None:
+        self.make = make
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the indices of ``epoch``."""
+        self.epoch, self._indices = epoch, [int(index) for index in self.make(epoch)]
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((self.epoch, index) for index in self._indices)
 
 
 def _normalised_targets(boxes: NDArray[np.float32], labels: NDArray[np.int64], size: int) -> Any:

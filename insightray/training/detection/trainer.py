@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -41,6 +42,7 @@ from insightray.training.datasets import DetectionDataset, read_image_size
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
     DetectionTrainData,
+    EpochSampler,
     collate_detection,
     inverse_frequency_sampler,
     load_train_val,
@@ -74,6 +76,8 @@ __all__ = [
 ]
 
 GRAD_CLIP_NORM = 10.0
+#: Validation only letterboxes: a few workers keep up, and each validation starts them anew.
+VAL_WORKERS = 4
 #: Without a terminal (a log file), print a progress line every this many iterations.
 LOG_EVERY = 10
 
@@ -131,6 +135,7 @@ def train_detector(
             (without ``resume``), or the loss diverges.
         InputNotFoundError: ``resume`` without a checkpoint, or missing data.
     """
+    run_began = time.monotonic()
     rank, local_rank, world = _init_distributed(config.device)
     device = _device(config.device, local_rank)
     console = console or Console(stderr=True)
@@ -167,6 +172,8 @@ def train_detector(
         config.batch_size,
     )
     use_amp = config.amp and device.type == "cuda"
+    # Fixed input size: let cuDNN pick its fastest kernels (GPU runs are not bit-exact anyway).
+    torch.backends.cudnn.benchmark = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     if resume:
         optimizer.load_state_dict(state["optimizer"])
@@ -205,18 +212,21 @@ def train_detector(
     start = int(state["epoch"]) + 1
     best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
     last_step, stopped_early, epoch = -1, False, start - 1
-    for epoch in range(start, config.epochs):
+    sampler = EpochSampler(lambda e: _sampler(config, train_data, e, rank, world))
+    loader = DataLoader(
+        train_data,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=config.workers,
+        collate_fn=collate_detection,
+        drop_last=False,
+        pin_memory=device.type == "cuda",
+        persistent_workers=config.workers > 0,
+    )
+    while epoch + 1 < config.epochs:
+        epoch += 1
         began = time.monotonic()
-        train_data.set_epoch(epoch)
-        loader = DataLoader(
-            train_data,
-            batch_size=batch,
-            sampler=_sampler(config, train_data, epoch, rank, world),
-            num_workers=config.workers,
-            collate_fn=collate_detection,
-            drop_last=False,
-            pin_memory=device.type == "cuda",
-        )
+        sampler.set_epoch(epoch)
         train_model.train()
         mean_loss = torch.zeros(3)
         with progress_bar(console, rank, f"epoch {epoch + 1}/{config.epochs}") as progress:
@@ -227,7 +237,8 @@ def train_detector(
                 for group in optimizer.param_groups:
                     group["lr"], group["momentum"] = settings.lr[group["name"]], settings.momentum
                 with torch.autocast(device_type=device.type, enabled=use_amp):
-                    loss, parts = loss_fn(train_model(images.to(device)), targets.to(device))
+                    images = images.to(device, non_blocking=True)
+                    loss, parts = loss_fn(train_model(images), targets.to(device))
                 if not torch.isfinite(loss):
                     raise ConfigError(f"epoch {epoch + 1}", "the loss diverged", "lower lr0")
                 scaler.scale(loss * world).backward()  # type: ignore[no-untyped-call]
@@ -258,7 +269,7 @@ def train_detector(
                     splits.val,
                     config.image_size,
                     batch_size=batch,
-                    workers=config.workers,
+                    workers=min(config.workers, VAL_WORKERS),
                     device=str(device),
                     pad_value=config.augment.border_value,
                 )
@@ -268,6 +279,14 @@ def train_detector(
                 best_fitness, best_epoch = score, epoch
                 plot_pr_curves(metrics, out / "pr_curves.png")  # type: ignore[arg-type]
             seconds = time.monotonic() - began
+            epochs = _epochs_within_limit(config, epoch + 1, epoch + 1 - start, run_began)
+            if epochs < config.epochs:
+                console.print(
+                    f"Time limit {config.time_limit_min:g} min: {epochs} epochs instead of "
+                    f"{config.epochs}.",
+                    highlight=False,
+                )
+                config = dataclasses.replace(config, epochs=epochs)
             append_metrics(
                 out / "metrics.csv", epoch, mean_loss.tolist(), lr, metrics, score, seconds
             )
@@ -294,9 +313,9 @@ def train_detector(
             console.print(line, highlight=False, soft_wrap=True)
             stop = validate and config.patience > 0 and epoch - best_epoch >= config.patience
         if world > 1:
-            flag = [stop]
+            flag = [stop, config.epochs]
             dist.broadcast_object_list(flag, src=0)
-            stop = bool(flag[0])
+            stop, config = bool(flag[0]), dataclasses.replace(config, epochs=int(flag[1]))
         if stop:
             stopped_early = True
             if rank == 0:
@@ -326,6 +345,19 @@ def train_detector(
             False,
         )
     return result
+
+
+def _epochs_within_limit(config: TrainConfig, done: int, run: int, began: float) -> int:
+    """The epoch count that ends this invocation within ``config.time_limit_min``.
+
+    ``done`` epochs are finished, ``run`` of them since the loop ``began`` (a resumed run
+    counts only its own); setup time before the loop counts against the limit too.
+    """
+    if config.time_limit_min <= 0:
+        return config.epochs
+    now = time.monotonic()
+    remaining = config.time_limit_min * 60 - (now - began)
+    return min(config.epochs, done + max(int(remaining // ((now - began) / run)), 0))
 
 
 def _init_distributed(device: str) -> tuple[int, int, int]:
