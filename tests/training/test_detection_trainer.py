@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from insightray.training.detection import (
     step_settings_for,
     train_detector,
 )
+from insightray.training.detection.trainer import _epochs_within_limit
 
 #: Every augmentation stage off: the overfitting run must see the same images every step.
 NO_AUGMENT = AugmentConfig(mosaic=0.0, affine=0.0, flip=0.0, intensity=0.0)
@@ -229,6 +231,16 @@ def test_time_limit_cuts_the_epochs_and_the_schedule(tiny_data: Path, tmp_path: 
     assert saved["epoch"] == 0 and saved["config"]["epochs"] == 1
     with pytest.raises(ConfigError, match="time_limit_min"):
         TrainConfig(time_limit_min=-1)
+
+
+def test_time_limit_replans_at_the_recent_pace() -> None:
+    config = TrainConfig(epochs=150, time_limit_min=10)
+    began = time.monotonic() - 100  # 500 s left
+    # The slow first epoch (autotuning) is left out; then the last five epochs set the pace.
+    assert _epochs_within_limit(config, 150, 1, [60.0], began) == 150
+    assert _epochs_within_limit(config, 150, 3, [60.0, 10.0, 10.0], began) == 3 + 49
+    assert _epochs_within_limit(config, 150, 7, [60.0] + [10.0] + [2.0] * 5, began) == 150
+    assert _epochs_within_limit(config, 150, 2, [60.0], time.monotonic() - 700) == 2
 
 
 def test_epoch_sampler_drives_the_augmentation_seed(tiny_data: Path) -> None:

@@ -60,8 +60,8 @@ class TrainConfig:
         amp: Mixed precision; used on CUDA only.
         patience: Stop after this many epochs without a better fitness (0: never).
         time_limit_min: Wall-clock budget of the run in minutes (0: none). After each epoch
-            the epoch count is lowered, if needed, so the run ends within it (mean epoch time
-            so far); the learning-rate schedule follows the new count.
+            the epoch count is re-planned, never above ``epochs``, so the run ends within it
+            at the pace of the recent epochs; the learning-rate schedule follows the count.
         val_interval: Validate every this many epochs (and always after the last).
         seed: Seed of every random generator.
         workers: Data-loading worker processes.

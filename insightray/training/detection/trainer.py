@@ -223,6 +223,7 @@ def train_detector(
         pin_memory=device.type == "cuda",
         persistent_workers=config.workers > 0,
     )
+    planned, durations = config.epochs, []  # epoch count and epoch times for the time limit
     while epoch + 1 < config.epochs:
         epoch += 1
         began = time.monotonic()
@@ -279,14 +280,16 @@ def train_detector(
                 best_fitness, best_epoch = score, epoch
                 plot_pr_curves(metrics, out / "pr_curves.png")  # type: ignore[arg-type]
             seconds = time.monotonic() - began
-            epochs = _epochs_within_limit(config, epoch + 1, epoch + 1 - start, run_began)
-            if epochs < config.epochs:
-                console.print(
-                    f"Time limit {config.time_limit_min:g} min: {epochs} epochs instead of "
-                    f"{config.epochs}.",
-                    highlight=False,
-                )
-                config = dataclasses.replace(config, epochs=epochs)
+            durations.append(seconds)
+            if config.time_limit_min > 0:
+                epochs = _epochs_within_limit(config, planned, epoch + 1, durations, run_began)
+                if epochs != config.epochs:
+                    console.print(
+                        f"Time limit {config.time_limit_min:g} min: {epochs} epochs "
+                        f"(planned {planned}).",
+                        highlight=False,
+                    )
+                    config = dataclasses.replace(config, epochs=epochs)
             append_metrics(
                 out / "metrics.csv", epoch, mean_loss.tolist(), lr, metrics, score, seconds
             )
@@ -347,17 +350,20 @@ def train_detector(
     return result
 
 
-def _epochs_within_limit(config: TrainConfig, done: int, run: int, began: float) -> int:
-    """The epoch count that ends this invocation within ``config.time_limit_min``.
+def _epochs_within_limit(
+    config: TrainConfig, planned: int, done: int, durations: list[float], began: float
+) -> int:
+    """The epoch count, at most ``planned``, that ends this invocation within the time limit.
 
-    ``done`` epochs are finished, ``run`` of them since the loop ``began`` (a resumed run
-    counts only its own); setup time before the loop counts against the limit too.
+    ``done`` epochs are finished; ``durations`` are this invocation's epoch times, the first
+    left out (it pays for worker start-up and cuDNN autotuning) and the last five averaged, so
+    the count follows the real pace and may rise again. Setup before the first epoch counts.
     """
-    if config.time_limit_min <= 0:
-        return config.epochs
-    now = time.monotonic()
-    remaining = config.time_limit_min * 60 - (now - began)
-    return min(config.epochs, done + max(int(remaining // ((now - began) / run)), 0))
+    remaining = config.time_limit_min * 60 - (time.monotonic() - began)
+    recent = durations[1:][-5:]
+    if not recent:
+        return planned if remaining > 0 else done
+    return min(planned, done + max(int(remaining // (sum(recent) / len(recent))), 0))
 
 
 def _init_distributed(device: str) -> tuple[int, int, int]:

@@ -18,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from insightray.config import data_root
+from insightray.models import load_card
+from insightray.models.catalog import bundled_models_dir
 from insightray.serving.app import create_app
 from insightray.serving.db.models import User
 from insightray.serving.deps import Services
@@ -30,6 +32,9 @@ from insightray.serving.users import create_api_key
 DICOM_DIR = data_root() / "dicom"
 CHEST_DICOM = DICOM_DIR / "cr_chest_pa_jpeg_baseline.dcm"
 PASSWORD = "correct horse battery staple"
+#: The bundled default detector and its version (whatever model ships now).
+DETECTOR = "cxr-tbx11k-yolov5s"
+DETECTOR_VERSION = load_card(bundled_models_dir() / DETECTOR / "card.json").version
 #: Generous limits: the tests send many requests per second as one user.
 FAST = {"rate_per_s": 10_000.0, "rate_burst": 10_000}
 

@@ -14,7 +14,7 @@ from insightray.imaging import read_image
 from insightray.models.catalog import bundled_models
 from insightray.serving.audit import AuditLog
 from insightray.serving.db.models import AuditRecord, Result
-from tests.serving.api.conftest import CHEST_DICOM, Api
+from tests.serving.api.conftest import CHEST_DICOM, DETECTOR, DETECTOR_VERSION, Api
 
 TB_IMAGE = data_root() / "cxr" / "tbx11k" / "images" / "tb0020.jpg"
 
@@ -42,7 +42,7 @@ def test_analyze_cxr_returns_the_cli_boxes_and_the_model_version(api: Api) -> No
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        assert body["model"] == {"name": "cxr-tbx11k-yolov5s", "version": "0.1.0"}
+        assert body["model"] == {"name": DETECTOR, "version": DETECTOR_VERSION}
         assert body["task"] == "cxr" and body["fracture"] is None
         assert _findings(body) == _cli_boxes(str(path))
         overlay = api.client.get(body["image_url"], headers=headers)
@@ -115,7 +115,7 @@ def test_audit_chain_verifies_after_a_series_of_requests(api: Api) -> None:
         ("study.delete", "ok"),
     ]
     analyses = [r for r in records if r.action == "study.analyze"]
-    assert {(r.model_name, r.model_version) for r in analyses} == {("cxr-tbx11k-yolov5s", "0.1.0")}
+    assert {(r.model_name, r.model_version) for r in analyses} == {(DETECTOR, DETECTOR_VERSION)}
     assert all(r.input_sha256 == study["sha256"] and r.latency_ms for r in analyses)
     assert name not in " ".join(str(vars(r)) for r in records)
     assert read_image(CHEST_DICOM).pixels.shape == (1024, 1024)

@@ -8,7 +8,7 @@ import numpy as np
 
 from insightray.engine import load_detection_predictor
 from insightray.imaging import read_image
-from tests.serving.api.conftest import Api
+from tests.serving.api.conftest import DETECTOR_VERSION, Api
 
 TB_IMAGE_NAME = "tb0020.jpg"
 
@@ -33,7 +33,7 @@ def test_metrics_need_permission_and_count_routes(api: Api) -> None:
 def test_oip_metadata_and_infer_match_the_engine(api: Api, shared_data: Path) -> None:
     headers = api.as_role("clinician")
     meta = api.client.get("/v2/models/cxr-tbx11k-yolov5s", headers=headers).json()
-    assert meta["versions"] == ["0.1.0"] and meta["outputs"][0]["name"] == "boxes"
+    assert meta["versions"] == [DETECTOR_VERSION] and meta["outputs"][0]["name"] == "boxes"
     path = shared_data / "cxr" / "tbx11k" / "images" / TB_IMAGE_NAME
     pixels = np.rint(read_image(path).pixels * 255).astype(np.uint8)
     tensor = {
@@ -46,7 +46,7 @@ def test_oip_metadata_and_infer_match_the_engine(api: Api, shared_data: Path) ->
     response = api.client.post(url, json={"id": "r1", "inputs": [tensor]}, headers=headers)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["model_version"], body["id"]) == ("0.1.0", "r1")
+    assert (body["model_version"], body["id"]) == (DETECTOR_VERSION, "r1")
     outputs = {o["name"]: o for o in body["outputs"]}
     expected = load_detection_predictor(None).predict_arrays([pixels])[0].detections
     assert outputs["boxes"]["shape"] == [len(expected), 4] and len(expected) > 0

@@ -11,9 +11,7 @@ from sqlalchemy import select
 from insightray.models.catalog import bundled_models_dir
 from insightray.serving.db.models import AuditRecord
 from insightray.serving.registry import user_bucket
-from tests.serving.api.conftest import CHEST_DICOM, Api
-
-DETECTOR = "cxr-tbx11k-yolov5s"
+from tests.serving.api.conftest import CHEST_DICOM, DETECTOR, DETECTOR_VERSION, Api
 
 
 def _candidate(tmp_path: Path, version: str) -> Path:
@@ -59,7 +57,7 @@ def test_ab_split_is_sticky_per_user(api: Api, tmp_path: Path) -> None:
     assert candidate["stage"] == "staging" and candidate["traffic_percent"] == 30
     versions = api.client.get(f"/v1/models/{DETECTOR}", headers=api.as_role("admin")).json()
     shares = {v["version"]: v["traffic_percent"] for v in versions["versions"]}
-    assert shares == {"0.1.0": 70, "0.2.0": 30}
+    assert shares == {DETECTOR_VERSION: 70, "0.2.0": 30}
     users = [f"user{i}" for i in range(200)]
     first = {u: api.services.registry.choose("cxr", u).served.version for u in users}
     again = {u: api.services.registry.choose("cxr", u).served.version for u in users}
@@ -70,14 +68,14 @@ def test_ab_split_is_sticky_per_user(api: Api, tmp_path: Path) -> None:
     # over HTTP: the clinician lands in one arm and stays there
     study = api.upload(CHEST_DICOM)
     headers = api.as_role("clinician")
-    expected = "0.2.0" if user_bucket("clinician1", DETECTOR) < 30 else "0.1.0"
+    expected = "0.2.0" if user_bucket("clinician1", DETECTOR) < 30 else DETECTOR_VERSION
     assert {_served_version(api, headers, study["id"]) for _ in range(3)} == {expected}
 
 
 def test_shadow_runs_the_candidate_but_returns_production(api: Api, tmp_path: Path) -> None:
     _register(api, tmp_path, "0.3.0", shadow=True)
     study = api.upload(CHEST_DICOM)
-    assert _served_version(api, api.as_role("clinician"), study["id"]) == "0.1.0"
+    assert _served_version(api, api.as_role("clinician"), study["id"]) == DETECTOR_VERSION
     with api.services.db.session(read_only=True) as session:
         shadows = list(
             session.scalars(select(AuditRecord).where(AuditRecord.action == "study.analyze.shadow"))
@@ -93,7 +91,7 @@ def test_promotion_takes_effect_without_restart(api: Api, tmp_path: Path) -> Non
     _register(api, tmp_path, "0.4.0")
     study = api.upload(CHEST_DICOM)
     headers = api.as_role("clinician")
-    assert _served_version(api, headers, study["id"]) == "0.1.0"
+    assert _served_version(api, headers, study["id"]) == DETECTOR_VERSION
     promoted = api.client.put(
         f"/v1/models/{DETECTOR}/versions/0.4.0",
         json={"stage": "production"},
@@ -102,9 +100,9 @@ def test_promotion_takes_effect_without_restart(api: Api, tmp_path: Path) -> Non
     assert promoted.status_code == 200 and promoted.json()["traffic_percent"] == 100
     assert _served_version(api, headers, study["id"]) == "0.4.0"
     old = api.client.get(f"/v1/models/{DETECTOR}", headers=headers).json()["versions"][0]
-    assert (old["version"], old["stage"]) == ("0.1.0", "archived")
+    assert (old["version"], old["stage"]) == (DETECTOR_VERSION, "archived")
     refused = api.client.put(
-        f"/v1/models/{DETECTOR}/versions/0.1.0",
+        f"/v1/models/{DETECTOR}/versions/{DETECTOR_VERSION}",
         json={"traffic_percent": 10},
         headers=api.as_role("admin"),
     )
