@@ -143,6 +143,9 @@ class Detect(nn.Module):
         anchor_tensor = torch.tensor(anchors, dtype=torch.float32)
         self.register_buffer("anchors", anchor_tensor.view(self.num_levels, self.num_anchors, 2))
         self.register_buffer("stride", torch.tensor(strides, dtype=torch.float32))
+        self._strides = tuple(float(value) for value in strides)
+        # (grid - 0.5) * stride per (level, height, width, device, dtype): built once per size.
+        self._cell_offsets: dict[tuple[Any, ...], torch.Tensor] = {}
         self.heads = nn.ModuleList(
             nn.Conv2d(channels, self.num_anchors * self.num_outputs, 1) for channels in in_channels
         )
@@ -180,13 +183,18 @@ class Detect(nn.Module):
     def decode(self, raw: torch.Tensor, level: int) -> torch.Tensor:
         """Turn one level's raw output into ``(B, A*H*W, 5 + num_classes)`` pixel boxes."""
         batch, _, height, width, _ = raw.shape
-        rows = torch.arange(height, device=raw.device, dtype=raw.dtype)
-        cols = torch.arange(width, device=raw.device, dtype=raw.dtype)
-        grid_y, grid_x = torch.meshgrid(rows, cols, indexing="ij")
-        grid = torch.stack((grid_x, grid_y), dim=-1).view(1, 1, height, width, 2)
+        key = (level, height, width, raw.device, raw.dtype)
+        offsets = self._cell_offsets.get(key)
+        if offsets is None:
+            rows = torch.arange(height, device=raw.device, dtype=raw.dtype)
+            cols = torch.arange(width, device=raw.device, dtype=raw.dtype)
+            grid_y, grid_x = torch.meshgrid(rows, cols, indexing="ij")
+            grid = torch.stack((grid_x, grid_y), dim=-1).view(1, 1, height, width, 2)
+            offsets = self._cell_offsets[key] = (grid - 0.5) * self._strides[level]
         anchor_wh = self.anchors[level].to(raw.dtype).view(1, self.num_anchors, 1, 1, 2)
         scores = raw.sigmoid()
-        centre_xy = (scores[..., 0:2] * 2 - 0.5 + grid) * self.stride[level].to(raw.dtype)
+        # (2 * sigmoid - 0.5 + cell) * stride, with the constant part cached
+        centre_xy = scores[..., 0:2] * (2 * self._strides[level]) + offsets
         box_wh = (scores[..., 2:4] * 2) ** 2 * anchor_wh
         decoded = torch.cat((centre_xy, box_wh, scores[..., 4:]), dim=-1)
         return decoded.view(batch, -1, self.num_outputs)
