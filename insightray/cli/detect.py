@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -189,12 +190,13 @@ def train_detect(
         if not config.data:
             raise ConfigError("train detect", "no training data given", "pass --data DATA.yaml")
         result = train_detector(config, console=err)
-    out.print(
-        f"best epoch {result.best_epoch + 1} (fitness {result.best_fitness:.4f}) -> "
-        f"{result.card_path}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone trained the output
+        out.print(
+            f"best epoch {result.best_epoch + 1} (fitness {result.best_fitness:.4f}) -> "
+            f"{result.card_path}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @evaluate_app.command("detect")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -251,6 +254,24 @@ def test_epoch_sampler_drives_the_augmentation_seed(tiny_data: Path) -> None:
     sampler = EpochSampler(lambda epoch: [epoch, epoch + 1])
     sampler.set_epoch(5)
     assert list(sampler) == [(5, 5), (5, 6)] and len(sampler) == 2
+
+
+def test_torchrun_trains_with_two_processes(tiny_data: Path, tmp_path: Path) -> None:
+    """DDP as users launch it: torchrun, two CPU processes (gloo); rank 0 alone writes."""
+    out = tmp_path / "ddp"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
+        *("-m", "insightray.cli", "train", "detect", "--data", str(tiny_data)),
+        *("--model", "yolov5n", "--img", "64", "--epochs", "2", "--batch", "4", "--workers", "0"),
+        *("--device", "cpu", "--out", str(out)),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    saved = torch.load(out / "last.pt", weights_only=True)
+    # 8 images, 2 per process per step: 2 steps per epoch in each of the two processes
+    assert saved["epoch"] == 1 and (out / "model" / "card.json").is_file()
+    assert _losses(out / "metrics.csv") and done.stdout.count("best epoch") == 1
 
 
 def test_overfitting_a_tiny_set_lowers_the_loss(tiny_data: Path, tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ validated (mAP at confidence 0.001, NMS IoU 0.6), ``metrics.csv`` and the plots 
 ``last.pt`` (full resume state) is written and ``best.pt`` when the fitness
 ``0.1 * mAP50 + 0.9 * mAP50:95`` improves. Training stops after ``patience`` epochs without
 improvement. At the end the best EMA weights and a model card are written to ``out/model/``
-(``card.json`` plus weights), ready for ``insightray detect --model out/model``.
+(``card.json`` plus weights), ready for ``insightray detect --model out/model``. One loader
+with persistent workers serves every epoch; with ``time_limit_min`` the epoch count is
+re-planned after each epoch so the run ends in time.
 
 Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel; only
 rank 0 validates and writes files.
