@@ -126,6 +126,13 @@ def train_detect(
     batch: Annotated[int | None, typer.Option("--batch", min=1)] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=0)] = None,
+    cache_images: Annotated[
+        bool | None,
+        typer.Option(
+            "--cache-images/--no-cache-images",
+            help="Keep decoded training images in memory (4 bytes per pixel).",
+        ),
+    ] = None,
     time_limit: Annotated[
         float | None,
         typer.Option("--time-limit", min=0, help="Minutes; fewer epochs if they would not fit."),
@@ -158,6 +165,7 @@ def train_detect(
         "batch_size": batch,
         "device": device,
         "workers": workers,
+        "cache_images": cache_images,
         "time_limit_min": time_limit,
         "out": None if out_dir is None else str(out_dir),
     }

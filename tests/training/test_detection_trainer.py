@@ -251,6 +251,10 @@ def test_epoch_sampler_drives_the_augmentation_seed(tiny_data: Path) -> None:
     same = [data[(3, 1)][0] for _ in range(2)]
     assert torch.equal(same[0], same[1]) and torch.equal(data[1][0], data[(0, 1)][0])
     assert not torch.equal(data[(3, 1)][0], data[(4, 1)][0])
+    cached = DetectionTrainData(
+        load_data_split(tiny_data, "train"), 64, augment=AugmentConfig(), cache=True
+    )
+    assert torch.equal(cached[(3, 1)][0], same[0])  # the in-memory copy changes nothing
     sampler = EpochSampler(lambda epoch: [epoch, epoch + 1])
     sampler.set_epoch(5)
     assert list(sampler) == [(5, 5), (5, 6)] and len(sampler) == 2

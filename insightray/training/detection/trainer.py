@@ -197,6 +197,7 @@ def train_detector(
         config.augment,
         config.seed,
         config.augment.border_value,
+        cache=config.cache_images,
     )
     batch = config.batch_size // world
     per_epoch = math.ceil(len(train_data) / batch)
