@@ -155,8 +155,11 @@ def test_chest_film_with_boxes_threshold_and_window(
 
     # Per-class toggle hides that class's boxes; the threshold above every score hides all.
     toggle = page.locator(".class-toggle").first
+    label = toggle.get_attribute("data-label")
+    of_class = page.locator(f'.finding[data-label="{label}"]').count()
+    assert of_class >= 1
     toggle.click()
-    wait_canvas(page, "boxes", "0")
+    wait_canvas(page, "boxes", str(total - of_class))
     toggle.click()
     wait_canvas(page, "boxes", str(total))
     page.locator("#threshold").fill("1")
