@@ -9,7 +9,8 @@
 # efficientnet_lite_pytorch, torchcrf) and ref/ (the reference `yolov5==7.0.14` and `thop`
 # unpacked, with stand-ins for its two install-time imports, ultralytics.utils.checks and
 # pkg_resources). Results go to $OUT (default runs/gpu-session).
-#   usage: bash benchmarks/gpu_detector_session.sh [TOTAL_SECONDS (default 570)]
+#   usage: [CONFIG=configs/detect/other.yaml] bash benchmarks/gpu_detector_session.sh [TOTAL_SECONDS]
+# (TOTAL_SECONDS, default 570: the whole script's budget inside one 10-minute command)
 # A quick check on a CPU first: BENCH_ARGS="--size 64" TRAIN_ARGS="--img 64 --model yolov5n
 #   --epochs 2 --device cpu" bash benchmarks/gpu_detector_session.sh
 set -u
@@ -28,7 +29,7 @@ $PY benchmarks/bench_detector_gpu.py --reference-python "$PY" \
 # What is left, less about 50 s for evaluation and copying, is the training's budget.
 LIMIT=$(( (TOTAL - SECONDS - 50) / 6 ))  # tenths of a minute
 echo "training time limit: ${LIMIT}/10 min (elapsed ${SECONDS} s)"
-$PY -m insightray.cli train detect --config configs/detect/tbx11k-yolov5s.yaml \
+$PY -m insightray.cli train detect --config "${CONFIG:-configs/detect/tbx11k-yolov5s.yaml}" \
     --data .devcarry/tbx11k/data.yaml --out "$RUN" --workers 12 ${TRAIN_ARGS:-} \
     --time-limit "$(( LIMIT / 10 )).$(( LIMIT % 10 ))" > "$OUT/train.log" 2>&1
 echo "training exit $? at ${SECONDS} s"; tail -4 "$OUT/train.log"
