@@ -319,7 +319,7 @@ def test_pipeline_without_mosaic_letterboxes_and_can_be_switched_off() -> None:
     data = _dataset()
     off = AugmentConfig(output_size=96, mosaic=0.0, affine=0.0, flip=0.0, intensity=0.0)
     out = build_augmentations(off)(data, 2, _rng())
-    expected = letterbox(data[2], 96)
+    expected = letterbox(data[2], 96, off.border_value)
     np.testing.assert_array_equal(out.image, expected.image)
     np.testing.assert_array_equal(out.boxes, expected.boxes)
 

@@ -71,7 +71,9 @@ def _losses(metrics_csv: Path) -> list[float]:
 
 
 def test_warmup_then_cosine_and_linear_follow_the_formula() -> None:
-    config = TrainConfig(epochs=10, lr0=0.01, lrf=0.02, warmup_epochs=2, batch_size=16)
+    config = TrainConfig(
+        epochs=10, lr0=0.01, lrf=0.02, schedule="cosine", warmup_epochs=2, batch_size=16
+    )
     per_epoch = 50  # warm-up lasts 100 iterations
     start = step_settings_for(config, 0, 0, per_epoch)
     assert start.lr == {"bias": 0.1, "decay": 0.0, "no_decay": 0.0}

@@ -9,7 +9,7 @@ loss settings nested under ``augment`` and ``loss`` (fields of
 Example:
     >>> config = TrainConfig(data="tbx11k/data.yaml", model="yolov5n", epochs=3)
     >>> config.nominal_batch, config.schedule
-    (64, 'cosine')
+    (64, 'linear')
     >>> config_from_dict(config_to_dict(config)) == config
     True
 """
@@ -94,7 +94,7 @@ class TrainConfig:
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
-    schedule: str = "cosine"
+    schedule: str = "linear"
     ema: bool = True
     amp: bool = True
     patience: int = 100
