@@ -9,7 +9,8 @@
 # efficientnet_lite_pytorch, torchcrf) and ref/ (the reference `yolov5==7.0.14` and `thop`
 # unpacked, with stand-ins for its two install-time imports, ultralytics.utils.checks and
 # pkg_resources). Results go to $OUT (default runs/gpu-session).
-#   usage: [CONFIG=configs/detect/other.yaml] bash benchmarks/gpu_detector_session.sh [TOTAL_SECONDS]
+#   usage: [CONFIG=configs/detect/other.yaml] [BENCH=0] bash benchmarks/gpu_detector_session.sh [TOTAL_SECONDS]
+# (BENCH=0 skips step 1, leaving the whole budget to training; ref/ is then not needed)
 # (TOTAL_SECONDS, default 570: the whole script's budget inside one 10-minute command)
 # A quick check on a CPU first: BENCH_ARGS="--size 64" TRAIN_ARGS="--img 64 --model yolov5n
 #   --epochs 2 --device cpu" bash benchmarks/gpu_detector_session.sh
@@ -23,8 +24,10 @@ PY=${PYTHON:-python3}
 nvidia-smi -L
 $PY -c "import torch, numpy; print('torch', torch.__version__, 'numpy', numpy.__version__)"
 
-$PY benchmarks/bench_detector_gpu.py --reference-python "$PY" \
-    --reference-path .devcarry/ref --rounds 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_gpu.txt"
+if [ "${BENCH:-1}" != 0 ]; then
+    $PY benchmarks/bench_detector_gpu.py --reference-python "$PY" \
+        --reference-path .devcarry/ref --rounds 1 ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench_gpu.txt"
+fi
 
 # What is left, less about 50 s for evaluation and copying, is the training's budget.
 LIMIT=$(( (TOTAL - SECONDS - 50) / 6 ))  # tenths of a minute
