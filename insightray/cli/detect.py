@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -153,6 +152,7 @@ def train_detect(
     from insightray.training.detection import (
         TrainConfig,
         config_from_dict,
+        is_main_process,
         load_train_config,
         read_run_config,
         train_detector,
@@ -198,7 +198,7 @@ def train_detect(
         if not config.data:
             raise ConfigError("train detect", "no training data given", "pass --data DATA.yaml")
         result = train_detector(config, console=err)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone trained the output
+    if is_main_process():  # under torchrun, rank 0 alone wrote the output
         out.print(
             f"best epoch {result.best_epoch + 1} (fitness {result.best_fitness:.4f}) -> "
             f"{result.card_path}",

@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -196,6 +197,15 @@ class AnchorCheck:
     bpr_before: float
     bpr_after: float
     replaced: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready record (a run's ``anchors.json``)."""
+        return {
+            "bpr_before": self.bpr_before,
+            "bpr_after": self.bpr_after,
+            "replaced": self.replaced,
+            "anchors": self.anchors.tolist(),
+        }
 
 
 def check_anchors(

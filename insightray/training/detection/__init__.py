@@ -25,6 +25,7 @@ from insightray.training.detection.data import (
     load_data_split,
     load_train_val,
 )
+from insightray.training.detection.distributed import is_main_process
 from insightray.training.detection.evaluate import EVAL_CONF, EVAL_IOU, evaluate_detector
 from insightray.training.detection.optim import (
     ModelEma,
@@ -63,6 +64,7 @@ __all__ = [
     "evaluate_detector",
     "fitness",
     "inverse_frequency_sampler",
+    "is_main_process",
     "load_data_split",
     "load_train_config",
     "load_train_val",

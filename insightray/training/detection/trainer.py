@@ -1,6 +1,6 @@
 """The detector training loop: YOLOv5 recipe on our own model, loss, augmentation and metrics.
 
-Per epoch: augmented batches, SGD with warm-up then cosine or linear decay, gradients
+Per epoch: augmented batches, SGD with warm-up then linear or cosine decay, gradients
 accumulated to the nominal batch, AMP on CUDA, an EMA of the weights; then the EMA model is
 validated (mAP at confidence 0.001, NMS IoU 0.6), ``metrics.csv`` and the plots are updated,
 ``last.pt`` (full resume state) is written and ``best.pt`` when the fitness
@@ -10,8 +10,8 @@ improvement. At the end the best EMA weights and a model card are written to ``o
 with persistent workers serves every epoch; with ``time_limit_min`` the epoch count is
 re-planned after each epoch so the run ends in time.
 
-Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel; only
-rank 0 validates and writes files.
+Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel (see
+:mod:`~insightray.training.detection.distributed`); only rank 0 validates and writes files.
 
 Example:
     >>> config = TrainConfig(data="tbx11k/data.yaml", model="yolov5s", image_size=416)
@@ -24,30 +24,32 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from rich.console import Console
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
+from torch.utils.data import DataLoader
 
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models import create_model
 from insightray.models.detection.yolo import YoloV5
-from insightray.training.autoanchor import AnchorCheck, check_anchors
-from insightray.training.datasets import DetectionDataset, read_image_size
+from insightray.training.autoanchor import AnchorCheck
+from insightray.training.detection.anchors import fit_model_anchors
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
     DetectionTrainData,
     EpochSampler,
     collate_detection,
-    inverse_frequency_sampler,
     load_train_val,
+)
+from insightray.training.detection.distributed import (
+    epoch_sampler,
+    init_distributed,
+    select_device,
 )
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
@@ -138,8 +140,8 @@ def train_detector(
         InputNotFoundError: ``resume`` without a checkpoint, or missing data.
     """
     run_began = time.monotonic()
-    rank, local_rank, world = _init_distributed(config.device)
-    device = _device(config.device, local_rank)
+    rank, local_rank, world = init_distributed(config.device)
+    device = select_device(config.device, local_rank)
     console = console or Console(stderr=True)
     out = Path(config.out)
     if world > 1 and config.batch_size % world:
@@ -162,7 +164,9 @@ def train_detector(
     else:
         model.detect.initialise_biases(image_size=config.image_size)
         if config.autoanchor:
-            anchor_check = _autoanchor(model, splits.train, config, console if rank == 0 else None)
+            anchor_check = fit_model_anchors(
+                model, splits.train, config, console if rank == 0 else None
+            )
     model.to(device)
     ema = ModelEma(model) if config.ema else None
     optimizer = build_optimizer(
@@ -204,7 +208,7 @@ def train_detector(
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if anchor_check is not None:
-            write_json(out / "anchors.json", _anchor_record(anchor_check))
+            write_json(out / "anchors.json", anchor_check.to_dict())
         console.print(
             f"[bold]Training[/bold] {config.model} on {splits.description}; "
             f"{config.epochs} epochs at {config.image_size} px, batch {config.batch_size}"
@@ -215,7 +219,7 @@ def train_detector(
     start = int(state["epoch"]) + 1
     best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
     last_step, stopped_early, epoch = -1, False, start - 1
-    sampler = EpochSampler(lambda e: _sampler(config, train_data, e, rank, world))
+    sampler = EpochSampler(lambda e: epoch_sampler(config, train_data, e, rank, world))
     loader = DataLoader(
         train_data,
         batch_size=batch,
@@ -367,83 +371,3 @@ def _epochs_within_limit(
     if not recent:
         return planned if remaining > 0 else done
     return min(planned, done + max(int(remaining // (sum(recent) / len(recent))), 0))
-
-
-def _init_distributed(device: str) -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 0, 1
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_nccl = device != "cpu" and torch.cuda.is_available()
-    if use_nccl:
-        torch.cuda.set_device(local_rank)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_nccl else "gloo")
-    return rank, local_rank, world
-
-
-def _device(setting: str, local_rank: int) -> torch.device:
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {setting}", "CUDA is not available", "use --device cpu")
-    if setting == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(setting)
-
-
-def _sampler(
-    config: TrainConfig, data: DetectionTrainData, epoch: int, rank: int, world: int
-) -> Sampler[int]:
-    """Shuffling seeded by ``(seed, epoch)``, so a resumed run sees the same order."""
-    if world > 1:
-        if config.sampler != "none":
-            raise ConfigError("sampler", "inverse_frequency is not supported with DDP", "use none")
-        sampler: DistributedSampler[Any] = DistributedSampler(
-            data, world, rank, shuffle=True, seed=config.seed
-        )
-        sampler.set_epoch(epoch)
-        return sampler
-    if config.sampler == "inverse_frequency":
-        return inverse_frequency_sampler(data.dataset, seed=config.seed * 100_003 + epoch)
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-    return RandomSampler(data, generator=generator)
-
-
-def _autoanchor(
-    model: YoloV5, dataset: DetectionDataset, config: TrainConfig, console: Console | None
-) -> AnchorCheck:
-    sizes = []
-    for record in dataset.records:
-        rows, cols = record.image_size or read_image_size(record.image_path)
-        scale = config.image_size / max(rows, cols)
-        sizes.append((record.boxes[:, 2:] - record.boxes[:, :2]) * scale)
-    box_wh = np.concatenate(sizes) if sizes else np.zeros((0, 2))
-    check = check_anchors(
-        model.detect.anchors.clone(),
-        box_wh,
-        threshold=config.loss.anchor_t,
-        img_size=config.image_size,
-        seed=config.seed,
-    )
-    if check.replaced:
-        with torch.no_grad():
-            model.detect.anchors.copy_(check.anchors)
-    if console is not None:
-        action = "refitted" if check.replaced else "kept"
-        console.print(
-            f"AutoAnchor: best possible recall {check.bpr_before:.4f} -> "
-            f"{check.bpr_after:.4f}, anchors {action}",
-            highlight=False,
-            soft_wrap=True,
-        )
-    return check
-
-
-def _anchor_record(check: AnchorCheck) -> dict[str, Any]:
-    return {
-        "bpr_before": check.bpr_before,
-        "bpr_after": check.bpr_after,
-        "replaced": check.replaced,
-        "anchors": check.anchors.tolist(),
-    }
