@@ -27,17 +27,24 @@ from insightray.training.detection.data import DetectionTrainData, inverse_frequ
 __all__ = ["epoch_sampler", "init_distributed", "is_main_process", "select_device"]
 
 
+def _torchrun_ranks() -> tuple[int, int, int]:
+    """``(rank, local_rank, world)`` as torchrun set them; ``(0, 0, 1)`` without torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 0, 1
+    return int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world
+
+
 def is_main_process() -> bool:
     """Whether this is rank 0 (always, without torchrun): the process that writes files."""
-    return os.environ.get("RANK", "0") == "0"
+    return _torchrun_ranks()[0] == 0
 
 
 def init_distributed(device: str) -> tuple[int, int, int]:
     """Join torchrun's process group if there is one; returns ``(rank, local_rank, world)``."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 0, 1
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank, world = _torchrun_ranks()
+    if world == 1:
+        return rank, local_rank, world
     use_nccl = device != "cpu" and torch.cuda.is_available()
     if use_nccl:
         torch.cuda.set_device(local_rank)
@@ -77,7 +84,8 @@ def epoch_sampler(
         )
         sampler.set_epoch(epoch)
         return sampler
+    seed = config.seed * 100_003 + epoch
     if config.sampler == "inverse_frequency":
-        return inverse_frequency_sampler(data.dataset, seed=config.seed * 100_003 + epoch)
-    generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        return inverse_frequency_sampler(data.dataset, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
     return RandomSampler(data, generator=generator)
