@@ -62,11 +62,11 @@ def demo(
 
 
 def _detect(samples: list[Path], out_dir: Path) -> None:
-    from insightray.engine import load_detection_predictor, write_overlay
+    from insightray.engine import load_predictor, write_overlay
 
     chests = [p for p in samples if "chest" in p.name] or samples[:1]
     try:
-        predictor = load_detection_predictor(None)
+        predictor = load_predictor(task="detection")
     except InsightRayError as error:
         out.print(f"\n[bold]2. Chest X-ray detector[/bold]: not available ({error})")
         return

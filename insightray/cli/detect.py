@@ -63,11 +63,16 @@ def detect(
     device: DeviceOption = "cpu",
 ) -> None:
     """Detect findings in radiographs: boxes in original pixels (and mm when known)."""
-    from insightray.engine import load_detection_predictor, write_overlay
+    from insightray.engine import load_predictor, write_overlay
     from insightray.imaging import read_image
 
-    predictor = load_detection_predictor(
-        model, backend, device, conf_threshold=conf, iou_threshold=iou
+    predictor = load_predictor(
+        model,
+        task="detection",
+        backend=backend,
+        device=device,
+        conf_threshold=conf,
+        iou_threshold=iou,
     )
 
     def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
@@ -223,9 +228,11 @@ def evaluate_detect(
     from insightray.training.detection import evaluate_detector, load_data_split
 
     dataset = load_data_split(str(data), split)
-    from insightray.engine import load_detection_predictor
+    from insightray.engine import load_predictor
 
-    predictor = load_detection_predictor(model, backend, device, img)
+    predictor = load_predictor(
+        model, task="detection", backend=backend, device=device, image_size=img
+    )
     metrics = evaluate_detector(predictor, dataset, batch_size=batch, workers=workers)
     card = predictor.card
     record = {
@@ -262,17 +269,15 @@ def export_detect(
     opset: Annotated[int, typer.Option("--opset")] = 17,
 ) -> None:
     """Export a detector to ONNX, check it against PyTorch, and write its card beside it."""
-    from insightray.engine import export_onnx, load_detector, verify_onnx
+    from insightray.engine import export_onnx, load_model, verify_onnx
     from insightray.models import load_card, save_card
-    from insightray.models.catalog import sha256_file
+    from insightray.models.catalog import default_model, resolve_card, sha256_file
 
     if out_file.suffix != ".onnx":
         raise ConfigError(str(out_file), "the file name must end in .onnx", "rename it")
-    from insightray.engine import resolve_detector
-
-    card_path = resolve_detector(model)
+    card_path = resolve_card(model, default=default_model("detection"))
     card = load_card(card_path)
-    detector = load_detector(card, card_path.parent / str(card.weights_file))
+    detector = load_model(card, card_path.parent / str(card.weights_file))
     size = (img, img) if img else card.input_size
     export_onnx(detector, out_file, size, opset=opset)
     difference = verify_onnx(detector, out_file, size)

@@ -49,11 +49,11 @@ def classify_fracture(
     Per image: the fracture probability, the label at the card's threshold, the model name
     and version, and with --cam the path of a Grad-CAM heatmap overlaid on the image.
     """
-    from insightray.engine.classification import load_fracture_predictor
+    from insightray.engine import load_predictor
     from insightray.explain import gradcam_heatmap, save_overlay
     from insightray.imaging import read_image
 
-    predictor = load_fracture_predictor(model)
+    predictor = load_predictor(model, task="classification")
     card = predictor.card
     taken: set[Path] = set()
 
@@ -189,10 +189,10 @@ def evaluate_fracture(
     resamples: Annotated[int, typer.Option("--resamples", min=100, help="Bootstrap draws.")] = 2000,
 ) -> None:
     """ROC AUC (95 % bootstrap CI), sensitivity/specificity at the card's threshold, ECE."""
-    from insightray.engine.classification import load_fracture_predictor
+    from insightray.engine import load_predictor
     from insightray.training.fracture import evaluate_folder
 
-    predictor = load_fracture_predictor(model)
+    predictor = load_predictor(model, task="classification")
     scores = evaluate_folder(predictor, data, resamples=resamples, reliability_png=reliability)
     card = predictor.card
     record = {

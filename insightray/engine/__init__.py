@@ -1,9 +1,9 @@
-"""Inference engine: detection predictor, PyTorch and ONNX Runtime backends, export, weights.
+"""Inference engine: one predictor per task from a model card, backends, export, weights.
 
 Example:
-    >>> from insightray.engine import DetectionPredictor
-    >>> predictor = DetectionPredictor.from_card("chest.card.json")  # doctest: +SKIP
-    >>> for result in predictor.iter_paths(["scan.dcm"]):  # doctest: +SKIP
+    >>> from insightray.engine import load_predictor
+    >>> predictor = load_predictor(task="detection")  # the bundled default detector
+    >>> for result in predictor.predict_paths(["scan.dcm"]):  # doctest: +SKIP
     ...     print(result.to_dict())
 """
 
@@ -15,41 +15,52 @@ from insightray.engine.detection import (
     DetectionPredictor,
     DetectionResult,
     postprocess,
-    prepare_image,
     select_boxes,
 )
 from insightray.engine.export import export_onnx, verify_onnx
-from insightray.engine.loading import DEFAULT_DETECTOR, load_detection_predictor, resolve_detector
 from insightray.engine.overlay import draw_detections, write_overlay
+from insightray.engine.predictor import (
+    Predictor,
+    Result,
+    list_backends,
+    load_predictor,
+    open_backend,
+    register_backend,
+)
+from insightray.engine.preprocessing import prepare_image, prepare_input
 from insightray.engine.weights import (
-    load_detector,
+    load_model,
     load_weights,
-    save_detector,
     save_weights,
     verify_checksum,
+    write_model,
 )
 
 __all__ = [
-    "DEFAULT_DETECTOR",
     "Backend",
     "Detection",
     "DetectionPredictor",
     "DetectionResult",
     "OnnxBackend",
+    "Predictor",
+    "Result",
     "TorchBackend",
     "default_num_threads",
     "draw_detections",
     "export_onnx",
-    "load_detection_predictor",
-    "load_detector",
+    "list_backends",
+    "load_model",
+    "load_predictor",
     "load_weights",
+    "open_backend",
     "postprocess",
     "prepare_image",
-    "resolve_detector",
-    "save_detector",
+    "prepare_input",
+    "register_backend",
     "save_weights",
     "select_boxes",
     "verify_checksum",
     "verify_onnx",
+    "write_model",
     "write_overlay",
 ]

@@ -25,16 +25,13 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.engine.weights import load_detector, verify_checksum
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
-from insightray.models import ModelCard
 
 __all__ = [
     "SIZE_MULTIPLE",
     "Backend",
     "OnnxBackend",
     "TorchBackend",
-    "backend_from_card",
     "checked_image_size",
     "default_num_threads",
 ]
@@ -219,49 +216,6 @@ class OnnxBackend:
     def _run(self, images: FloatArray) -> FloatArray:
         outputs = self.session.run(None, {self.input_name: images})
         return np.asarray(outputs[0], dtype=np.float32)
-
-
-def backend_from_card(
-    card: ModelCard, card_path: str | Path, kind: str = "torch", device: str = "cpu"
-) -> Backend:
-    """Open the backend for a model card whose weights lie next to the card file.
-
-    ``"torch"`` loads ``card.weights_file`` with
-    :func:`~insightray.engine.weights.load_detector` (checked by SHA-256). ``"onnx"`` uses
-    ``card.weights_file`` when it is an ``.onnx`` file (checked the same way), otherwise the
-    ``.onnx`` file with the weights file's stem beside it (not checksummed: the card holds one
-    checksum).
-
-    Raises:
-        ConfigError: An unknown ``kind``, or a card without ``weights_file``.
-        InputNotFoundError: The weights or ONNX file is missing.
-
-    Example:
-        >>> card = load_card("chest.card.json")  # doctest: +SKIP
-        >>> backend = backend_from_card(card, "chest.card.json", "onnx")  # doctest: +SKIP
-    """
-    if card.weights_file is None:
-        raise ConfigError(
-            str(card_path), "the card names no weights_file", "add the weights file's name"
-        )
-    weights = Path(card_path).parent / card.weights_file
-    if kind == "torch":
-        return TorchBackend(load_detector(card, weights), device=device)
-    if kind != "onnx":
-        raise ConfigError(f"backend {kind!r}", "unknown backend", "use torch or onnx")
-    if weights.suffix == ".onnx":
-        if not weights.is_file():
-            raise InputNotFoundError(
-                str(weights), "the ONNX model does not exist", "check the card"
-            )
-        verify_checksum(card, weights)
-        return OnnxBackend(weights, device=device)
-    onnx_path = weights.with_suffix(".onnx")
-    if not onnx_path.is_file():
-        raise InputNotFoundError(
-            str(onnx_path), "no ONNX export beside the weights", "run export_onnx first"
-        )
-    return OnnxBackend(onnx_path, device=device)
 
 
 def checked_image_size(size: int | tuple[int, int] | Sequence[int]) -> tuple[int, int]:

@@ -1,14 +1,14 @@
 """Fracture classification inference from a model card, at the card's operating point.
 
-An image is prepared as in training: the card's enhancement
-(:class:`~insightray.imaging.enhance.RadiographEnhancement`), a letterbox to the card's input
-size, then ``(x - mean) / std``. The model gives one logit; its sigmoid is the probability
-of a fracture, and the label is ``fractured`` when the probability reaches the card's
-``thresholds["operating_point"]`` (chosen on the validation split when the model was
-trained; see ``notes`` and ``metrics`` in the card).
+An image is prepared as in training (:func:`~insightray.engine.preprocessing.prepare_input`:
+the card's enhancement, a letterbox to the card's input size, then ``(x - mean) / std``). The
+model gives one logit; its sigmoid is the probability of a fracture, and the label is
+``fractured`` when the probability reaches the card's ``thresholds.operating_point`` (chosen on
+the validation split when the model was trained; see ``notes`` and ``metrics`` in the card).
 
 Example:
-    >>> predictor = load_fracture_predictor()  # the bundled default model
+    >>> from insightray.engine import load_predictor
+    >>> predictor = load_predictor(task="classification")  # the bundled default model
     >>> import numpy as np
     >>> result = predictor.predict_arrays([np.zeros((300, 200), np.float32)])[0]
     >>> sorted(result.to_dict())
@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,34 +28,23 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.engine.weights import load_detector
-from insightray.errors import ConfigError, InputError
-from insightray.imaging import read_image
-from insightray.imaging.enhance import Box, RadiographEnhancement
-from insightray.imaging.transforms import LetterboxInfo, letterbox
-from insightray.models import ModelCard, load_card
-from insightray.models.catalog import resolve_card
+from insightray.engine.preprocessing import PreparedImage, prepare_input
+from insightray.engine.weights import load_model
+from insightray.errors import ConfigError
+from insightray.imaging import LoadedImage, read_image
+from insightray.models import ModelCard, model_defaults
 
 __all__ = [
-    "DEFAULT_FRACTURE_MODEL",
     "FRACTURE_LABELS",
+    "GRAY_MEAN",
+    "GRAY_STD",
     "FracturePredictor",
     "FractureResult",
-    "PreparedImage",
-    "load_fracture_predictor",
-    "prepare_pixels",
-    "to_unit_gray",
+    "open_fracture_predictor",
 ]
 
-#: The fracture model used when none is named (bundled under insightray/weights/<name>/).
-DEFAULT_FRACTURE_MODEL = "fracture-roboflow-lite0"
 #: ``(negative, positive)`` label names.
 FRACTURE_LABELS = ("not_fractured", "fractured")
-#: Card keys: ``preprocessing`` enhancement settings, normalisation, Grad-CAM layer;
-#: ``thresholds`` operating point.
-ENHANCEMENT_KEY = "enhancement"
-GRADCAM_LAYER_KEY = "gradcam_layer"
-OPERATING_POINT_KEY = "operating_point"
 #: Grayscale normalisation (the mean and spread of ImageNet's channels, averaged).
 GRAY_MEAN = 0.449
 GRAY_STD = 0.226
@@ -85,58 +75,6 @@ class FractureResult:
         }
 
 
-@dataclass(frozen=True)
-class PreparedImage:
-    """A network input and how it maps back to the original pixels.
-
-    Attributes:
-        tensor: ``(channels, H, W)`` float32, normalised.
-        crop: Region of the original image kept by the enhancement's ROI crop.
-        letterbox: How the (cropped) image was letterboxed.
-    """
-
-    tensor: FloatArray
-    crop: Box
-    letterbox: LetterboxInfo
-
-
-def to_unit_gray(image: NDArray[Any]) -> FloatArray:
-    """Turn a 2-D or colour image (float in ``[0, 1]``, or uint8/uint16) into ``[0, 1]`` gray.
-
-    Raises:
-        InputError: The array is not an image.
-    """
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[2] in (3, 4):
-        array = array[..., :3].mean(axis=2)
-    elif array.ndim == 3 and array.shape[0] == 1:
-        array = array[0]
-    if array.ndim != 2 or min(array.shape) < 1:
-        raise InputError(
-            "image", f"shape {array.shape} is not a 2-D image", "pass one grayscale radiograph"
-        )
-    if np.issubdtype(array.dtype, np.integer):
-        array = array.astype(np.float32) / float(np.iinfo(array.dtype).max)
-    pixels = np.nan_to_num(np.asarray(array, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(pixels, 0.0, 1.0)
-
-
-def prepare_pixels(
-    image: NDArray[Any],
-    enhancement: RadiographEnhancement,
-    size: int | tuple[int, int],
-    channels: int = 1,
-    mean: float = GRAY_MEAN,
-    std: float = GRAY_STD,
-) -> PreparedImage:
-    """Enhance, letterbox and normalise one image for the network (training and inference)."""
-    enhanced, crop = enhancement.apply(to_unit_gray(image))
-    boxed, info = letterbox(enhanced, size)
-    normalised = (boxed - mean) / std
-    tensor = np.ascontiguousarray(np.broadcast_to(normalised, (channels, *boxed.shape)))
-    return PreparedImage(tensor.astype(np.float32), crop, info)
-
-
 class FracturePredictor:
     """A fracture classifier and its card; thread-safe for inference.
 
@@ -153,32 +91,27 @@ class FracturePredictor:
                 f"this is a {card.task} model, not a classifier",
                 "pass a fracture classification model",
             )
-        if OPERATING_POINT_KEY not in card.thresholds:
+        if card.thresholds.operating_point is None:
             raise ConfigError(
                 f"model card {card.name}",
-                f"thresholds has no {OPERATING_POINT_KEY!r}",
+                "thresholds has no 'operating_point'",
                 "train the model with `insightray train fracture` or add the threshold",
             )
         self.card = card
+        self.threshold = card.thresholds.operating_point
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        defaults = model_defaults(card.name)
+        self.channels = card.preprocessing.channels or defaults.in_channels or 1
+        self.gradcam_layer = card.explain.cam_layer or defaults.cam_layer or ""
         preprocessing = card.preprocessing
-        self.enhancement = RadiographEnhancement.from_dict(preprocessing.get(ENHANCEMENT_KEY, {}))
-        self.channels = int(preprocessing.get("channels", 1))
-        self.mean = float(preprocessing.get("mean", GRAY_MEAN))
-        self.std = float(preprocessing.get("std", GRAY_STD))
-        self.gradcam_layer = str(preprocessing.get(GRADCAM_LAYER_KEY, ""))
-
-    @property
-    def threshold(self) -> float:
-        """The card's operating point."""
-        return float(self.card.thresholds[OPERATING_POINT_KEY])
+        if preprocessing.mean is None and preprocessing.std is None:  # cards of before 0.2
+            preprocessing = dataclasses.replace(preprocessing, mean=(GRAY_MEAN,), std=(GRAY_STD,))
+        self.preprocessing = preprocessing
 
     def prepare(self, image: NDArray[Any]) -> PreparedImage:
-        """The network input for one image (see :func:`prepare_pixels`)."""
-        return prepare_pixels(
-            image, self.enhancement, self.card.input_size, self.channels, self.mean, self.std
-        )
+        """The network input for one image, as the card's preprocessing says."""
+        return prepare_input(image, self.preprocessing, self.card.input_size, self.channels)
 
     def probabilities(self, batch: torch.Tensor) -> NDArray[np.float64]:
         """Fracture probabilities for a prepared ``(N, channels, H, W)`` batch."""
@@ -202,28 +135,35 @@ class FracturePredictor:
             results.extend(self.result(p) for p in self.probabilities(batch))
         return results
 
+    def predict(self, inputs: Sequence[LoadedImage | NDArray[Any]]) -> list[FractureResult]:
+        """Classify images read with :func:`~insightray.imaging.read_image`, or arrays."""
+        images = [item.pixels if isinstance(item, LoadedImage) else item for item in inputs]
+        return self.predict_arrays(images)
+
     def predict_paths(self, paths: Sequence[str | Path]) -> list[FractureResult]:
         """Read (DICOM, PNG, JPEG...) and classify image files."""
         return self.predict_arrays([read_image(path).pixels for path in paths])
 
+    def warm_up(self) -> None:
+        """Classify one blank image."""
+        self.predict_arrays([np.zeros(self.card.input_size, np.float32)])
 
-def load_fracture_predictor(
-    name_or_path: str | None = None, device: str = "cpu"
+
+def open_fracture_predictor(
+    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
 ) -> FracturePredictor:
-    """Build a predictor for ``--model NAME_OR_PATH`` (a card, a model folder or a bundled name).
+    """The ``classification`` task's predictor factory (see
+    :func:`insightray.engine.load_predictor`).
 
     Raises:
-        InputNotFoundError: Nothing matches, or the default model is not bundled.
-        ConfigError: The card is no fracture classifier or names no weights.
+        ConfigError: A backend other than ``torch``, or a card that names no weights.
         CorruptFileError: The weights' SHA-256 differs from the card's.
     """
-    card_path = resolve_card(name_or_path, default=DEFAULT_FRACTURE_MODEL)
-    card = load_card(card_path)
+    if backend != "torch":
+        raise ConfigError(
+            f"backend {backend!r}", "the fracture classifier runs on torch only", "use torch"
+        )
     if card.weights_file is None:
         raise ConfigError(str(card_path), "the card names no weights_file", "train the model")
-    if card.task != "classification":
-        raise ConfigError(
-            str(card_path), f"this is a {card.task} model", "pass a fracture classifier"
-        )
-    model = load_detector(card, card_path.parent / card.weights_file)
+    model = load_model(card, card_path.parent / card.weights_file)
     return FracturePredictor(model, card, device=device)

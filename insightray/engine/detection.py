@@ -7,7 +7,8 @@ suppression, and the survivors are mapped from letterboxed input pixels back to 
 image's pixels and, when the pixel spacing is known, to millimetres.
 
 Example:
-    >>> predictor = DetectionPredictor.from_card("models/chest.card.json")  # doctest: +SKIP
+    >>> from insightray.engine import load_predictor
+    >>> predictor = load_predictor("models/chest/card.json", task="detection")  # doctest: +SKIP
     >>> result = predictor.predict_paths(["chest.dcm"])[0]  # doctest: +SKIP
     >>> result.to_dict()["detections"][0]["box_mm"]  # doctest: +SKIP
     [41.2, 80.6, 63.9, 101.0]
@@ -25,18 +26,20 @@ import torch
 from numpy.typing import NDArray
 from torchvision.ops import batched_nms
 
-from insightray.engine.backends import Backend, backend_from_card, checked_image_size
+from insightray.engine.backends import Backend, checked_image_size
+from insightray.engine.predictor import open_backend
+from insightray.engine.preprocessing import prepare_image
 from insightray.errors import ConfigError
 from insightray.imaging import LoadedImage, read_image
-from insightray.imaging.transforms import LetterboxInfo, ToChannels, letterbox
-from insightray.models import ModelCard, load_card
+from insightray.imaging.transforms import LetterboxInfo
+from insightray.models import ModelCard
 
 __all__ = [
     "Detection",
     "DetectionPredictor",
     "DetectionResult",
+    "open_detection_predictor",
     "postprocess",
-    "prepare_image",
     "select_boxes",
 ]
 
@@ -200,32 +203,6 @@ def postprocess(
     return tuple(detections)
 
 
-def prepare_image(
-    pixels: FloatArray, size: tuple[int, int], channels: int, pad_value: float = 0.0
-) -> tuple[FloatArray, LetterboxInfo]:
-    """Letterbox a 2-D ``[0, 1]`` image to ``size`` ``(rows, cols)`` and make it ``(C, H, W)``.
-
-    Integer arrays are scaled by their type's maximum (uint8 by 255).
-
-    Example:
-        >>> image, info = prepare_image(np.zeros((100, 200), np.float32), (64, 64), 3)
-        >>> image.shape, info.pad
-        ((3, 64, 64), (0, 16))
-    """
-    array = np.asarray(pixels)
-    if array.ndim != 2 or 0 in array.shape:
-        raise ConfigError(
-            f"image of shape {array.shape}",
-            "expected a non-empty 2-D grayscale image",
-            "read it with read_image or convert it to grayscale",
-        )
-    if np.issubdtype(array.dtype, np.integer):
-        top = np.iinfo(array.dtype.type).max  # type: ignore[type-var]
-        array = array.astype(np.float32) / np.float32(top)
-    boxed, info = letterbox(array.astype(np.float32, copy=False), size, pad_value)
-    return ToChannels(channels)(boxed), info
-
-
 class DetectionPredictor:
     """Detect objects in radiographs with any :class:`~insightray.engine.backends.Backend`.
 
@@ -234,14 +211,13 @@ class DetectionPredictor:
         card: The model card: labels, name, version and the defaults below.
         image_size: Network input side (or ``(rows, cols)``), a multiple of 32; defaults to
             ``card.input_size``.
-        conf_threshold: Minimum confidence; defaults to ``card.thresholds["conf"]`` (or
-            ``"confidence"``), else 0.25.
-        iou_threshold: NMS IoU; defaults to ``card.thresholds["iou"]``, else 0.45.
+        conf_threshold: Minimum confidence; defaults to ``card.thresholds.confidence``, else
+            0.25.
+        iou_threshold: NMS IoU; defaults to ``card.thresholds.iou``, else 0.45.
         channels: Input channels (grayscale is repeated); defaults to, and must equal, the
             backend's.
         max_det: Most detections kept per image.
-        pad_value: Letterbox padding intensity; defaults to ``card.preprocessing["pad_value"]``,
-            else 0.
+        pad_value: Letterbox padding intensity; defaults to ``card.preprocessing.pad_value``.
 
     Example:
         >>> from insightray.engine.backends import TorchBackend
@@ -274,9 +250,8 @@ class DetectionPredictor:
                 f"the backend's graph takes exactly {backend.input_size}",
                 "use that size or export the model again at this size",
             )
-        card_conf = card.thresholds.get("conf", card.thresholds.get("confidence", DEFAULT_CONF))
-        conf = card_conf if conf_threshold is None else conf_threshold
-        iou = card.thresholds.get("iou", DEFAULT_IOU) if iou_threshold is None else iou_threshold
+        conf = _first(conf_threshold, card.thresholds.confidence, DEFAULT_CONF)
+        iou = _first(iou_threshold, card.thresholds.iou, DEFAULT_IOU)
         self.conf_threshold = _checked_fraction("conf_threshold", conf)
         self.iou_threshold = _checked_fraction("iou_threshold", iou)
         if max_det < 1:
@@ -289,30 +264,22 @@ class DetectionPredictor:
                 f"the model takes {backend.input_channels}-channel images",
                 "leave channels unset or match the model",
             )
-        pad = card.preprocessing.get("pad_value", 0.0) if pad_value is None else pad_value
-        self.pad_value = float(pad)
+        self.pad_value = _first(pad_value, card.preprocessing.pad_value, 0.0)
 
-    @classmethod
-    def from_card(
-        cls,
-        card_path: str | Path,
-        backend: str = "torch",
-        device: str = "cpu",
-        **options: Any,
-    ) -> DetectionPredictor:
-        """Build a predictor from a model card and the weights file next to it.
+    def predict(self, inputs: Sequence[LoadedImage | NDArray[Any]]) -> list[DetectionResult]:
+        """Detect objects in images read with :func:`~insightray.imaging.read_image` or arrays.
 
-        See :func:`~insightray.engine.backends.backend_from_card` for which file each backend
-        loads and how it is checked.
-
-        Args:
-            card_path: The ``.card.json`` file.
-            backend: ``"torch"`` or ``"onnx"``.
-            device: ``"cpu"`` or a CUDA device.
-            **options: Passed to :class:`DetectionPredictor` (thresholds, sizes...).
+        Results are named ``image_<i>``; use :meth:`predict_paths` to name them by file.
         """
-        card = load_card(card_path)
-        return cls(backend_from_card(card, card_path, backend, device), card, **options)
+        images = [item.pixels if isinstance(item, LoadedImage) else item for item in inputs]
+        spacings = [item.meta.pixel_spacing if isinstance(item, LoadedImage) else None
+                    for item in inputs]  # fmt: skip
+        names = [f"image_{index}" for index in range(len(images))]
+        return self.predict_arrays(images, spacings, names, batch_size=max(1, len(images)))
+
+    def warm_up(self) -> None:
+        """Run one blank image through the backend (allocations, kernel choice)."""
+        self.predict_arrays([np.zeros(self.image_size, np.float32)])
 
     def predict_arrays(
         self,
@@ -414,6 +381,34 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def open_detection_predictor(
+    card: ModelCard,
+    card_path: Path,
+    *,
+    backend: str = "torch",
+    device: str = "cpu",
+    image_size: int | None = None,
+    **options: Any,
+) -> DetectionPredictor:
+    """The ``detection`` task's predictor factory (see :func:`insightray.engine.load_predictor`).
+
+    Args:
+        card: The card.
+        card_path: Its file; the weights lie beside it.
+        backend: A registered backend name (``torch``, ``onnx``...).
+        device: ``"cpu"`` or a CUDA device.
+        image_size: Network input side; defaults to the card's.
+        **options: Passed to :class:`DetectionPredictor` (thresholds, ``max_det``...).
+    """
+    chosen = open_backend(backend, card, card_path, device)
+    return DetectionPredictor(chosen, card, image_size=image_size, **options)
+
+
+def _first(*values: float | None) -> float:
+    """The first value that is set (an argument, then the card, then the default)."""
+    return float(next(value for value in values if value is not None))
 
 
 def _as_box(values: NDArray[Any]) -> Box:

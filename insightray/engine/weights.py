@@ -1,4 +1,4 @@
-"""Small, checksummed weight files and loading a detector from its model card.
+"""Small, checksummed weight files: write a model folder, build a model back from its card.
 
 Weights are stored in half precision (about half the size of float32) and loaded back as
 float32. The format is `safetensors <https://github.com/huggingface/safetensors>`_ when that
@@ -7,17 +7,18 @@ reads either, recognising the format from the file's bytes, and always loads ten
 (``weights_only=True``), never pickled code.
 
 How a card names its architecture: ``card.name`` is the registry name of the builder (e.g.
-``"yolov5n"``), ``len(card.labels)`` is the number of classes, ``card.preprocessing["channels"]``
-the image channels (default 3), and ``card.preprocessing["model_kwargs"]`` any further builder
-arguments (e.g. ``{"stem": "focus"}``). Anchors learnt by autoanchor travel in the weights.
+``"yolov5n"``), ``len(card.labels)`` is the number of classes, ``card.preprocessing.channels``
+the image channels (else the builder's registered default), and
+``card.preprocessing.model_kwargs`` any further builder arguments (e.g. ``{"stem": "focus"}``).
+Anchors learnt by autoanchor travel in the weights.
 
 Example:
-    >>> from insightray.models import ModelCard, create_model
+    >>> from insightray.models import ModelCard, Preprocessing, create_model
     >>> model = create_model("yolov5n", num_classes=1, in_channels=1)
     >>> card = ModelCard("yolov5n", "detection", "1.0.0", ("nodule",), (640, 640),
-    ...                  preprocessing={"channels": 1})
-    >>> card = save_detector(model, card, "runs/nodule.card.json")  # doctest: +SKIP
-    >>> model = load_detector(card, "runs/nodule.safetensors")  # doctest: +SKIP
+    ...                  preprocessing=Preprocessing(channels=1))
+    >>> card = write_model("runs/nodule", model, card)  # doctest: +SKIP
+    >>> model = load_model(card, "runs/nodule/weights.safetensors")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,25 +33,21 @@ import torch
 from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
-from insightray.models import ModelCard, create_model, save_card
-from insightray.models.catalog import sha256_file
+from insightray.models import ModelCard, create_model, model_defaults, save_card
+from insightray.models.catalog import CARD_FILE, sha256_file
 
 __all__ = [
-    "CHANNELS_KEY",
-    "MODEL_KWARGS_KEY",
-    "load_detector",
+    "load_model",
     "load_weights",
     "safetensors_available",
-    "save_detector",
     "save_weights",
     "verify_checksum",
     "weights_suffix",
+    "write_model",
 ]
 
-#: ``card.preprocessing`` key for the number of image channels the model takes.
-CHANNELS_KEY = "channels"
-#: ``card.preprocessing`` key for extra keyword arguments of the registry builder.
-MODEL_KWARGS_KEY = "model_kwargs"
+#: The weights file's name in a model folder, before :func:`weights_suffix`.
+WEIGHTS_STEM = "weights"
 #: Buffers kept in float32: anchor sizes and strides lose precision in half.
 _FLOAT32_SUFFIXES = ("anchors", "stride")
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -98,7 +95,7 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     return {name: t.float() if t.is_floating_point() else t for name, t in state.items()}
 
 
-def load_detector(card: ModelCard, weights_path: str | Path, verify: bool = True) -> nn.Module:
+def load_model(card: ModelCard, weights_path: str | Path, verify: bool = True) -> nn.Module:
     """Build the card's model from the registry and load its weights, checked by SHA-256.
 
     Args:
@@ -114,15 +111,17 @@ def load_detector(card: ModelCard, weights_path: str | Path, verify: bool = True
         CorruptFileError: The checksum differs from the card's, or the file cannot be read.
 
     Example:
-        >>> model = load_detector(load_card("chest.card.json"), "chest.pt")  # doctest: +SKIP
+        >>> model = load_model(load_card("chest.card.json"), "chest.pt")  # doctest: +SKIP
     """
     path = Path(weights_path)
     if not path.is_file():
         raise InputNotFoundError(str(path), "the weights file does not exist", "check the path")
     if verify:
         verify_checksum(card, path)
-    kwargs: dict[str, Any] = dict(card.preprocessing.get(MODEL_KWARGS_KEY, {}))
-    kwargs.setdefault("in_channels", int(card.preprocessing.get(CHANNELS_KEY, 3)))
+    kwargs: dict[str, Any] = dict(card.preprocessing.model_kwargs)
+    channels = card.preprocessing.channels or model_defaults(card.name).in_channels
+    if channels is not None:
+        kwargs.setdefault("in_channels", channels)
     model = create_model(card.name, num_classes=len(card.labels), **kwargs)
     state = load_weights(path)
     try:
@@ -137,26 +136,26 @@ def load_detector(card: ModelCard, weights_path: str | Path, verify: bool = True
     return model.eval()
 
 
-def save_detector(model: nn.Module, card: ModelCard, card_path: str | Path) -> ModelCard:
-    """Save weights next to the card, record their file name and SHA-256, and write the card.
+def write_model(folder: str | Path, model: nn.Module, card: ModelCard) -> ModelCard:
+    """Write a model folder: the weights, and ``card.json`` naming them with their SHA-256.
 
-    The weights file takes the card's file name with ``.card.json`` (or ``.json``) replaced by
-    :func:`weights_suffix`.
+    Every trainer saves its result through this function, so every model folder has the same
+    layout and its card always matches its weights.
 
     Returns:
         The card as written, with ``weights_file`` and ``weights_sha256`` filled in.
 
     Example:
-        >>> card = save_detector(model, card, "runs/chest.card.json")  # doctest: +SKIP
+        >>> card = write_model("runs/chest/model", model, card)  # doctest: +SKIP
         >>> card.weights_file  # doctest: +SKIP
-        'chest.safetensors'
+        'weights.safetensors'
     """
-    card_file = Path(card_path)
-    stem = card_file.name.removesuffix(".json").removesuffix(".card")
-    weights_path = card_file.with_name(stem + weights_suffix())
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    weights_path = target / (WEIGHTS_STEM + weights_suffix())
     digest = save_weights(model, weights_path)
     written = dataclasses.replace(card, weights_file=weights_path.name, weights_sha256=digest)
-    save_card(written, card_file)
+    save_card(written, target / CARD_FILE)
     return written
 
 

@@ -2,16 +2,16 @@
 
 The heatmap comes from the maintained ``grad-cam`` package (Gildenblat et al.): gradients of
 the fracture logit with respect to the activations of the layer the model card names
-(``preprocessing["gradcam_layer"]``, e.g. ``layer4`` for the ResNets, ``_conv_head`` for
-EfficientNet-Lite0), averaged per channel into weights, ReLU of the weighted sum, scaled to
+(``explain.cam_layer``, else the architecture's registered default: ``layer4`` for the
+ResNets, ``_conv_head`` for EfficientNet-Lite0), averaged per channel into weights, ReLU of the weighted sum, scaled to
 ``[0, 1]``. The map is computed on the network input (enhanced and letterboxed), then the
 padding is removed, the map resized to the region the enhancement kept and placed on a map
 the size of the original image (zero outside a region-of-interest crop).
 
 Example:
-    >>> from insightray.engine.classification import load_fracture_predictor
+    >>> from insightray.engine import load_predictor
     >>> import numpy as np
-    >>> predictor = load_fracture_predictor()
+    >>> predictor = load_predictor(task="classification")
     >>> image = np.random.default_rng(0).random((120, 90), dtype=np.float32)
     >>> heat = gradcam_heatmap(predictor, image)
     >>> heat.shape, heat.dtype, bool(0 <= heat.min() and heat.max() <= 1)
@@ -32,7 +32,8 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 from torch import nn
 
-from insightray.engine.classification import FracturePredictor, to_unit_gray
+from insightray.engine.classification import FracturePredictor
+from insightray.engine.preprocessing import to_unit_gray
 from insightray.errors import ConfigError
 from insightray.imaging import save_png
 
@@ -53,7 +54,7 @@ def target_layer(model: nn.Module, name: str) -> nn.Module:
     """
     if not name:
         raise ConfigError(
-            "model card", "names no Grad-CAM layer", "add preprocessing.gradcam_layer to the card"
+            "model card", "names no Grad-CAM layer", "add explain.cam_layer to the card"
         )
     try:
         return model.get_submodule(name)

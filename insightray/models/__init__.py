@@ -1,4 +1,4 @@
-"""Model architectures and the registry that builds them by name.
+"""Model architectures, the registry that builds them by name, and model cards.
 
 Importing this package registers the built-in models.
 
@@ -12,23 +12,39 @@ Example:
 from __future__ import annotations
 
 from insightray.models import classification, detection  # register the builders
-from insightray.models.registry import (
+from insightray.models.card import (
+    CARD_VERSION,
+    Explain,
+    Lineage,
     ModelCard,
+    Preprocessing,
+    Thresholds,
+    load_card,
+    save_card,
+)
+from insightray.models.registry import (
+    ModelDefaults,
     create_model,
     list_models,
-    load_card,
+    model_defaults,
     model_task,
     register_model,
-    save_card,
 )
 
 __all__ = [
+    "CARD_VERSION",
+    "Explain",
+    "Lineage",
     "ModelCard",
+    "ModelDefaults",
+    "Preprocessing",
+    "Thresholds",
     "classification",
     "create_model",
     "detection",
     "list_models",
     "load_card",
+    "model_defaults",
     "model_task",
     "register_model",
     "save_card",

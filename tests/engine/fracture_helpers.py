@@ -9,15 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from insightray.engine.classification import (
-    ENHANCEMENT_KEY,
-    GRADCAM_LAYER_KEY,
-    OPERATING_POINT_KEY,
-)
-from insightray.engine.weights import MODEL_KWARGS_KEY, save_detector
+from insightray.engine.weights import write_model
 from insightray.imaging import write_png
-from insightray.models import ModelCard, create_model
-from insightray.models.classification import GRADCAM_LAYERS
+from insightray.models import ModelCard, create_model, model_defaults
 
 
 def make_fracture_model(
@@ -44,14 +38,14 @@ def make_fracture_model(
             "channels": 1,
             "mean": 0.449,
             "std": 0.226,
-            ENHANCEMENT_KEY: dict(enhancement or {}),
-            MODEL_KWARGS_KEY: kwargs,
-            GRADCAM_LAYER_KEY: GRADCAM_LAYERS[name],
+            "enhancement": dict(enhancement or {}),
+            "model_kwargs": kwargs,
         },
-        thresholds={OPERATING_POINT_KEY: threshold},
+        explain={"cam_layer": model_defaults(name).cam_layer},
+        thresholds={"operating_point": threshold},
         data_licence="synthetic",
     )
-    save_detector(model, card, folder / "card.json")
+    write_model(folder, model, card)
     return folder / "card.json"
 
 

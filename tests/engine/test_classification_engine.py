@@ -10,18 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.engine.classification import (
-    DEFAULT_FRACTURE_MODEL,
-    FracturePredictor,
-    load_fracture_predictor,
-    prepare_pixels,
-    to_unit_gray,
-)
+from insightray.engine import load_predictor
+from insightray.engine.classification import FracturePredictor
+from insightray.engine.preprocessing import prepare_pixels, to_unit_gray
 from insightray.errors import ConfigError, CorruptFileError, InputError, InputNotFoundError
 from insightray.imaging import write_png
 from insightray.imaging.enhance import RadiographEnhancement
 from insightray.models import load_card
-from insightray.models.catalog import bundled_models
+from insightray.models.catalog import bundled_models, default_model
 from tests.engine.fracture_helpers import make_fracture_model, synthetic_radiograph
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -53,7 +49,7 @@ def test_prepare_pixels_letterboxes_and_normalises() -> None:
 
 
 def test_predictions_match_the_model_and_the_threshold(card_path: Path) -> None:
-    predictor = load_fracture_predictor(str(card_path))
+    predictor = load_predictor(str(card_path), task="classification")
     rng = np.random.default_rng(0)
     images = [synthetic_radiograph(rng, bool(k % 2)) for k in range(3)]
     results = predictor.predict_arrays(images, batch_size=2)
@@ -73,7 +69,7 @@ def test_predictions_match_the_model_and_the_threshold(card_path: Path) -> None:
 
 
 def test_predict_paths_reads_files(card_path: Path, tmp_path: Path) -> None:
-    predictor = load_fracture_predictor(str(card_path))
+    predictor = load_predictor(str(card_path), task="classification")
     image = synthetic_radiograph(np.random.default_rng(1), True)
     path = write_png(image, tmp_path / "x.png")
     from_path = predictor.predict_paths([path])[0]
@@ -82,13 +78,13 @@ def test_predict_paths_reads_files(card_path: Path, tmp_path: Path) -> None:
 
 
 def test_cards_without_operating_point_or_of_another_task_are_refused(card_path: Path) -> None:
-    predictor = load_fracture_predictor(str(card_path))
+    predictor = load_predictor(str(card_path), task="classification")
     with pytest.raises(ConfigError, match="operating_point"):
         FracturePredictor(predictor.model, dataclasses.replace(predictor.card, thresholds={}))
     with pytest.raises(ConfigError, match="not a classifier"):
         FracturePredictor(predictor.model, dataclasses.replace(predictor.card, task="detection"))
     with pytest.raises(InputNotFoundError):
-        load_fracture_predictor("no-such-model")
+        load_predictor("no-such-model", task="classification")
 
 
 def test_tampered_weights_are_refused(card_path: Path, tmp_path: Path) -> None:
@@ -99,16 +95,16 @@ def test_tampered_weights_are_refused(card_path: Path, tmp_path: Path) -> None:
     (folder / str(card.weights_file)).write_bytes(weights[:-1] + bytes([weights[-1] ^ 1]))
     (folder / "card.json").write_text(json.dumps(card.to_dict()))
     with pytest.raises(CorruptFileError):
-        load_fracture_predictor(str(folder))
+        load_predictor(str(folder), task="classification")
 
 
 def test_bundled_default_model_loads_and_classifies() -> None:
-    if DEFAULT_FRACTURE_MODEL not in bundled_models():
-        pytest.fail(f"the default fracture model {DEFAULT_FRACTURE_MODEL} is not bundled")
-    predictor = load_fracture_predictor()
+    if default_model("classification") not in bundled_models():
+        pytest.fail(f"the default fracture model {default_model('classification')} is not bundled")
+    predictor = load_predictor(task="classification")
     card = predictor.card
     assert card.data_licence.startswith("CC BY 4.0")
-    assert 0 < card.thresholds["operating_point"] < 1
+    assert 0 < card.thresholds.operating_point < 1
     assert card.metrics["val_auc"] > 0.5 and "test_auc" in card.metrics
     result = predictor.predict_arrays([synthetic_radiograph(np.random.default_rng(2), True)])[0]
     assert 0 <= result.probability <= 1

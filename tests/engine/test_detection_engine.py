@@ -22,17 +22,18 @@ from insightray.engine import (
     OnnxBackend,
     TorchBackend,
     export_onnx,
-    load_detector,
+    load_model,
+    load_predictor,
     load_weights,
     postprocess,
     prepare_image,
-    save_detector,
     save_weights,
     select_boxes,
+    write_model,
     write_overlay,
 )
 from insightray.engine.overlay import class_colour
-from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.errors import ConfigError, CorruptFileError
 from insightray.imaging import write_png
 from insightray.imaging.transforms import LetterboxInfo, letterbox
 from insightray.models import ModelCard, create_model, load_card
@@ -263,11 +264,11 @@ def test_export_refuses_sizes_that_are_not_multiples_of_32(
 def test_weights_round_trip_in_half_precision_with_checksum(
     model: nn.Module, tmp_path: Path
 ) -> None:
-    card = save_detector(model, _card(), tmp_path / "chest.card.json")
+    card = write_model(tmp_path, model, _card())
     assert card.weights_file is not None and card.weights_sha256 is not None
     weights = tmp_path / card.weights_file
     assert sha256_file(weights) == card.weights_sha256
-    assert load_card(tmp_path / "chest.card.json") == card
+    assert load_card(tmp_path / "card.json") == card
     state = load_weights(weights)
     original = model.state_dict()
     assert state["detect.anchors"].dtype == torch.float32
@@ -276,7 +277,7 @@ def test_weights_round_trip_in_half_precision_with_checksum(
     assert torch.equal(state[name], original[name].half().float())
     float32_bytes = sum(t.numel() * 4 for t in original.values() if t.is_floating_point())
     assert weights.stat().st_size < 0.6 * float32_bytes
-    loaded = load_detector(card, weights)
+    loaded = load_model(card, weights)
     assert loaded.training is False
     rounded = _copy(model)  # the original with every half-precision tensor rounded to half
     rounded.load_state_dict(state)
@@ -286,31 +287,29 @@ def test_weights_round_trip_in_half_precision_with_checksum(
 
 
 def test_tampered_or_unchecked_weights_are_refused(model: nn.Module, tmp_path: Path) -> None:
-    card = save_detector(model, _card(), tmp_path / "chest.card.json")
+    card = write_model(tmp_path, model, _card())
     assert card.weights_file is not None
     weights = tmp_path / card.weights_file
     with pytest.raises(ConfigError, match="weights_sha256 is missing"):
-        load_detector(dataclasses.replace(card, weights_sha256=None), weights)
+        load_model(dataclasses.replace(card, weights_sha256=None), weights)
     data = bytearray(weights.read_bytes())
     data[len(data) // 2] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(CorruptFileError, match="SHA-256"):
-        load_detector(card, weights)
+        load_model(card, weights)
     with pytest.raises(ConfigError, match="do not fit"):
         fresh = tmp_path / "fresh.pt"
         digest = save_weights(create_model("yolov5n", num_classes=3), fresh)
-        load_detector(dataclasses.replace(card, weights_sha256=digest), fresh)
+        load_model(dataclasses.replace(card, weights_sha256=digest), fresh)
 
 
-def test_from_card_builds_torch_and_onnx_predictors(model: nn.Module, tmp_path: Path) -> None:
-    card_path = tmp_path / "chest.card.json"
-    card = save_detector(model, _card(thresholds={"conf": 0.0, "iou": 0.5}), card_path)
+def test_load_predictor_builds_torch_and_onnx_predictors(model: nn.Module, tmp_path: Path) -> None:
+    card = write_model(tmp_path, model, _card(thresholds={"conf": 0.0, "iou": 0.5}))
+    card_path = tmp_path / "card.json"
     assert card.weights_file is not None
-    with pytest.raises(InputNotFoundError, match="ONNX"):
-        DetectionPredictor.from_card(card_path, backend="onnx")
-    export_onnx(load_detector(card, tmp_path / card.weights_file), tmp_path / "chest.onnx", SIZE)
-    by_torch = DetectionPredictor.from_card(card_path, backend="torch", max_det=5)
-    by_onnx = DetectionPredictor.from_card(card_path, backend="onnx", max_det=5)
+    by_torch = load_predictor(card_path, task="detection", backend="torch", max_det=5)
+    by_onnx = load_predictor(card_path, task="detection", backend="onnx", max_det=5)
+    assert (tmp_path / card.weights_file).with_suffix(".onnx").is_file()  # exported once
     assert by_torch.conf_threshold == 0.0 and by_torch.iou_threshold == 0.5
     image = _images(1)
     first, second = by_torch.predict_arrays(image)[0], by_onnx.predict_arrays(image)[0]
@@ -319,7 +318,7 @@ def test_from_card_builds_torch_and_onnx_predictors(model: nn.Module, tmp_path: 
         first.detections[0].box_px, second.detections[0].box_px, atol=BOX_ATOL_PX
     )
     with pytest.raises(ConfigError, match="unknown backend"):
-        DetectionPredictor.from_card(card_path, backend="tensorrt")
+        load_predictor(card_path, backend="tensorrt")
 
 
 # --- overlay and real files -----------------------------------------------------------------

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.engine.classification import FracturePredictor, load_fracture_predictor
+from insightray.engine import load_predictor
+from insightray.engine.classification import FracturePredictor
 from insightray.errors import ConfigError
 from insightray.explain import gradcam_heatmap, heatmap_rgba, overlay_heatmap, save_overlay
 from insightray.explain.gradcam import target_layer
-from insightray.models import list_models, load_card
+from insightray.models import Explain, list_models, load_card
 from tests.engine.fracture_helpers import make_fracture_model, synthetic_radiograph
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,7 +23,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("name", list_models(task="classification"))
 def test_gradcam_runs_for_every_registered_classifier(name: str, tmp_path: Path) -> None:
-    predictor = load_fracture_predictor(str(make_fracture_model(tmp_path, name, size=64)))
+    predictor = load_predictor(
+        str(make_fracture_model(tmp_path, name, size=64)), task="classification"
+    )
     image = synthetic_radiograph(np.random.default_rng(0), True, shape=(90, 70))
     heat = gradcam_heatmap(predictor, image)
     assert heat.shape == (90, 70) and heat.dtype == np.float32
@@ -33,7 +36,7 @@ def test_heatmap_follows_the_letterbox_and_the_roi_crop(tmp_path: Path) -> None:
     card = make_fracture_model(
         tmp_path, "resnet50_radiograph", size=96, enhancement={"roi_crop": True, "roi_margin": 0}
     )
-    predictor = load_fracture_predictor(str(card))
+    predictor = load_predictor(str(card), task="classification")
     image = np.zeros((120, 200), np.float32)
     texture = synthetic_radiograph(np.random.default_rng(1), True, (60, 100))
     image[30:90, 50:150] = 0.5 + 0.4 * texture  # a bright region the ROI crop keeps
@@ -64,9 +67,7 @@ class _BrightnessModel(torch.nn.Module):
 
 def test_heatmap_lands_on_the_original_pixels_that_drive_the_logit(tmp_path: Path) -> None:
     card = load_card(make_fracture_model(tmp_path, size=64))
-    card = dataclasses.replace(
-        card, preprocessing={**card.preprocessing, "gradcam_layer": "features"}
-    )
+    card = dataclasses.replace(card, explain=Explain("features"))
     predictor = FracturePredictor(_BrightnessModel(), card)
     image = np.zeros((60, 150), np.float32)  # letterboxed with padding above and below
     image[40:55, 110:140] = 1.0
@@ -93,7 +94,7 @@ def test_overlays(tmp_path: Path) -> None:
 
 
 def test_bad_layer_names_are_clear_errors(tmp_path: Path) -> None:
-    predictor = load_fracture_predictor(str(make_fracture_model(tmp_path)))
+    predictor = load_predictor(str(make_fracture_model(tmp_path)), task="classification")
     with pytest.raises(ConfigError, match="no such layer"):
         target_layer(predictor.model, "nope.3")
     with pytest.raises(ConfigError, match="names no Grad-CAM layer"):

@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 from insightray.errors import ConfigError
-from insightray.models import create_model, list_models
+from insightray.models import create_model, list_models, model_defaults
 from insightray.models.classification import (
-    GRADCAM_LAYERS,
     Cbam,
     ChannelAttention,
     SelfAttention2d,
@@ -28,11 +27,12 @@ def test_every_registered_classifier_builds_and_runs_at_a_tiny_size(name: str) -
         out = model(torch.randn(2, 1, 64, 64))
     assert out.shape == (2, 1)
     assert torch.isfinite(out).all()
-    assert model.get_submodule(GRADCAM_LAYERS[name]) is not None
+    assert model.get_submodule(str(model_defaults(name).cam_layer)) is not None
 
 
 def test_every_classifier_has_a_gradcam_layer() -> None:
-    assert set(GRADCAM_LAYERS) == set(list_models(task="classification"))
+    with_layer = {name for name in list_models() if model_defaults(name).cam_layer}
+    assert with_layer == set(list_models(task="classification"))
 
 
 def test_resnet_options_change_the_architecture() -> None:

@@ -10,16 +10,9 @@ from torch import nn
 
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models import registry
+from insightray.models.card import ModelCard, load_card, save_card
 from insightray.models.detection import YoloV5
-from insightray.models.registry import (
-    ModelCard,
-    create_model,
-    list_models,
-    load_card,
-    model_task,
-    register_model,
-    save_card,
-)
+from insightray.models.registry import create_model, list_models, model_task, register_model
 
 
 @pytest.fixture

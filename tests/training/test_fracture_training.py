@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.engine.classification import load_fracture_predictor
+from insightray.engine import load_predictor
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging import write_png
 from insightray.imaging.enhance import BoneEdgeEnhance, OtsuRoiCrop, RadiographEnhancement
@@ -170,7 +170,7 @@ def test_a_tiny_training_run_writes_a_usable_model(tmp_path: Path) -> None:
     assert result.test is not None and result.test.images == 6
     card = json.loads(result.card_path.read_text())
     assert card["thresholds"]["operating_point"] == pytest.approx(result.val.threshold)
-    assert card["preprocessing"]["gradcam_layer"] == "_conv_head"
+    assert card["explain"]["cam_layer"] == "_conv_head"
     assert {"val_auc", "val_auc_ci_low", "test_auc", "test_ece"} <= set(card["metrics"])
     run = tmp_path / "run"
     for name in ("metrics.csv", "summary.json", "split.json", "reliability_val.png"):
@@ -178,7 +178,7 @@ def test_a_tiny_training_run_writes_a_usable_model(tmp_path: Path) -> None:
     assert len((run / "metrics.csv").read_text().splitlines()) == 4
     split = json.loads((run / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"] + split["test"])
-    predictor = load_fracture_predictor(str(result.card_path))
+    predictor = load_predictor(str(result.card_path), task="classification")
     scores = evaluate_folder(predictor, data, resamples=100)
     assert scores.evaluation.images == 24
     assert scores.evaluation.threshold == pytest.approx(predictor.threshold)

@@ -1,7 +1,8 @@
 """Image classification models: radiograph ResNets, EfficientNets, CBAM and self-attention.
 
 Importing this package registers ``resnet50_radiograph``, ``fracture_net``,
-``efficientnet_b4`` and ``efficientnet_lite0`` (task ``"classification"``).
+``efficientnet_b4`` and ``efficientnet_lite0`` (task ``"classification"``, one input channel,
+with the layer Grad-CAM hooks: :func:`~insightray.models.model_defaults`).
 
 Example:
     >>> from insightray.models import list_models
@@ -17,34 +18,19 @@ from insightray.models.classification.attention import (
     SelfAttention2d,
     SpatialAttention,
 )
-from insightray.models.classification.efficientnet import (
-    B4_GRADCAM_LAYER,
-    LITE0_GRADCAM_LAYER,
-    efficientnet_b4,
-    efficientnet_lite0,
-)
+from insightray.models.classification.efficientnet import efficientnet_b4, efficientnet_lite0
 from insightray.models.classification.pretrained import (
     PretrainedReport,
     lite0_imagenet_path,
     load_pretrained,
 )
 from insightray.models.classification.resnet import (
-    GRADCAM_LAYER,
     RadiographResNet,
     fracture_net,
     resnet50_radiograph,
 )
 
-#: The layer Grad-CAM hooks, per registered classification model.
-GRADCAM_LAYERS: dict[str, str] = {
-    "resnet50_radiograph": GRADCAM_LAYER,
-    "fracture_net": GRADCAM_LAYER,
-    "efficientnet_b4": B4_GRADCAM_LAYER,
-    "efficientnet_lite0": LITE0_GRADCAM_LAYER,
-}
-
 __all__ = [
-    "GRADCAM_LAYERS",
     "Cbam",
     "ChannelAttention",
     "PretrainedReport",

@@ -37,7 +37,7 @@ B4_GRADCAM_LAYER = "features.8"
 LITE0_GRADCAM_LAYER = "_conv_head"
 
 
-@register_model("efficientnet_b4", task="classification")
+@register_model("efficientnet_b4", task="classification", in_channels=1, cam_layer=B4_GRADCAM_LAYER)
 def efficientnet_b4(
     num_classes: int = 1,
     in_channels: int = 1,
@@ -56,7 +56,9 @@ def efficientnet_b4(
     return model  # type: ignore[no-any-return]
 
 
-@register_model("efficientnet_lite0", task="classification")
+@register_model(
+    "efficientnet_lite0", task="classification", in_channels=1, cam_layer=LITE0_GRADCAM_LAYER
+)
 def efficientnet_lite0(
     num_classes: int = 1,
     in_channels: int = 1,

@@ -119,13 +119,15 @@ class RadiographResNet(nn.Module):
         return self.head(self.pool(self.attention(x)))  # type: ignore[no-any-return]
 
 
-@register_model("resnet50_radiograph", task="classification")
+@register_model(
+    "resnet50_radiograph", task="classification", in_channels=1, cam_layer=GRADCAM_LAYER
+)
 def resnet50_radiograph(num_classes: int = 1, in_channels: int = 1, **options: Any) -> nn.Module:
     """ResNet-50 for radiographs; ``options`` are :class:`RadiographResNet`'s keywords."""
     return RadiographResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, **options)
 
 
-@register_model("fracture_net", task="classification")
+@register_model("fracture_net", task="classification", in_channels=1, cam_layer=GRADCAM_LAYER)
 def fracture_net(num_classes: int = 1, in_channels: int = 1, **options: Any) -> nn.Module:
     """The custom 512x512x1 network: basic blocks 3/4/6/3, FC 2048, dropout 0.5."""
     options.setdefault("hidden", 2048)

@@ -35,8 +35,9 @@ from numpy.typing import NDArray
 from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.models.card import ModelCard, load_card, save_card
 from insightray.models.catalog import CARD_FILE, resolve_card, sha256_file
-from insightray.models.registry import ModelCard, load_card, register_model, save_card
+from insightray.models.registry import register_model
 from insightray.models.text.bert_weights import decode_weights, encode_weights
 
 __all__ = [
@@ -217,7 +218,7 @@ def load_tokenizer(folder: Path, added_tokens: Sequence[str] = ()) -> Any:
     return tokenizer
 
 
-@register_model(MODEL_NAME, task=TASK)
+@register_model(MODEL_NAME, task=TASK, in_channels=None)
 def bert_classifier(
     num_classes: int,
     encoder: str = DEFAULT_ENCODER,

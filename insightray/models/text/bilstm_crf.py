@@ -403,7 +403,7 @@ class BiLstmCrf(nn.Module):
         return self.crf.viterbi(self(inputs), inputs.mask)
 
 
-@register_model("bilstm_crf", task="ner")
+@register_model("bilstm_crf", task="ner", in_channels=None)
 def bilstm_crf(labels: Sequence[str], **kwargs: Any) -> BiLstmCrf:
     """Build a :class:`BiLstmCrf`; ``piece_dim > 0`` loads the packaged MiniLM vectors.
 

@@ -9,7 +9,7 @@ import pydicom
 from sqlalchemy import select
 
 from insightray.config import data_root
-from insightray.engine import load_detection_predictor
+from insightray.engine import load_predictor
 from insightray.imaging import read_image
 from insightray.models.catalog import bundled_models
 from insightray.serving.audit import AuditLog
@@ -21,7 +21,7 @@ TB_IMAGE = data_root() / "cxr" / "tbx11k" / "images" / "tb0020.jpg"
 
 def _cli_boxes(path: str) -> list[dict[str, object]]:
     """What `insightray detect --json` reports for the file (the default detector)."""
-    result = load_detection_predictor(None).predict_paths([path])[0].to_dict()
+    result = load_predictor(task="detection").predict_paths([path])[0].to_dict()
     return [
         {"label": d["class_name"], "score": d["score"], "box": d["box"], "box_mm": d["box_mm"]}
         for d in result["detections"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from insightray.engine import load_detection_predictor
+from insightray.engine import load_predictor
 from insightray.imaging import read_image
 from tests.serving.api.conftest import DETECTOR_VERSION, Api
 
@@ -48,7 +48,7 @@ def test_oip_metadata_and_infer_match_the_engine(api: Api, shared_data: Path) ->
     body = response.json()
     assert (body["model_version"], body["id"]) == (DETECTOR_VERSION, "r1")
     outputs = {o["name"]: o for o in body["outputs"]}
-    expected = load_detection_predictor(None).predict_arrays([pixels])[0].detections
+    expected = load_predictor(task="detection").predict_arrays([pixels])[0].detections
     assert outputs["boxes"]["shape"] == [len(expected), 4] and len(expected) > 0
     assert np.allclose(outputs["scores"]["data"], [d.score for d in expected], atol=1e-5)
     wrong = {**tensor, "shape": [3, 5]}
