@@ -3,10 +3,11 @@
 The heatmap comes from the maintained ``grad-cam`` package (Gildenblat et al.): gradients of
 the fracture logit with respect to the activations of the layer the model card names
 (``explain.cam_layer``, else the architecture's registered default: ``layer4`` for the
-ResNets, ``_conv_head`` for EfficientNet-Lite0), averaged per channel into weights, ReLU of the weighted sum, scaled to
-``[0, 1]``. The map is computed on the network input (enhanced and letterboxed), then the
-padding is removed, the map resized to the region the enhancement kept and placed on a map
-the size of the original image (zero outside a region-of-interest crop).
+ResNets, ``_conv_head`` for EfficientNet-Lite0), averaged per channel into weights, ReLU of
+the weighted sum, scaled to ``[0, 1]``. The map is computed on the network input (enhanced
+and letterboxed), then the padding is removed, the map resized to the region the enhancement
+kept and placed on a map the size of the original image (zero outside a region-of-interest
+crop).
 
 Example:
     >>> from insightray.engine import load_predictor

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from efficientnet_lite_pytorch import EfficientNet as LiteEfficientNet
 from torch import nn
-from torchvision.models import efficientnet_b4 as torchvision_b4
 
 from insightray.models.classification.pretrained import lite0_imagenet_path, load_pretrained
 from insightray.models.registry import register_model
@@ -45,6 +44,8 @@ def efficientnet_b4(
     weights: str | Path | None = None,
 ) -> nn.Module:
     """torchvision EfficientNet-B4 with ``in_channels`` input and ``num_classes`` outputs."""
+    from torchvision.models import efficientnet_b4 as torchvision_b4
+
     model = torchvision_b4(weights=None, num_classes=num_classes, dropout=dropout)
     stem = model.features[0][0]
     assert isinstance(stem, nn.Conv2d)

@@ -26,15 +26,17 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 from insightray.errors import ConfigError
 from insightray.models.classification.attention import Cbam, SelfAttention2d
 from insightray.models.registry import register_model
+
+if TYPE_CHECKING:  # torchvision is imported when a model is built (it takes a second to load)
+    from torchvision.models.resnet import BasicBlock, Bottleneck
 
 __all__ = ["GRADCAM_LAYER", "RadiographResNet", "fracture_net", "resnet50_radiograph"]
 
@@ -91,6 +93,8 @@ class RadiographResNet(nn.Module):
             raise ConfigError(f"stem {stem!r}", "unknown stem", f"use one of {STEMS}")
         if any(stage not in (1, 2, 3, 4) for stage in cbam_stages):
             raise ConfigError(f"cbam_stages {list(cbam_stages)}", "stages are 1 to 4", "")
+        from torchvision.models.resnet import ResNet
+
         trunk = ResNet(block, list(layers), num_classes=num_classes, norm_layer=_norm_layer(norm))
         kernel = 7 if stem == "7x7" else 3
         trunk.conv1 = nn.Conv2d(in_channels, 64, kernel, 2, kernel // 2, bias=False)
@@ -124,12 +128,16 @@ class RadiographResNet(nn.Module):
 )
 def resnet50_radiograph(num_classes: int = 1, in_channels: int = 1, **options: Any) -> nn.Module:
     """ResNet-50 for radiographs; ``options`` are :class:`RadiographResNet`'s keywords."""
+    from torchvision.models.resnet import Bottleneck
+
     return RadiographResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, **options)
 
 
 @register_model("fracture_net", task="classification", in_channels=1, cam_layer=GRADCAM_LAYER)
 def fracture_net(num_classes: int = 1, in_channels: int = 1, **options: Any) -> nn.Module:
     """The custom 512x512x1 network: basic blocks 3/4/6/3, FC 2048, dropout 0.5."""
+    from torchvision.models.resnet import BasicBlock
+
     options.setdefault("hidden", 2048)
     options.setdefault("dropout", 0.5)
     options.setdefault("attention_grid", (16, 16))
