@@ -35,7 +35,15 @@ from insightray.training.metrics.classification import (
     per_class_f1,
     tune_thresholds,
 )
-from insightray.training.textcls import (
+from insightray.training.textcls.adapt import (
+    MlmConfig,
+    expand_vocabulary,
+    mine_domain_terms,
+    mlm_adapt,
+)
+from insightray.training.textcls.data import load_corpus, load_text_csv, stratified_split
+from insightray.training.textcls.schedule import set_trainable
+from insightray.training.textcls.trainer import (
     Phase,
     TextClsConfig,
     evaluate_textcls,
@@ -44,14 +52,6 @@ from insightray.training.textcls import (
     split_for_card,
     train_textcls,
 )
-from insightray.training.textcls_adapt import (
-    MlmConfig,
-    expand_vocabulary,
-    mine_domain_terms,
-    mlm_adapt,
-)
-from insightray.training.textcls_data import load_corpus, load_text_csv, stratified_split
-from insightray.training.textcls_schedule import set_trainable
 from tests.nlp.bert_helpers import write_tiny_bert, write_toy_csv
 
 FAST_PHASES = (

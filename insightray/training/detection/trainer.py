@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models import create_model
 from insightray.models.detection.yolo import YoloV5
-from insightray.training.autoanchor import AnchorCheck
 from insightray.training.detection.anchors import fit_model_anchors
+from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
     DetectionTrainData,
@@ -52,6 +52,7 @@ from insightray.training.detection.distributed import (
     select_device,
 )
 from insightray.training.detection.evaluate import evaluate_detector
+from insightray.training.detection.loss import YoloLoss
 from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
 from insightray.training.detection.optim import step_settings as _step_settings
 from insightray.training.detection.plots import plot_training_curves
@@ -67,7 +68,6 @@ from insightray.training.detection.records import (
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
-from insightray.training.losses import YoloLoss
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 
 __all__ = [

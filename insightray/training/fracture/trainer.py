@@ -47,16 +47,16 @@ from insightray.engine.weights import MODEL_KWARGS_KEY, save_detector
 from insightray.errors import ConfigError
 from insightray.models import ModelCard, create_model, model_task
 from insightray.models.classification import GRADCAM_LAYERS, load_pretrained
-from insightray.training.datasets.fracture import (
+from insightray.training.detection.records import seed_everything
+from insightray.training.fracture.augmentation import FractureAugmentation
+from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
+from insightray.training.fracture.dataset import (
     FractureItem,
     FractureSplits,
     class_counts,
     load_fracture_items,
     split_by_group,
 )
-from insightray.training.detection.records import seed_everything
-from insightray.training.fracture.augmentation import FractureAugmentation
-from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
 from insightray.training.fracture.evaluation import FractureEvaluation, evaluate_scores
 from insightray.training.fracture.losses import build_loss
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images

@@ -11,7 +11,7 @@ Three phases by default (all configurable through :class:`Phase`):
 Each phase warms up linearly over the first 10 % of its steps, then follows cosine annealing
 with hard restarts. Before fine-tuning, frequent domain words can be added to the vocabulary
 and the encoder can be adapted with masked-language modelling on a local corpus
-(:mod:`insightray.training.textcls_adapt`). The best epoch on the validation split is kept;
+(:mod:`insightray.training.textcls.adapt`). The best epoch on the validation split is kept;
 the test split is only scored at the end. The result is saved compactly (deltas against the
 packaged base encoder) with a model card that records the data, split seed and metrics.
 
@@ -58,19 +58,19 @@ from insightray.training.metrics.classification import (
     multilabel_report,
     tune_thresholds,
 )
-from insightray.training.textcls_adapt import (
+from insightray.training.textcls.adapt import (
     MlmConfig,
     expand_vocabulary,
     mine_domain_terms,
     mlm_adapt,
 )
-from insightray.training.textcls_data import (
+from insightray.training.textcls.data import (
     TextDataset,
     load_corpus,
     load_text_csv,
     stratified_split,
 )
-from insightray.training.textcls_schedule import (
+from insightray.training.textcls.schedule import (
     Phase,
     default_phases,
     lr_factor,

@@ -10,7 +10,7 @@ MedQuAD questions are templated ("What are the symptoms of X ?"), so at most
 counts as right when it is any of the question's annotated types.
 
 Usage:
-    python -m insightray.assistant.intent_training --out insightray/weights/assistant-intent
+    python -m insightray.training.intents --out insightray/weights/assistant-intent
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -234,12 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes="input_size is (1, embedding dim). Held-out split by a SHA-256 hash of the "
         "LiveQA question text (duplicates merged) / MedQuAD document; a LiveQA prediction "
         "is right when it is any annotated type. Trained with: "
-        f"python -m insightray.assistant.intent_training in {time.perf_counter() - started:.0f} s.",
+        f"python -m insightray.training.intents in {time.perf_counter() - started:.0f} s.",
     )
     classifier.save(args.out, card)
     print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

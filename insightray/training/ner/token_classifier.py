@@ -29,7 +29,7 @@ import torch
 from insightray.errors import ConfigError
 from insightray.models import ModelCard, load_card, save_card
 from insightray.models.catalog import sha256_file
-from insightray.training.datasets.conll import TaggedSentence, labels_of
+from insightray.models.text.ner_encoding import TaggedSentence, labels_of
 from insightray.training.metrics.entities import EntityScores, entity_scores
 
 __all__ = [
