@@ -46,11 +46,7 @@ from insightray.training.detection.data import (
     collate_detection,
     load_train_val,
 )
-from insightray.training.detection.distributed import (
-    epoch_sampler,
-    init_distributed,
-    select_device,
-)
+from insightray.training.detection.distributed import epoch_sampler, init_distributed
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.loss import YoloLoss
 from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
@@ -61,14 +57,18 @@ from insightray.training.detection.records import (
     append_metrics,
     epoch_line,
     progress_bar,
-    restore_rng,
-    rng_state,
     save_atomic,
-    seed_everything,
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
+from insightray.training.runtime import (
+    make_run_dir,
+    restore_rng,
+    rng_state,
+    seed_everything,
+    select_device,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -206,7 +206,7 @@ def train_detector(
     batch = config.batch_size // world
     per_epoch = math.ceil(len(train_data) / batch)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        make_run_dir(out)
         if anchor_check is not None:
             write_json(out / "anchors.json", anchor_check.to_dict())
         console.print(

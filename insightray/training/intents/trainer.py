@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
+
 from insightray.assistant.embeddings import Embedder, EmbedderConfig, Vectors
 from insightray.assistant.intents import (
     QTYPES,
@@ -35,6 +37,7 @@ from insightray.assistant.intents import (
 from insightray.assistant.knowledge import default_knowledge_path, read_medquad
 from insightray.assistant.liveqa import default_liveqa_path, read_liveqa
 from insightray.models.registry import ModelCard
+from insightray.training.runtime import seed_everything
 
 __all__ = [
     "IntentExample",
@@ -123,8 +126,6 @@ def train_intent_classifier(
     vectors: Vectors | None = None,
 ) -> IntentClassifier:
     """Fit the soft-max head on the training examples (one row per example and type)."""
-    import torch
-
     config = config or IntentTrainConfig()
     train = [(i, e) for i, e in enumerate(examples) if not e.held_out]
     if vectors is None:
@@ -137,7 +138,7 @@ def train_intent_classifier(
             weights.append(config.liveqa_weight if example.origin == "liveqa" else 1.0)
     counts = Counter(labels)
     balance = [len(labels) / (len(QTYPES) * counts[label]) for label in labels]
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     x = torch.from_numpy(vectors[rows])
     y = torch.tensor(labels)
     w = torch.tensor(weights, dtype=torch.float32) * torch.tensor(balance, dtype=torch.float32)

@@ -31,6 +31,7 @@ from insightray.models import ModelCard, load_card, save_card
 from insightray.models.catalog import sha256_file
 from insightray.models.text.ner_encoding import TaggedSentence, labels_of
 from insightray.training.metrics.entities import EntityScores, entity_scores
+from insightray.training.runtime import make_run_dir, seed_everything, set_threads
 
 __all__ = [
     "TOKEN_CLASSIFIER_NAME",
@@ -54,7 +55,7 @@ class BertNerConfig:
         epochs: Passes over the training set (may be fractional, e.g. 1.5).
         batch_size: Sentences per step. lr: Peak AdamW learning rate (linear warm-up 10 %,
             then linear decay). max_length: Subwords per sentence (longer ones are cut; the
-            cut words are tagged ``O``). seed: Python and torch seed. threads: CPU threads.
+            cut words are tagged ``O``). seed: Python, NumPy and torch seed. threads: CPU threads.
         max_minutes: Stop training after this wall time (the last evaluated state is kept).
         command: How the run was started, for the card.
     """
@@ -168,9 +169,8 @@ def train_token_classifier(
     config = config or BertNerConfig()
     if not train or not dev:
         raise ConfigError("train ner", "the training or development set is empty", "check files")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    set_threads(config.threads)
+    seed_everything(config.seed)
     generator = random.Random(config.seed)
     labels = labels_of(train)
     index = {label: i for i, label in enumerate(labels)}
@@ -239,7 +239,7 @@ def train_token_classifier(
             break
     assert best is not None
     model.load_state_dict(best[1])
-    folder = Path(out_dir)
+    folder = make_run_dir(out_dir)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     metrics = {"devel_f1": round(best[0].f1, 4), "epochs": round(step / steps_per_epoch, 2)}

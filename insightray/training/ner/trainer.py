@@ -50,6 +50,7 @@ from insightray.models.text.ner_encoding import (
     TaggedSentence,
 )
 from insightray.training.metrics.entities import EntityScores, entity_scores
+from insightray.training.runtime import make_run_dir, seed_everything, set_threads
 
 __all__ = ["NerTrainConfig", "NerTrainResult", "evaluate_ner", "save_ner_model", "train_ner"]
 
@@ -63,7 +64,7 @@ class NerTrainConfig:
         max_minutes: Also stop once an epoch ends after this much training time.
         batch_size: Sentences per step. lr: AdamW learning rate, divided by
             ``1 + lr_decay * (epoch - 1)`` in later epochs. weight_decay: AdamW decay.
-        clip: Gradient-norm clip. seed: Seeds Python and torch. threads: torch CPU threads.
+        clip: Gradient-norm clip. seed: Seeds Python, NumPy and torch. threads: torch CPU threads.
         word_dim, hidden, char_filters, dropout, word_dropout, piece_dim: Model sizes, see
             :class:`~insightray.models.text.BiLstmCrfConfig`.
         min_word_count: Rarer training words share the unknown id.
@@ -152,9 +153,8 @@ def train_ner(
     config = config or NerTrainConfig()
     if not train or not dev:
         raise ConfigError("train ner", "the training or development set is empty", "check files")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    set_threads(config.threads)
+    seed_everything(config.seed)
     generator = random.Random(config.seed)
     vocab = NerVocab.build(
         train, terms=terms, pieces=config.piece_dim > 0, min_word_count=config.min_word_count
@@ -264,8 +264,7 @@ def train_ner(
 
 def save_ner_model(loaded: LoadedNer, out_dir: str | Path) -> ModelCard:
     """Write weights (float16 safetensors), vocab and card into ``out_dir``; return the card."""
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_run_dir(out_dir)
     digest = save_weights(loaded.model, folder / WEIGHTS_FILE)
     loaded.encoder.vocab.save(folder / VOCAB_FILE)
     card = dataclasses.replace(loaded.card, weights_file=WEIGHTS_FILE, weights_sha256=digest)

@@ -58,6 +58,7 @@ from insightray.training.metrics.classification import (
     multilabel_report,
     tune_thresholds,
 )
+from insightray.training.runtime import make_run_dir, seed_everything, torch_threads
 from insightray.training.textcls.adapt import (
     MlmConfig,
     expand_vocabulary,
@@ -331,11 +332,8 @@ def train_textcls(
     if config.storage not in ("delta", "full"):
         raise ConfigError("storage", f"unknown {config.storage!r}", "use 'delta' or 'full'")
     started = time.perf_counter()
-    threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    try:
-        torch.manual_seed(config.seed)
+    with torch_threads(config.num_threads):
+        seed_everything(config.seed)
         data = load_text_csv(
             data_path, config.text_column, config.label_column, config.label_columns
         )
@@ -381,7 +379,7 @@ def train_textcls(
             "train_seconds": round(seconds, 1),
         }
         card = dataclasses.replace(card, metrics={k: round(v, 4) for k, v in metrics.items()})
-        folder = Path(out_dir)
+        folder = make_run_dir(out_dir)
         card = save_classifier(model, folder, card, base_state=base, delta_dtype=config.delta_dtype)
         if config.storage == "full":
             model.encoder.config.save_pretrained(str(folder / "encoder"))
@@ -390,8 +388,6 @@ def train_textcls(
         return TrainResult(
             card, folder, val_report, test_report, tuple(run.history), tuple(added), seconds
         )
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _card(
