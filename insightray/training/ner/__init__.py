@@ -1,7 +1,8 @@
 """Named-entity tagger training: CoNLL data, the BiLSTM-CRF trainer, a BERT comparison.
 
-Run-time tagging (loading a trained folder, predicting tags) is
-:mod:`insightray.engine.ner`; the vocabulary and encoder both sides share are
+Run-time tagging (loading a trained folder, predicting tags) is :mod:`insightray.engine.ner`
+for the BiLSTM-CRF and :mod:`insightray.models.text.token_classifier` for the BERT one; the
+vocabulary and encoder both sides of the BiLSTM-CRF share are
 :mod:`insightray.models.text.ner_encoding`.
 
 Example:
@@ -14,12 +15,8 @@ from __future__ import annotations
 
 from insightray.training.ner.conll import bio_errors, read_conll, repair_bio
 from insightray.training.ner.token_classifier import (
-    TOKEN_CLASSIFIER_NAME,
     BertNerConfig,
-    LoadedTokenClassifier,
     evaluate_token_classifier,
-    load_token_classifier,
-    predict_token_classifier,
     train_token_classifier,
 )
 from insightray.training.ner.trainer import (
@@ -31,16 +28,12 @@ from insightray.training.ner.trainer import (
 )
 
 __all__ = [
-    "TOKEN_CLASSIFIER_NAME",
     "BertNerConfig",
-    "LoadedTokenClassifier",
     "NerTrainConfig",
     "NerTrainResult",
     "bio_errors",
     "evaluate_ner",
     "evaluate_token_classifier",
-    "load_token_classifier",
-    "predict_token_classifier",
     "read_conll",
     "repair_bio",
     "save_ner_model",
