@@ -34,7 +34,7 @@ from insightray.models.text.bert_classifier import (
 from insightray.nlp.classifier import DEFAULT_CLASSIFIER, DiseaseClassifier
 from insightray.training.metrics.classification import classification_report
 from insightray.training.textcls.data import TextDataset, load_text_csv
-from insightray.training.textcls.trainer import evaluate_textcls, split_for_card
+from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 
 CSV = "text/classification/symptom2disease/Symptom2Disease.csv"
 

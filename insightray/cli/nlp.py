@@ -190,7 +190,7 @@ def evaluate_textcls_command(
     """Accuracy, macro-F1 and per-class scores of a text classifier on a CSV."""
     from insightray.models.text.bert_classifier import load_classifier
     from insightray.training.textcls.data import load_text_csv
-    from insightray.training.textcls.trainer import evaluate_textcls, split_for_card
+    from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 
     loaded = load_classifier(model)
     recorded: dict[str, Any] = dict(loaded.card.preprocessing.get("split") or {})

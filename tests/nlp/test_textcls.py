@@ -42,14 +42,13 @@ from insightray.training.textcls.adapt import (
     mlm_adapt,
 )
 from insightray.training.textcls.data import load_corpus, load_text_csv, stratified_split
+from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 from insightray.training.textcls.schedule import set_trainable
 from insightray.training.textcls.trainer import (
     Phase,
     TextClsConfig,
-    evaluate_textcls,
     lr_factor,
     parameter_groups,
-    split_for_card,
     train_textcls,
 )
 from tests.nlp.bert_helpers import write_tiny_bert, write_toy_csv

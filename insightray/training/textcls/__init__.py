@@ -14,15 +14,9 @@ from __future__ import annotations
 
 from insightray.training.textcls.adapt import MlmConfig
 from insightray.training.textcls.data import TextDataset, load_corpus, load_text_csv
+from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 from insightray.training.textcls.schedule import Phase, default_phases
-from insightray.training.textcls.trainer import (
-    EpochLog,
-    TextClsConfig,
-    TrainResult,
-    evaluate_textcls,
-    split_for_card,
-    train_textcls,
-)
+from insightray.training.textcls.trainer import EpochLog, TextClsConfig, TrainResult, train_textcls
 
 __all__ = [
     "EpochLog",
