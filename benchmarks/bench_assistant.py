@@ -8,7 +8,7 @@
   focus / question-type re-ranking (the default), on all questions and on the answerable
   ones (some MedQuAD document has the focus).
 * Intents: the bundled head on its held-out split (LiveQA questions and MedQuAD documents
-  chosen by hash, see ``insightray.assistant.intent_training``).
+  chosen by hash, see ``insightray.training.intents``).
 * Latency: ``Assistant.ask`` per LiveQA question after warm-up, p50 / p95, on CPU.
 * Index: the build time recorded in the manifest, load time, and the process RSS.
 
@@ -160,8 +160,8 @@ def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[
 def intents(embedder: Any) -> dict[str, dict[str, float]]:
     import numpy as np
 
-    from insightray.assistant.intent_training import evaluate_intents, intent_examples
     from insightray.assistant.intents import IntentClassifier
+    from insightray.training.intents.trainer import evaluate_intents, intent_examples
 
     classifier = IntentClassifier.load()
     examples = intent_examples()  # the training part only feeds the majority baseline

@@ -5,7 +5,7 @@ GPU-resident tensors, so the two data pipelines are left out:
 
 * inference: Conv+BN fused, fp16 weights and input, batch 1 and 32, images per second;
 * training step: fp32 weights with autocast fp16 and a gradient scaler, each side's own loss
-  (ours :class:`~insightray.training.losses.YoloLoss`, the reference's ``ComputeLoss`` with
+  (ours :class:`~insightray.training.detection.loss.YoloLoss`, the reference's ``ComputeLoss`` with
   ``hyp.scratch-low`` gains), backward and an SGD step, batch 32, images per second.
 
 Each side runs in its own subprocess of this script (``--side``), alternating, best of
@@ -55,7 +55,7 @@ def build(side: str, device: Any) -> tuple[Any, Any]:
     """A fresh 2-class YOLOv5s and a ``loss(raw_outputs, targets)`` for it, on ``device``."""
     if side == "ours":
         from insightray.models import create_model
-        from insightray.training.losses import LossConfig, YoloLoss
+        from insightray.training.detection.loss import LossConfig, YoloLoss
 
         model = create_model("yolov5s", num_classes=2).to(device)
         loss = YoloLoss(model.detect.anchors, model.detect.stride, 2, LossConfig())

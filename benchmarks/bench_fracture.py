@@ -136,7 +136,7 @@ def run_compare(args: argparse.Namespace) -> None:
     """Paired group bootstrap of the AUC difference between two trained arms, per split."""
     from insightray.engine.classification import load_fracture_predictor
     from insightray.imaging import read_image
-    from insightray.training.datasets.fracture import load_fracture_items, split_by_group
+    from insightray.training.fracture.dataset import load_fracture_items, split_by_group
     from insightray.training.metrics.roc import bootstrap_auc_difference
 
     torch.set_num_threads(args.threads)
@@ -171,7 +171,7 @@ def run_pointing(args: argparse.Namespace) -> None:
     from insightray.engine.classification import load_fracture_predictor
     from insightray.explain import gradcam_heatmap
     from insightray.imaging import read_image
-    from insightray.training.datasets.fracture import load_fracture_items, split_by_group
+    from insightray.training.fracture.dataset import load_fracture_items, split_by_group
 
     torch.set_num_threads(args.threads)
     predictor = load_fracture_predictor(args.model)

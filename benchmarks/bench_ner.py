@@ -26,11 +26,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 
 from insightray.config import data_root
+from insightray.engine.ner import load_ner_model, predict_tags
+from insightray.models.text.token_classifier import load_token_classifier, predict_token_classifier
 from insightray.nlp.ner import DEFAULT_MODEL, NerTagger, resolve_model
-from insightray.training.datasets.conll import read_conll
 from insightray.training.metrics.entities import entity_scores
-from insightray.training.ner import load_ner_model, predict_tags
-from insightray.training.token_classifier import load_token_classifier, predict_token_classifier
+from insightray.training.ner.conll import read_conll
 
 
 def machine() -> str:

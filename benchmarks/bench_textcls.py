@@ -33,8 +33,8 @@ from insightray.models.text.bert_classifier import (
 )
 from insightray.nlp.classifier import DEFAULT_CLASSIFIER, DiseaseClassifier
 from insightray.training.metrics.classification import classification_report
-from insightray.training.textcls import evaluate_textcls, split_for_card
-from insightray.training.textcls_data import TextDataset, load_text_csv
+from insightray.training.textcls.data import TextDataset, load_text_csv
+from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 
 CSV = "text/classification/symptom2disease/Symptom2Disease.csv"
 

@@ -6,7 +6,7 @@ Modules: :mod:`~insightray.assistant.knowledge` (MedQuAD, folders, CSV; chunking
 :mod:`~insightray.assistant.retrieval` (FAISS + BM25, fusion, re-ranking),
 :mod:`~insightray.assistant.index` (build once, persist, reuse),
 :mod:`~insightray.assistant.intents` (hierarchical intent; trained by
-:mod:`~insightray.assistant.intent_training`),
+:mod:`~insightray.training.intents`),
 :mod:`~insightray.assistant.emergency` (escalation rules),
 :mod:`~insightray.assistant.slots` (Disease, Symptom, Medication, Duration, Severity,
 Location), :mod:`~insightray.assistant.state` (dialogue state, follow-ups),

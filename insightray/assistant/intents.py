@@ -9,7 +9,7 @@
 * qtype: one of :data:`QTYPES` (``cause``, ``prevention``, ``dosage``, ``side_effects``,
   ``prognosis``...), predicted by a linear soft-max head over the MiniLM sentence
   embedding, trained on LiveQA sub-question types and MedQuAD question types (see
-  :mod:`~insightray.assistant.intent_training`). The bundled weights live in
+  :mod:`~insightray.training.intents`). The bundled weights live in
   ``insightray/weights/assistant-intent/`` with their model card.
 
 The mapping tables below are data: raw LiveQA / MedQuAD types to :data:`QTYPES`, and each

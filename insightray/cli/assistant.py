@@ -189,6 +189,6 @@ def train_intent(
     threads: Annotated[int, typer.Option("--threads", min=1)] = 1,
 ) -> None:
     """Train the assistant's intent head on LiveQA + MedQuAD question types."""
-    from insightray.assistant.intent_training import main as train_main
+    from insightray.training.intents.trainer import main as train_main
 
     raise typer.Exit(train_main(["--out", str(out_dir), "--threads", str(threads)]))

@@ -19,19 +19,19 @@ import typer
 from rich.table import Table
 
 from insightray.cli.common import err, evaluate_app, out, train_app
+from insightray.engine.ner import load_ner_model
 from insightray.models import load_card
+from insightray.models.text.token_classifier import TOKEN_CLASSIFIER_NAME, load_token_classifier
 from insightray.nlp.gazetteer import load_terms
 from insightray.nlp.ner import DEFAULT_MODEL, resolve_model
-from insightray.training.datasets.conll import read_conll
 from insightray.training.metrics.entities import EntityScores, TypeScores
-from insightray.training.ner import NerTrainConfig, evaluate_ner, load_ner_model, train_ner
-from insightray.training.token_classifier import (
-    TOKEN_CLASSIFIER_NAME,
+from insightray.training.ner.conll import read_conll
+from insightray.training.ner.token_classifier import (
     BertNerConfig,
     evaluate_token_classifier,
-    load_token_classifier,
     train_token_classifier,
 )
+from insightray.training.ner.trainer import NerTrainConfig, evaluate_ner, train_ner
 
 
 class Architecture(str, Enum):

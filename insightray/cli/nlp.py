@@ -135,8 +135,8 @@ def train_textcls_command(
     as_json: Json = False,
 ) -> None:
     """Fine-tune a BERT-family classifier progressively and save it with its card."""
-    from insightray.training.textcls import Phase, TextClsConfig, train_textcls
-    from insightray.training.textcls_adapt import MlmConfig
+    from insightray.training.textcls.adapt import MlmConfig
+    from insightray.training.textcls.trainer import Phase, TextClsConfig, train_textcls
 
     config = TextClsConfig(
         encoder=encoder,
@@ -189,8 +189,8 @@ def evaluate_textcls_command(
 ) -> None:
     """Accuracy, macro-F1 and per-class scores of a text classifier on a CSV."""
     from insightray.models.text.bert_classifier import load_classifier
-    from insightray.training.textcls import evaluate_textcls, split_for_card
-    from insightray.training.textcls_data import load_text_csv
+    from insightray.training.textcls.data import load_text_csv
+    from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 
     loaded = load_classifier(model)
     recorded: dict[str, Any] = dict(loaded.card.preprocessing.get("split") or {})

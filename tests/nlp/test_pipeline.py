@@ -19,7 +19,7 @@ from insightray.nlp.pipeline import (
     TermMatcher,
     default_extractor,
 )
-from insightray.training.textcls import Phase, TextClsConfig, train_textcls
+from insightray.training.textcls.trainer import Phase, TextClsConfig, train_textcls
 from tests.nlp.bert_helpers import write_tiny_bert, write_toy_csv
 
 NOTE = (

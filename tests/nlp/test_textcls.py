@@ -35,23 +35,22 @@ from insightray.training.metrics.classification import (
     per_class_f1,
     tune_thresholds,
 )
-from insightray.training.textcls import (
-    Phase,
-    TextClsConfig,
-    evaluate_textcls,
-    lr_factor,
-    parameter_groups,
-    split_for_card,
-    train_textcls,
-)
-from insightray.training.textcls_adapt import (
+from insightray.training.textcls.adapt import (
     MlmConfig,
     expand_vocabulary,
     mine_domain_terms,
     mlm_adapt,
 )
-from insightray.training.textcls_data import load_corpus, load_text_csv, stratified_split
-from insightray.training.textcls_schedule import set_trainable
+from insightray.training.textcls.data import load_corpus, load_text_csv, stratified_split
+from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
+from insightray.training.textcls.schedule import set_trainable
+from insightray.training.textcls.trainer import (
+    Phase,
+    TextClsConfig,
+    lr_factor,
+    parameter_groups,
+    train_textcls,
+)
 from tests.nlp.bert_helpers import write_tiny_bert, write_toy_csv
 
 FAST_PHASES = (

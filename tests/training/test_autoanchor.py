@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.training.autoanchor import (
+from insightray.training.detection.autoanchor import (
     anchors_above_threshold,
     best_possible_recall,
     check_anchors,

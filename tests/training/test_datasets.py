@@ -1,4 +1,4 @@
-"""Tests for the detection dataset loaders (insightray.training.datasets)."""
+"""Tests for the detection dataset loaders (insightray.training.detection.datasets)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 from insightray.errors import ConfigError, InputError, InputNotFoundError
 from insightray.imaging import read_image
-from insightray.training.datasets import (
+from insightray.training.detection.datasets import (
     VINBIGDATA_CLASS_NAMES,
     DetectionDataset,
     DetectionRecord,

@@ -21,7 +21,6 @@ from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging.transforms import letterbox
 from insightray.models import ModelCard, load_card
 from insightray.training.augment import AugmentConfig
-from insightray.training.datasets import DetectionDataset
 from insightray.training.detection import (
     DetectionTrainData,
     EpochSampler,
@@ -38,6 +37,7 @@ from insightray.training.detection import (
     step_settings_for,
     train_detector,
 )
+from insightray.training.detection.datasets import DetectionDataset
 from insightray.training.detection.trainer import _epochs_within_limit
 
 #: Every augmentation stage off: the overfitting run must see the same images every step.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from insightray.training.metrics.entities import bio_spans, entity_scores, span_scores
+from insightray.models.text.ner_encoding import bio_spans
+from insightray.training.metrics.entities import entity_scores, span_scores
 
 
 def test_hand_made_case_matches_the_arithmetic() -> None:

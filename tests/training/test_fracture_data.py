@@ -10,7 +10,7 @@ import pytest
 
 from insightray.errors import ConfigError, InputError, InputNotFoundError
 from insightray.imaging import write_png
-from insightray.training.datasets.fracture import (
+from insightray.training.fracture.dataset import (
     FractureItem,
     class_counts,
     load_fracture_items,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from insightray.errors import ConfigError
-from insightray.training.losses import (
+from insightray.training.detection.loss import (
     LossConfig,
     YoloLoss,
     assign_level,

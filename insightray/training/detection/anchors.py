@@ -1,9 +1,9 @@
 """AutoAnchor for a detector about to train: its anchors checked against the training boxes.
 
 The algorithm (best possible recall, k-means plus evolution) is
-:mod:`insightray.training.autoanchor`; this module measures the boxes of a
-:class:`~insightray.training.datasets.DetectionDataset` at the training image size and writes
-refitted anchors into the model.
+:mod:`insightray.training.detection.autoanchor`; this module measures the boxes of a
+:class:`~insightray.training.detection.datasets.DetectionDataset` at the training image size
+and writes refitted anchors into the model.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 from rich.console import Console
 
 from insightray.models.detection.yolo import YoloV5
-from insightray.training.autoanchor import AnchorCheck, check_anchors
-from insightray.training.datasets import DetectionDataset, read_image_size
+from insightray.training.detection.autoanchor import AnchorCheck, check_anchors
 from insightray.training.detection.config import TrainConfig
+from insightray.training.detection.datasets import DetectionDataset, read_image_size
 
 __all__ = ["fit_model_anchors"]
 

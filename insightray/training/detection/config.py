@@ -3,7 +3,7 @@
 A config file holds :class:`TrainConfig` fields at the top level, with the augmentation and
 loss settings nested under ``augment`` and ``loss`` (fields of
 :class:`~insightray.training.augment.AugmentConfig` and
-:class:`~insightray.training.losses.LossConfig`). ``augment.output_size`` and
+:class:`~insightray.training.detection.loss.LossConfig`). ``augment.output_size`` and
 ``loss.img_size`` always follow ``image_size`` and need not be given.
 
 Example:
@@ -25,7 +25,7 @@ from typing import Any
 from insightray.errors import ConfigError
 from insightray.training.augment import AugmentConfig
 from insightray.training.configfile import build_config, config_to_dict, read_config_file
-from insightray.training.losses import LossConfig
+from insightray.training.detection.loss import LossConfig
 
 __all__ = ["TrainConfig", "config_from_dict", "config_to_dict", "load_train_config"]
 

@@ -1,7 +1,7 @@
 """Detection data for training: where it comes from, how an item is made, how a batch looks.
 
 :func:`load_train_val` reads a data description: a YOLO ``data.yaml`` (see
-:func:`~insightray.training.datasets.load_data_config`) or a small YAML for the VinBigData
+:func:`~insightray.training.detection.datasets.load_data_config`) or a small YAML for the VinBigData
 Kaggle CSV::
 
     format: vinbigdata
@@ -14,8 +14,9 @@ Kaggle CSV::
 
 (paths relative to the YAML file). The same keys may be given as a mapping.
 
-:class:`DetectionTrainData` turns a :class:`~insightray.training.datasets.DetectionDataset`
-into tensors: training items are augmented (mosaic, affine, flip, intensity) with a generator
+:class:`DetectionTrainData` turns a
+:class:`~insightray.training.detection.datasets.DetectionDataset` into tensors: training
+items are augmented (mosaic, affine, flip, intensity) with a generator
 seeded by ``(seed, epoch, index)``, so the result does not depend on the worker that makes it;
 validation items are letterboxed exactly as the inference engine does. :func:`collate_detection`
 stacks items into a :class:`DetectionBatch`. :class:`EpochSampler` tags each index with its
@@ -49,7 +50,7 @@ from insightray.training.augment import (
     build_augmentations,
     inverse_frequency_image_weights,
 )
-from insightray.training.datasets import (
+from insightray.training.detection.datasets import (
     DetectionDataset,
     DetectionRecord,
     load_data_config,

@@ -1,14 +1,13 @@
-"""Where one training process runs: its torchrun rank, its device and its share of the data.
+"""Where one training process runs: its torchrun rank and its share of the data.
 
 Launched with ``torchrun --nproc_per_node N``, torchrun sets ``WORLD_SIZE``, ``RANK`` and
 ``LOCAL_RANK``; :func:`init_distributed` joins the process group (NCCL on CUDA, Gloo on the
-CPU). Without torchrun the run is a world of one.
+CPU). Without torchrun the run is a world of one. The rank's device comes from
+:func:`insightray.training.runtime.select_device` with ``local_rank``.
 
 Example:
     >>> init_distributed("cpu") if "WORLD_SIZE" not in os.environ else (0, 0, 1)
     (0, 0, 1)
-    >>> select_device("cpu", 0)
-    device(type='cpu')
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ from insightray.errors import ConfigError
 from insightray.training.detection.config import TrainConfig
 from insightray.training.detection.data import DetectionTrainData, inverse_frequency_sampler
 
-__all__ = ["epoch_sampler", "init_distributed", "is_main_process", "select_device"]
+__all__ = ["epoch_sampler", "init_distributed", "is_main_process"]
 
 
 def _torchrun_ranks() -> tuple[int, int, int]:
@@ -51,21 +50,6 @@ def init_distributed(device: str) -> tuple[int, int, int]:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_nccl else "gloo")
     return rank, local_rank, world
-
-
-def select_device(setting: str, local_rank: int) -> torch.device:
-    """The device for ``setting`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``) on this process.
-
-    Raises:
-        ConfigError: CUDA was asked for but is not available.
-    """
-    if setting == "auto":
-        setting = "cuda" if torch.cuda.is_available() else "cpu"
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {setting}", "CUDA is not available", "use --device cpu")
-    if setting == "cuda":
-        return torch.device("cuda", local_rank)
-    return torch.device(setting)
 
 
 def epoch_sampler(

@@ -22,8 +22,8 @@ from torch.utils.data import DataLoader
 
 from insightray.engine import Backend, DetectionPredictor, TorchBackend, postprocess
 from insightray.errors import ConfigError
-from insightray.training.datasets import DetectionDataset
 from insightray.training.detection.data import DetectionTrainData, collate_detection
+from insightray.training.detection.datasets import DetectionDataset
 from insightray.training.metrics import DetectionEvaluator, DetectionMetrics
 
 __all__ = ["EVAL_CONF", "EVAL_IOU", "evaluate_detector"]

@@ -37,8 +37,8 @@ from torch.utils.data import DataLoader
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models import create_model
 from insightray.models.detection.yolo import YoloV5
-from insightray.training.autoanchor import AnchorCheck
 from insightray.training.detection.anchors import fit_model_anchors
+from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
     DetectionTrainData,
@@ -46,12 +46,9 @@ from insightray.training.detection.data import (
     collate_detection,
     load_train_val,
 )
-from insightray.training.detection.distributed import (
-    epoch_sampler,
-    init_distributed,
-    select_device,
-)
+from insightray.training.detection.distributed import epoch_sampler, init_distributed
 from insightray.training.detection.evaluate import evaluate_detector
+from insightray.training.detection.loss import YoloLoss
 from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
 from insightray.training.detection.optim import step_settings as _step_settings
 from insightray.training.detection.plots import plot_training_curves
@@ -60,15 +57,18 @@ from insightray.training.detection.records import (
     append_metrics,
     epoch_line,
     progress_bar,
-    restore_rng,
-    rng_state,
     save_atomic,
-    seed_everything,
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
-from insightray.training.losses import YoloLoss
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
+from insightray.training.runtime import (
+    make_run_dir,
+    restore_rng,
+    rng_state,
+    seed_everything,
+    select_device,
+)
 
 __all__ = [
     "CSV_COLUMNS",
@@ -206,7 +206,7 @@ def train_detector(
     batch = config.batch_size // world
     per_epoch = math.ceil(len(train_data) / batch)
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+        make_run_dir(out)
         if anchor_check is not None:
             write_json(out / "anchors.json", anchor_check.to_dict())
         console.print(

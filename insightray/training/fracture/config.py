@@ -37,7 +37,7 @@ class FractureTrainConfig:
     """Everything one fracture-classifier training run needs.
 
     Attributes:
-        data: A folder or CSV in a layout :func:`~insightray.training.datasets.fracture.
+        data: A folder or CSV in a layout :func:`~insightray.training.fracture.dataset.
             load_fracture_items` reads.
         model: Registered classification model, e.g. ``"efficientnet_lite0"``.
         model_kwargs: Architecture options of the builder (recorded in the card), e.g.

@@ -6,7 +6,7 @@ since augmented copies of one image are not independent), the Youden point and t
 fixed sensitivity (0.90 by default), sensitivity, specificity and the confusion matrix at the
 threshold in use, and the expected calibration error. :func:`evaluate_folder` runs a
 predictor over a labelled folder (``images/`` plus ``images.csv`` with ``image`` and
-``fractured``, or the other layouts of :mod:`insightray.training.datasets.fracture`).
+``fractured``, or the other layouts of :mod:`insightray.training.fracture.dataset`).
 
 Example:
     >>> report = evaluate_scores([0, 0, 1, 1, 0, 1], [0.1, 0.3, 0.7, 0.9, 0.6, 0.4],
@@ -27,7 +27,7 @@ from numpy.typing import ArrayLike
 
 from insightray.engine.classification import FracturePredictor
 from insightray.imaging import read_image
-from insightray.training.datasets.fracture import load_fracture_items
+from insightray.training.fracture.dataset import load_fracture_items
 from insightray.training.metrics.calibration import (
     expected_calibration_error,
     plot_reliability_diagram,

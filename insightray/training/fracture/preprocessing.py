@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from insightray.engine.classification import prepare_pixels, to_unit_gray
 from insightray.imaging import read_image, write_png
 from insightray.imaging.enhance import RadiographEnhancement
-from insightray.training.datasets.fracture import FractureItem
+from insightray.training.fracture.dataset import FractureItem
 
 __all__ = ["load_prepared", "write_debug_images"]
 

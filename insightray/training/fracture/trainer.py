@@ -47,21 +47,21 @@ from insightray.engine.weights import MODEL_KWARGS_KEY, save_detector
 from insightray.errors import ConfigError
 from insightray.models import ModelCard, create_model, model_task
 from insightray.models.classification import GRADCAM_LAYERS, load_pretrained
-from insightray.training.datasets.fracture import (
+from insightray.training.fracture.augmentation import FractureAugmentation
+from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
+from insightray.training.fracture.dataset import (
     FractureItem,
     FractureSplits,
     class_counts,
     load_fracture_items,
     split_by_group,
 )
-from insightray.training.detection.records import seed_everything
-from insightray.training.fracture.augmentation import FractureAugmentation
-from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
 from insightray.training.fracture.evaluation import FractureEvaluation, evaluate_scores
 from insightray.training.fracture.losses import build_loss
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images
 from insightray.training.metrics.calibration import plot_reliability_diagram
 from insightray.training.metrics.roc import roc_auc
+from insightray.training.runtime import make_run_dir, seed_everything, select_device, set_threads
 
 __all__ = ["FractureTrainResult", "build_classifier", "predict_prepared", "train_fracture"]
 
@@ -144,14 +144,6 @@ def _memory_format(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
     return batch.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else batch
 
 
-def _device(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if setting.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {setting}", "CUDA is not available", "use device: cpu")
-    return torch.device(setting)
-
-
 def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup:
@@ -191,11 +183,9 @@ def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTra
     """
     started = time.perf_counter()
     seed_everything(config.seed)
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    device = _device(config.device)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    set_threads(config.threads)
+    device = select_device(config.device, hint="use device: cpu")
+    out = make_run_dir(config.out)
     (out / "metrics.csv").unlink(missing_ok=True)
     items = load_fracture_items(config.data)
     splits = split_by_group(

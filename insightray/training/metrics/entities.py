@@ -19,28 +19,9 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["EntityScores", "TypeScores", "bio_spans", "entity_scores", "span_scores"]
+from insightray.models.text.ner_encoding import bio_spans
 
-
-def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
-    """Entities of a BIO tag sequence as ``(type, first, end)`` (end exclusive).
-
-    Example:
-        >>> bio_spans(["B-A", "I-A", "I-B", "O", "I-A"])
-        [('A', 0, 2), ('B', 2, 3), ('A', 4, 5)]
-    """
-    spans: list[tuple[str, int, int]] = []
-    current: str | None = None
-    first = 0
-    for position, tag in enumerate([*tags, "O"]):
-        prefix, entity_type = tag[:2], tag[2:]
-        continues = prefix == "I-" and entity_type == current
-        if current is not None and not continues:
-            spans.append((current, first, position))
-            current = None
-        if prefix in ("B-", "I-") and not continues:
-            current, first = entity_type, position
-    return spans
+__all__ = ["EntityScores", "TypeScores", "entity_scores", "span_scores"]
 
 
 @dataclass(frozen=True)

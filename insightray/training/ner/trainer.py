@@ -1,14 +1,17 @@
-"""Train, save, load and evaluate the BiLSTM-CRF named-entity tagger.
+"""Train, save and evaluate the BiLSTM-CRF named-entity tagger.
 
 Training uses AdamW, gradient-norm clipping, dropout, length-bucketed shuffled batches, fixed
 seeds and early stopping on the development set's entity F1; the best epoch's weights are
 kept. A trained model is a folder: ``card.json`` (a :class:`~insightray.models.ModelCard`),
-``weights.safetensors`` (float16) and ``vocab.json`` (a :class:`NerVocab`).
+``weights.safetensors`` (float16) and ``vocab.json`` (a
+:class:`~insightray.models.text.ner_encoding.NerVocab`); :mod:`insightray.engine.ner` loads
+it and predicts tags.
 
 Example:
     >>> train = read_conll("ncbi_disease/train.tsv")  # doctest: +SKIP
     >>> dev = read_conll("ncbi_disease/devel.tsv")  # doctest: +SKIP
     >>> result = train_ner(train, dev, "runs/ner", NerTrainConfig(epochs=20))  # doctest: +SKIP
+    >>> from insightray.engine.ner import load_ner_model
     >>> loaded = load_ner_model(result.card_path)  # doctest: +SKIP
     >>> evaluate_ner(loaded, dev).f1  # doctest: +SKIP
     0.85
@@ -28,34 +31,28 @@ import torch
 from rich.console import Console
 from rich.progress import Progress
 
-from insightray.engine.weights import load_weights, save_weights, verify_checksum
-from insightray.errors import ConfigError, InputNotFoundError
-from insightray.models import ModelCard, create_model, load_card, save_card
+from insightray.engine.ner import (
+    CARD_FILE,
+    MODEL_NAME,
+    VOCAB_FILE,
+    WEIGHTS_FILE,
+    LoadedNer,
+    predict_tags,
+)
+from insightray.engine.weights import save_weights
+from insightray.errors import ConfigError
+from insightray.models import ModelCard, create_model, save_card
 from insightray.models.text import BiLstmCrf, BiLstmCrfConfig
-from insightray.training.datasets.conll import (
+from insightray.models.text.ner_encoding import (
     EncodedSentence,
     NerEncoder,
     NerVocab,
     TaggedSentence,
 )
 from insightray.training.metrics.entities import EntityScores, entity_scores
+from insightray.training.runtime import make_run_dir, seed_everything, set_threads
 
-__all__ = [
-    "CARD_FILE",
-    "VOCAB_FILE",
-    "WEIGHTS_FILE",
-    "LoadedNer",
-    "NerTrainConfig",
-    "NerTrainResult",
-    "evaluate_ner",
-    "load_ner_model",
-    "predict_tags",
-    "save_ner_model",
-    "train_ner",
-]
-
-CARD_FILE, WEIGHTS_FILE, VOCAB_FILE = "card.json", "weights.safetensors", "vocab.json"
-MODEL_NAME = "bilstm_crf"
+__all__ = ["NerTrainConfig", "NerTrainResult", "evaluate_ner", "save_ner_model", "train_ner"]
 
 
 @dataclass(frozen=True)
@@ -67,7 +64,7 @@ class NerTrainConfig:
         max_minutes: Also stop once an epoch ends after this much training time.
         batch_size: Sentences per step. lr: AdamW learning rate, divided by
             ``1 + lr_decay * (epoch - 1)`` in later epochs. weight_decay: AdamW decay.
-        clip: Gradient-norm clip. seed: Seeds Python and torch. threads: torch CPU threads.
+        clip: Gradient-norm clip. seed: Seeds Python, NumPy and torch. threads: torch CPU threads.
         word_dim, hidden, char_filters, dropout, word_dropout, piece_dim: Model sizes, see
             :class:`~insightray.models.text.BiLstmCrfConfig`.
         min_word_count: Rarer training words share the unknown id.
@@ -98,15 +95,6 @@ class NerTrainConfig:
 
 
 @dataclass(frozen=True)
-class LoadedNer:
-    """A trained tagger ready to predict: model (eval mode), encoder and card."""
-
-    model: BiLstmCrf
-    encoder: NerEncoder
-    card: ModelCard
-
-
-@dataclass(frozen=True)
 class NerTrainResult:
     """What :func:`train_ner` produced: the card path, best dev scores and per-epoch history."""
 
@@ -131,27 +119,6 @@ def _batches(
         batches += [part[i : i + size] for i in range(0, len(part), size)]
     generator.shuffle(batches)
     return batches
-
-
-def predict_tags(
-    loaded: LoadedNer, sentences: Sequence[Sequence[str]], batch_size: int = 64
-) -> list[list[str]]:
-    """BIO tags for word lists (empty sentences give empty lists).
-
-    Example:
-        >>> predict_tags(loaded, [["Type", "2", "diabetes", "."]])  # doctest: +SKIP
-        [['O', 'O', 'B-Disease', 'O']]
-    """
-    labels = loaded.card.labels
-    order = sorted((i for i, s in enumerate(sentences) if s), key=lambda i: len(sentences[i]))
-    tags: list[list[str]] = [[] for _ in sentences]
-    loaded.model.eval()
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        paths = loaded.model.decode(loaded.encoder.batch([sentences[i] for i in chunk]))
-        for index, path in zip(chunk, paths, strict=True):
-            tags[index] = [labels[tag] for tag in path]
-    return tags
 
 
 def evaluate_ner(loaded: LoadedNer, sentences: Sequence[TaggedSentence]) -> EntityScores:
@@ -186,9 +153,8 @@ def train_ner(
     config = config or NerTrainConfig()
     if not train or not dev:
         raise ConfigError("train ner", "the training or development set is empty", "check files")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    set_threads(config.threads)
+    seed_everything(config.seed)
     generator = random.Random(config.seed)
     vocab = NerVocab.build(
         train, terms=terms, pieces=config.piece_dim > 0, min_word_count=config.min_word_count
@@ -298,43 +264,9 @@ def train_ner(
 
 def save_ner_model(loaded: LoadedNer, out_dir: str | Path) -> ModelCard:
     """Write weights (float16 safetensors), vocab and card into ``out_dir``; return the card."""
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_run_dir(out_dir)
     digest = save_weights(loaded.model, folder / WEIGHTS_FILE)
     loaded.encoder.vocab.save(folder / VOCAB_FILE)
     card = dataclasses.replace(loaded.card, weights_file=WEIGHTS_FILE, weights_sha256=digest)
     save_card(card, folder / CARD_FILE)
     return card
-
-
-def load_ner_model(card_path: str | Path) -> LoadedNer:
-    """Load a tagger saved by :func:`train_ner` from its card (or its folder).
-
-    Raises:
-        InputNotFoundError: The card, weights or vocabulary file is missing.
-        ConfigError: The card is not a BiLSTM-CRF NER card or the weights do not fit it.
-        CorruptFileError: The weights' SHA-256 differs from the card's.
-    """
-    path = Path(card_path)
-    path = path / CARD_FILE if path.is_dir() else path
-    card = load_card(path)
-    if card.name != MODEL_NAME or card.task != "ner":
-        raise ConfigError(
-            str(path), f"this card is for {card.name} ({card.task}), not {MODEL_NAME}", "use ner"
-        )
-    vocab_path = path.with_name(str(card.preprocessing.get("vocab", VOCAB_FILE)))
-    weights_path = path.with_name(card.weights_file or WEIGHTS_FILE)
-    for needed in (vocab_path, weights_path):
-        if not needed.is_file():
-            raise InputNotFoundError(str(needed), "missing next to the card", "copy the folder")
-    verify_checksum(card, weights_path)
-    vocab = NerVocab.load(vocab_path)
-    model = create_model(MODEL_NAME, labels=card.labels, **card.preprocessing["model_kwargs"])
-    assert isinstance(model, BiLstmCrf)
-    try:
-        model.load_state_dict(load_weights(weights_path))
-    except RuntimeError as error:
-        raise ConfigError(
-            str(weights_path), "the weights do not fit the card's model", "retrain or fix the card"
-        ) from error
-    return LoadedNer(model.eval(), NerEncoder(vocab), card)

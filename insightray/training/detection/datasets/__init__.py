@@ -12,20 +12,20 @@ Example:
 
 from __future__ import annotations
 
-from insightray.training.datasets.coco import load_coco
-from insightray.training.datasets.detection import (
+from insightray.training.detection.datasets.coco import load_coco
+from insightray.training.detection.datasets.dataset import (
     DetectionDataset,
     DetectionRecord,
     load_sample,
     read_image_size,
     summarize,
 )
-from insightray.training.datasets.vinbigdata import (
+from insightray.training.detection.datasets.vinbigdata import (
     VINBIGDATA_CLASS_NAMES,
     fuse_radiologists,
     load_vinbigdata,
 )
-from insightray.training.datasets.yolo import (
+from insightray.training.detection.datasets.yolo import (
     DataConfig,
     label_path,
     load_data_config,

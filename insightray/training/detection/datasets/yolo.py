@@ -27,7 +27,7 @@ import numpy as np
 import yaml
 
 from insightray.errors import ConfigError, InputError, InputNotFoundError
-from insightray.training.datasets.detection import (
+from insightray.training.detection.datasets.dataset import (
     IMAGE_SUFFIXES,
     Boxes,
     DetectionDataset,

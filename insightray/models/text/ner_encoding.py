@@ -1,18 +1,18 @@
-"""CoNLL-style ``token<TAB>tag`` files, BIO (IOB2) checks and the vocabularies of a tagger.
+"""What a BiLSTM-CRF tagger needs around the network: tag sets, vocabularies, encoding, spans.
 
-A file holds one word per line (first column the word, last column its tag) and a blank line
-between sentences; ``-DOCSTART-`` lines are skipped. Tags are ``O``, ``B-TYPE`` or ``I-TYPE``
-with any type names. :func:`repair_bio` turns an ``I-X`` that does not continue an ``X``
-entity into ``B-X`` (this also converts IOB1 to IOB2). :class:`NerVocab` holds what a trained
-model needs to turn words into ids and travels with it as JSON; :class:`NerEncoder` turns
-sentences into a padded :class:`~insightray.models.text.NerInputs` batch.
+A tagged sentence is a :class:`TaggedSentence` (words and BIO tags); :func:`labels_of` fixes
+the model's tag order and :func:`bio_spans` turns a BIO tag sequence back into entities.
+:class:`NerVocab` holds what a trained model needs to turn words into ids and travels with it
+as JSON; :class:`NerEncoder` turns sentences into a padded
+:class:`~insightray.models.text.NerInputs` batch. Training
+(:mod:`insightray.training.ner`) and run-time tagging (:mod:`insightray.engine.ner`) share
+this module.
 
 Example:
-    >>> sentences = read_conll("ncbi_disease/devel.tsv")  # doctest: +SKIP
-    >>> len(sentences), labels_of(sentences)  # doctest: +SKIP
-    (923, ('O', 'B-Disease', 'I-Disease'))
-    >>> repair_bio(["O", "I-Disease", "I-Disease"])
-    ('O', 'B-Disease', 'I-Disease')
+    >>> labels_of([TaggedSentence(("Fever",), ("B-Symptom",))])
+    ('O', 'B-Symptom', 'I-Symptom')
+    >>> bio_spans(["B-Symptom", "I-Symptom", "O"])
+    [('Symptom', 0, 2)]
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from insightray.errors import CorruptFileError, EmptyFileError, InputNotFoundError
-from insightray.models.text import SHAPE_FEATURES, NerInputs, TermIndex, shape_features
+from insightray.models.text.bilstm_crf import SHAPE_FEATURES, NerInputs, TermIndex, shape_features
 
 __all__ = [
     "EncodedSentence",
@@ -38,11 +37,9 @@ __all__ = [
     "NerVocab",
     "TaggedSentence",
     "Vocabulary",
-    "bio_errors",
+    "bio_spans",
     "labels_of",
     "normalise_word",
-    "read_conll",
-    "repair_bio",
 ]
 
 PAD, UNK = "<pad>", "<unk>"
@@ -57,91 +54,25 @@ class TaggedSentence:
     tags: tuple[str, ...]
 
 
-def bio_errors(tags: Sequence[str]) -> list[int]:
-    """Positions of ``I-X`` tags that do not follow ``B-X`` or ``I-X`` (IOB2 violations).
+def bio_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """Entities of a BIO tag sequence as ``(type, first, end)`` (end exclusive).
 
     Example:
-        >>> bio_errors(["O", "I-A", "B-A", "I-B"])
-        [1, 3]
+        >>> bio_spans(["B-A", "I-A", "I-B", "O", "I-A"])
+        [('A', 0, 2), ('B', 2, 3), ('A', 4, 5)]
     """
-    errors = []
-    previous = "O"
-    for position, tag in enumerate(tags):
-        if tag.startswith("I-") and previous[2:] != tag[2:]:
-            errors.append(position)
-        previous = tag
-    return errors
-
-
-def repair_bio(tags: Sequence[str]) -> tuple[str, ...]:
-    """Turn every ``I-X`` that does not continue an ``X`` entity into ``B-X``.
-
-    Example:
-        >>> repair_bio(["I-A", "I-A", "O", "I-B"])
-        ('B-A', 'I-A', 'O', 'B-B')
-    """
-    fixed = list(tags)
-    for position in bio_errors(tags):
-        fixed[position] = "B-" + fixed[position][2:]
-    return tuple(fixed)
-
-
-def read_conll(path: str | Path, *, repair: bool = True) -> list[TaggedSentence]:
-    """Read a ``word<TAB>tag`` file into sentences.
-
-    Args:
-        path: The file; columns may be separated by tabs or spaces, the tag is the last one.
-        repair: Fix IOB2 violations with :func:`repair_bio`; ``False`` raises on them instead.
-
-    Raises:
-        InputNotFoundError: The file cannot be read.
-        EmptyFileError: The file holds no sentence.
-        CorruptFileError: A line has no tag, a tag is not O/B-X/I-X, or (``repair=False``) a
-            sentence breaks IOB2; the message gives the line number.
-    """
-    source = Path(path)
-    try:
-        lines = source.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputNotFoundError(
-            str(source), "the file cannot be read as UTF-8 text", "check the path"
-        ) from error
-    sentences: list[TaggedSentence] = []
-    words: list[str] = []
-    tags: list[str] = []
-    first_line = 1
-    for number, line in enumerate([*lines, ""], start=1):
-        columns = line.split("\t") if "\t" in line else line.split()
-        if not columns or not line.strip() or columns[0] == "-DOCSTART-":
-            if words:
-                sentences.append(_sentence(source, first_line, words, tags, repair))
-            words, tags, first_line = [], [], number + 1
-            continue
-        tag = columns[-1].strip()
-        if len(columns) < 2 or not (tag == "O" or re.fullmatch(r"[BI]-\S+", tag)):
-            raise CorruptFileError(
-                f"{source}:{number}",
-                f"expected 'word<TAB>tag' with tag O, B-TYPE or I-TYPE, got {line[:40]!r}",
-                "fix the line or convert the file to BIO tags",
-            )
-        words.append(columns[0].strip())
-        tags.append(tag)
-    if not sentences:
-        raise EmptyFileError(str(source), "the file holds no tagged sentence", "check the file")
-    return sentences
-
-
-def _sentence(
-    source: Path, first_line: int, words: list[str], tags: list[str], repair: bool
-) -> TaggedSentence:
-    errors = bio_errors(tags)
-    if errors and not repair:
-        raise CorruptFileError(
-            f"{source}:{first_line + errors[0]}",
-            f"tag {tags[errors[0]]} does not continue an entity of its type (IOB2)",
-            "read the file with repair=True or fix the tag",
-        )
-    return TaggedSentence(tuple(words), repair_bio(tags))
+    spans: list[tuple[str, int, int]] = []
+    current: str | None = None
+    first = 0
+    for position, tag in enumerate([*tags, "O"]):
+        prefix, entity_type = tag[:2], tag[2:]
+        continues = prefix == "I-" and entity_type == current
+        if current is not None and not continues:
+            spans.append((current, first, position))
+            current = None
+        if prefix in ("B-", "I-") and not continues:
+            current, first = entity_type, position
+    return spans
 
 
 def labels_of(sentences: Iterable[TaggedSentence]) -> tuple[str, ...]:

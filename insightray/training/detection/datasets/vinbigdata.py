@@ -32,7 +32,7 @@ from ensemble_boxes import weighted_boxes_fusion
 
 from insightray.errors import ConfigError, InputError, InputNotFoundError
 from insightray.imaging import detect_format
-from insightray.training.datasets.detection import (
+from insightray.training.detection.datasets.dataset import (
     Boxes,
     DetectionDataset,
     DetectionRecord,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from insightray.errors import InputError, InputNotFoundError
-from insightray.training.datasets.detection import DetectionDataset, make_record
+from insightray.training.detection.datasets.dataset import DetectionDataset, make_record
 
 
 def load_coco(json_path: str | Path, image_root: str | Path) -> DetectionDataset:

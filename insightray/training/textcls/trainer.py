@@ -11,7 +11,7 @@ Three phases by default (all configurable through :class:`Phase`):
 Each phase warms up linearly over the first 10 % of its steps, then follows cosine annealing
 with hard restarts. Before fine-tuning, frequent domain words can be added to the vocabulary
 and the encoder can be adapted with masked-language modelling on a local corpus
-(:mod:`insightray.training.textcls_adapt`). The best epoch on the validation split is kept;
+(:mod:`insightray.training.textcls.adapt`). The best epoch on the validation split is kept;
 the test split is only scored at the end. The result is saved compactly (deltas against the
 packaged base encoder) with a model card that records the data, split seed and metrics.
 
@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from numpy.typing import NDArray
 from torch import nn
 
 from insightray.errors import ConfigError
@@ -45,32 +44,28 @@ from insightray.models.text.bert_classifier import (
     MODEL_NAME,
     TASK,
     BertClassifier,
-    LoadedClassifier,
     load_encoder,
     load_tokenizer,
     predict_proba,
     resolve_encoder,
     save_classifier,
 )
-from insightray.training.metrics.classification import (
-    ClassificationReport,
-    classification_report,
-    multilabel_report,
-    tune_thresholds,
-)
-from insightray.training.textcls_adapt import (
+from insightray.training.metrics.classification import ClassificationReport, tune_thresholds
+from insightray.training.runtime import make_run_dir, seed_everything, torch_threads
+from insightray.training.textcls.adapt import (
     MlmConfig,
     expand_vocabulary,
     mine_domain_terms,
     mlm_adapt,
 )
-from insightray.training.textcls_data import (
+from insightray.training.textcls.data import (
     TextDataset,
     load_corpus,
     load_text_csv,
     stratified_split,
 )
-from insightray.training.textcls_schedule import (
+from insightray.training.textcls.evaluate import report_for
+from insightray.training.textcls.schedule import (
     Phase,
     default_phases,
     lr_factor,
@@ -84,10 +79,8 @@ __all__ = [
     "TextClsConfig",
     "TrainResult",
     "default_phases",
-    "evaluate_textcls",
     "lr_factor",
     "parameter_groups",
-    "split_for_card",
     "train_textcls",
 ]
 
@@ -204,7 +197,7 @@ class _Run:
 
     def validate(self, phase: Phase, epoch: int, loss: float, started: float) -> None:
         probs = predict_proba(self.model, self.tokenizer, self.val.texts, self.config.max_length)
-        report = _report(self.val, probs, None)
+        report = report_for(self.val, probs, None)
         seconds = round(time.perf_counter() - started, 1)
         entry = EpochLog(phase.name, epoch, loss, report.accuracy, report.macro_f1, seconds)
         self.history.append(entry)
@@ -285,15 +278,6 @@ def _run_encoder_phase(run: _Run, phase: Phase) -> None:
         run.validate(phase, epoch, float(np.mean(losses)), started)
 
 
-def _report(
-    data: TextDataset, probs: NDArray[np.float32], thresholds: Sequence[float] | None
-) -> ClassificationReport:
-    if data.multi_label:
-        cut = np.asarray(thresholds if thresholds is not None else [0.5] * len(data.labels))
-        return multilabel_report(data.targets, probs >= cut[None, :], data.labels)
-    return classification_report(data.targets, probs.argmax(axis=1), data.labels)
-
-
 def _prepare_model(config: TextClsConfig, data: TextDataset) -> tuple[BertClassifier, Any, Path]:
     encoder_dir = resolve_encoder(config.encoder)
     tokenizer = load_tokenizer(encoder_dir)
@@ -331,11 +315,8 @@ def train_textcls(
     if config.storage not in ("delta", "full"):
         raise ConfigError("storage", f"unknown {config.storage!r}", "use 'delta' or 'full'")
     started = time.perf_counter()
-    threads = torch.get_num_threads()
-    if config.num_threads:
-        torch.set_num_threads(config.num_threads)
-    try:
-        torch.manual_seed(config.seed)
+    with torch_threads(config.num_threads):
+        seed_everything(config.seed)
         data = load_text_csv(
             data_path, config.text_column, config.label_column, config.label_columns
         )
@@ -366,9 +347,9 @@ def train_textcls(
         model.eval()
         val_probs = predict_proba(model, tokenizer, val.texts, config.max_length)
         thresholds = tune_thresholds(val.targets, val_probs) if data.multi_label else None
-        val_report = _report(val, val_probs, thresholds)
+        val_report = report_for(val, val_probs, thresholds)
         test_probs = predict_proba(model, tokenizer, test.texts, config.max_length)
-        test_report = _report(test, test_probs, thresholds) if len(test) else val_report
+        test_report = report_for(test, test_probs, thresholds) if len(test) else val_report
         seconds = time.perf_counter() - started
         card = _card(config, data, data_path, encoder_dir, added, thresholds)
         metrics = {
@@ -381,7 +362,7 @@ def train_textcls(
             "train_seconds": round(seconds, 1),
         }
         card = dataclasses.replace(card, metrics={k: round(v, 4) for k, v in metrics.items()})
-        folder = Path(out_dir)
+        folder = make_run_dir(out_dir)
         card = save_classifier(model, folder, card, base_state=base, delta_dtype=config.delta_dtype)
         if config.storage == "full":
             model.encoder.config.save_pretrained(str(folder / "encoder"))
@@ -390,8 +371,6 @@ def train_textcls(
         return TrainResult(
             card, folder, val_report, test_report, tuple(run.history), tuple(added), seconds
         )
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _card(
@@ -434,31 +413,3 @@ def _card(
         data_licence=config.data_licence,
         notes=config.notes,
     )
-
-
-def split_for_card(data: TextDataset, card: ModelCard, part: str) -> TextDataset:
-    """The ``train``, ``val`` or ``test`` part of ``data``, split as the card's model was.
-
-    Raises:
-        ConfigError: Unknown part, or the card has no split record.
-    """
-    if part == "all":
-        return data
-    split = card.preprocessing.get("split")
-    if part not in ("train", "val", "test") or not isinstance(split, dict):
-        raise ConfigError(part, "unknown split or the card records none", "use --split all")
-    fractions = tuple(float(f) for f in split["fractions"])
-    indices = stratified_split(data, (fractions[0], fractions[1], fractions[2]), int(split["seed"]))
-    rows: tuple[int, ...] = getattr(indices, part)
-    return data.subset(rows)
-
-
-def evaluate_textcls(loaded: LoadedClassifier, data: TextDataset) -> ClassificationReport:
-    """Score a loaded classifier on ``data`` (labels matched to the model's by name).
-
-    Multi-label decisions use the card's per-class thresholds (0.5 where absent).
-    """
-    data = data.with_labels(loaded.card.labels)
-    probs = loaded.predict_proba(data.texts)
-    thresholds = [loaded.card.thresholds.get(label, 0.5) for label in loaded.card.labels]
-    return _report(data, probs, thresholds)

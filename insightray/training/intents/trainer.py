@@ -10,7 +10,7 @@ MedQuAD questions are templated ("What are the symptoms of X ?"), so at most
 counts as right when it is any of the question's annotated types.
 
 Usage:
-    python -m insightray.assistant.intent_training --out insightray/weights/assistant-intent
+    python -m insightray.training.intents --out insightray/weights/assistant-intent
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import random
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import torch
 
 from insightray.assistant.embeddings import Embedder, EmbedderConfig, Vectors
 from insightray.assistant.intents import (
@@ -36,6 +37,7 @@ from insightray.assistant.intents import (
 from insightray.assistant.knowledge import default_knowledge_path, read_medquad
 from insightray.assistant.liveqa import default_liveqa_path, read_liveqa
 from insightray.models.registry import ModelCard
+from insightray.training.runtime import seed_everything
 
 __all__ = [
     "IntentExample",
@@ -124,8 +126,6 @@ def train_intent_classifier(
     vectors: Vectors | None = None,
 ) -> IntentClassifier:
     """Fit the soft-max head on the training examples (one row per example and type)."""
-    import torch
-
     config = config or IntentTrainConfig()
     train = [(i, e) for i, e in enumerate(examples) if not e.held_out]
     if vectors is None:
@@ -138,7 +138,7 @@ def train_intent_classifier(
             weights.append(config.liveqa_weight if example.origin == "liveqa" else 1.0)
     counts = Counter(labels)
     balance = [len(labels) / (len(QTYPES) * counts[label]) for label in labels]
-    torch.manual_seed(config.seed)
+    seed_everything(config.seed)
     x = torch.from_numpy(vectors[rows])
     y = torch.tensor(labels)
     w = torch.tensor(weights, dtype=torch.float32) * torch.tensor(balance, dtype=torch.float32)
@@ -234,12 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes="input_size is (1, embedding dim). Held-out split by a SHA-256 hash of the "
         "LiveQA question text (duplicates merged) / MedQuAD document; a LiveQA prediction "
         "is right when it is any annotated type. Trained with: "
-        f"python -m insightray.assistant.intent_training in {time.perf_counter() - started:.0f} s.",
+        f"python -m insightray.training.intents in {time.perf_counter() - started:.0f} s.",
     )
     classifier.save(args.out, card)
     print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
