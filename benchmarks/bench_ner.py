@@ -27,8 +27,9 @@ import torch
 
 from insightray.config import data_root
 from insightray.engine.ner import load_ner_model, predict_tags
+from insightray.models.catalog import default_model
 from insightray.models.text.token_classifier import load_token_classifier, predict_token_classifier
-from insightray.nlp.ner import DEFAULT_MODEL, NerTagger, resolve_model
+from insightray.nlp.ner import NerTagger, resolve_model
 from insightray.training.metrics.entities import entity_scores
 from insightray.training.ner.conll import read_conll
 
@@ -69,7 +70,7 @@ def row(name: str, gold: Sequence[Sequence[str]], predicted: Any, seconds: float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bilstm", default=DEFAULT_MODEL, help="BiLSTM-CRF name or card")
+    parser.add_argument("--bilstm", default=default_model("ner"), help="BiLSTM-CRF name or card")
     parser.add_argument("--bert", type=Path, help="folder of a trained token classifier")
     parser.add_argument("--split", default="test", choices=["devel", "test"])
     parser.add_argument("--threads", type=int, default=1)

@@ -3,7 +3,7 @@
 Scores the bundled ``textcls-symptom2disease-minilm`` on the test part of the split recorded in
 its card (the model never saw it), next to a reference measured in the same run: the frozen,
 un-tuned all-MiniLM-L6-v2 (mean pooling) with a nearest-centroid classifier fitted on the same
-training part. Throughput is sentences per second through ``DiseaseClassifier.predict_batch``
+training part. Throughput is sentences per second through ``DiseaseClassifier.rank_many``
 (tokenisation included) at batch 32 and batch 1, with 1 and 2 torch threads, best of
 ``--repeats`` runs over the test texts.
 
@@ -25,13 +25,14 @@ import torch
 from numpy.typing import NDArray
 
 from insightray.config import data_root
+from insightray.models.catalog import default_model
 from insightray.models.text.bert_classifier import (
     BertClassifier,
     load_encoder,
     load_tokenizer,
     resolve_encoder,
 )
-from insightray.nlp.classifier import DEFAULT_CLASSIFIER, DiseaseClassifier
+from insightray.nlp.classifier import DiseaseClassifier
 from insightray.training.metrics.classification import classification_report
 from insightray.training.textcls.data import TextDataset, load_text_csv
 from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
@@ -84,7 +85,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="Print one JSON object.")
     args = parser.parse_args()
 
-    classifier = DiseaseClassifier.load(DEFAULT_CLASSIFIER)
+    classifier = DiseaseClassifier.load()
     card = classifier.card
     data = load_text_csv(data_root() / CSV)
     train, test = (split_for_card(data, card, part) for part in ("train", "test"))
@@ -97,14 +98,14 @@ def main() -> None:
     for count in (1, 2):
         torch.set_num_threads(count)
         speeds[f"batch32_threads{count}"] = throughput(
-            lambda: classifier.predict_batch(texts), len(texts), args.repeats
+            lambda: classifier.rank_many(texts), len(texts), args.repeats
         )
         speeds[f"batch1_threads{count}"] = throughput(
-            lambda: [classifier.predict(text) for text in texts[:40]], 40, args.repeats
+            lambda: [classifier.rank(text) for text in texts[:40]], 40, args.repeats
         )
     torch.set_num_threads(threads)
     record: dict[str, Any] = {
-        "model": DEFAULT_CLASSIFIER,
+        "model": default_model("text-classification"),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads available",
         "test_examples": ours.examples,
         "accuracy": round(ours.accuracy, 4),

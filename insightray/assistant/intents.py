@@ -25,31 +25,32 @@ Example:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from insightray.assistant.embeddings import Vectors
+from insightray.assistant.embeddings import Embedder, Vectors
 from insightray.errors import ConfigError, InputNotFoundError
-from insightray.models.registry import ModelCard, load_card, save_card
+from insightray.models.card import ModelCard, load_card, save_card
+from insightray.models.catalog import default_model, resolve_card
 
 __all__ = [
-    "BUNDLED_INTENT_MODEL",
     "QTYPES",
     "RAW_QTYPES",
     "Intent",
     "IntentClassifier",
+    "IntentPredictor",
     "canonical_qtype",
     "medquad_qtypes",
+    "open_intent_predictor",
     "primary_of",
     "secondary_of",
     "smalltalk",
 ]
 
-BUNDLED_INTENT_MODEL = "assistant-intent"
 CARD_FILE, WEIGHTS_FILE = "card.json", "weights.safetensors"
 
 #: Fine question types -> secondary intent.
@@ -287,8 +288,7 @@ class IntentClassifier:
         from insightray.assistant.embeddings import file_sha256
 
         if folder is None:
-            weights_root = resources.files("insightray").joinpath("weights", BUNDLED_INTENT_MODEL)
-            folder = Path(str(weights_root))
+            folder = resolve_card(None, default=default_model("intent")).parent
         card_path = folder / CARD_FILE
         if not card_path.is_file():
             raise InputNotFoundError(
@@ -302,3 +302,46 @@ class IntentClassifier:
             raise ConfigError(str(weights_path), "weights do not match the card", "retrain")
         tensors = load_file(str(weights_path))
         return cls(tensors["weight"], tensors["bias"], card.labels, card)
+
+
+class IntentPredictor:
+    """The ``intent`` task's predictor: questions in, :class:`Intent` out.
+
+    Each question is embedded with the sentence encoder the head was trained on, then
+    classified; rule decisions (emergencies, smalltalk) are the assistant's, not this model's.
+
+    Args:
+        classifier: The trained head (its card is the predictor's card).
+        embedder: The sentence encoder.
+    """
+
+    def __init__(self, classifier: IntentClassifier, embedder: Embedder) -> None:
+        if classifier.card is None:
+            raise ConfigError("intent classifier", "it has no model card", "save it first")
+        self.card: ModelCard = classifier.card
+        self.classifier = classifier
+        self.embedder = embedder
+
+    def predict(self, inputs: Sequence[str]) -> list[Intent]:
+        """The intent of each question."""
+        vectors = self.embedder.encode(list(inputs))
+        return [self.classifier.predict(vector) for vector in vectors]
+
+    def warm_up(self) -> None:
+        """Embed and classify one question (loads the encoder)."""
+        self.predict(["What is asthma?"])
+
+
+def open_intent_predictor(
+    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+) -> IntentPredictor:
+    """The ``intent`` task's predictor factory (the packaged encoder, on the CPU).
+
+    Raises:
+        ConfigError: Another backend or device than torch on the CPU.
+    """
+    if backend != "torch" or device != "cpu":
+        raise ConfigError(
+            f"{backend} on {device}", "the intent model runs on torch on the CPU", "use defaults"
+        )
+    return IntentPredictor(IntentClassifier.load(card_path.parent), Embedder())

@@ -13,25 +13,15 @@ import sys
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from insightray.cli.common import err, evaluate_app, out, train_app
-from insightray.engine.ner import load_ner_model
-from insightray.models import load_card
-from insightray.models.text.token_classifier import TOKEN_CLASSIFIER_NAME, load_token_classifier
-from insightray.nlp.gazetteer import load_terms
-from insightray.nlp.ner import DEFAULT_MODEL, resolve_model
-from insightray.training.metrics.entities import EntityScores, TypeScores
-from insightray.training.ner.conll import read_conll
-from insightray.training.ner.token_classifier import (
-    BertNerConfig,
-    evaluate_token_classifier,
-    train_token_classifier,
-)
-from insightray.training.ner.trainer import NerTrainConfig, evaluate_ner, train_ner
+
+if TYPE_CHECKING:  # the verbs import torch and the models when they run, not at start-up
+    from insightray.training.metrics.entities import EntityScores, TypeScores
 
 
 class Architecture(str, Enum):
@@ -60,6 +50,11 @@ def train_ner_command(
     data_licence: Annotated[str, typer.Option(help="Its licence, for the model card.")] = "",
 ) -> None:
     """Train a named-entity tagger; pick the epoch with the best entity F1 on --dev."""
+    from insightray.nlp.gazetteer import load_terms
+    from insightray.training.ner.conll import read_conll
+    from insightray.training.ner.token_classifier import BertNerConfig, train_token_classifier
+    from insightray.training.ner.trainer import NerTrainConfig, train_ner
+
     command = "insightray " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
     train_set, dev_set = read_conll(train), read_conll(dev)
     data = (data_name or f"{train.name} (development: {dev.name})", data_licence)
@@ -101,11 +96,25 @@ def _report(record: dict[str, float]) -> None:
 def evaluate_ner_command(
     data: DataFile,
     model: Annotated[
-        str, typer.Option(help="Bundled model name, model folder or card.json.")
-    ] = DEFAULT_MODEL,
+        str | None,
+        typer.Option(help="Bundled model name, model folder or card.json (default: bundled)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Entity-level exact-span precision, recall and F1 of a tagger on a labelled file."""
+    from insightray.engine.ner import load_ner_model
+    from insightray.models import load_card
+    from insightray.models.catalog import default_model
+    from insightray.models.text.token_classifier import (
+        TOKEN_CLASSIFIER_NAME,
+        load_token_classifier,
+    )
+    from insightray.nlp.ner import resolve_model
+    from insightray.training.ner.conll import read_conll
+    from insightray.training.ner.token_classifier import evaluate_token_classifier
+    from insightray.training.ner.trainer import evaluate_ner
+
+    model = model or default_model("ner")
     sentences = read_conll(data)
     card_path = resolve_model(model)
     started = time.perf_counter()

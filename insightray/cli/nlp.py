@@ -42,7 +42,6 @@ def analyze(
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Diseases to show.")] = 5,
 ) -> None:
     """Entities with negation, uncertainty, history, experiencer and time; ranked diseases."""
-    from insightray.nlp.classifier import DEFAULT_CLASSIFIER
     from insightray.nlp.pipeline import ClinicalPipeline, PipelineConfig
 
     if (text is None) == (file is None):
@@ -51,9 +50,7 @@ def analyze(
         if not file.is_file():
             raise InputNotFoundError(str(file), "the file does not exist", "check the path")
         text = file.read_text(encoding="utf-8")
-    config = PipelineConfig(
-        classify=not no_classify, classifier=model or DEFAULT_CLASSIFIER, top_k=top_k
-    )
+    config = PipelineConfig(classify=not no_classify, classifier=model, top_k=top_k)
     result = ClinicalPipeline(config=config).analyze(str(text), reference_date)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
@@ -180,20 +177,25 @@ def train_textcls_command(
 def evaluate_textcls_command(
     data: Annotated[Path, typer.Option("--data", help="CSV: text + label column(s).")],
     model: Annotated[
-        str, typer.Option("--model", help="Bundled model name, model folder or card.json.")
-    ] = "textcls-symptom2disease-minilm",
+        str | None,
+        typer.Option(
+            "--model", help="Bundled model name, model folder or card.json (default: bundled)."
+        ),
+    ] = None,
     split: Annotated[
         str, typer.Option("--split", help="all, or train/val/test as the model was split.")
     ] = "all",
     as_json: Json = False,
 ) -> None:
     """Accuracy, macro-F1 and per-class scores of a text classifier on a CSV."""
+    from insightray.models.catalog import default_model
     from insightray.models.text.bert_classifier import load_classifier
     from insightray.training.textcls.data import load_text_csv
     from insightray.training.textcls.evaluate import evaluate_textcls, split_for_card
 
+    model = model or default_model("text-classification")
     loaded = load_classifier(model)
-    recorded: dict[str, Any] = dict(loaded.card.preprocessing.get("split") or {})
+    recorded: dict[str, Any] = dict(loaded.card.preprocessing.extra.get("split") or {})
     columns = recorded.get("label_columns")
     dataset = load_text_csv(
         data,

@@ -83,14 +83,14 @@ def load_ner_model(card_path: str | Path) -> LoadedNer:
         raise ConfigError(
             str(path), f"this card is for {card.name} ({card.task}), not {MODEL_NAME}", "use ner"
         )
-    vocab_path = path.with_name(str(card.preprocessing.get("vocab", VOCAB_FILE)))
+    vocab_path = path.with_name(str(card.preprocessing.extra.get("vocab", VOCAB_FILE)))
     weights_path = path.with_name(card.weights_file or WEIGHTS_FILE)
     for needed in (vocab_path, weights_path):
         if not needed.is_file():
             raise InputNotFoundError(str(needed), "missing next to the card", "copy the folder")
     verify_checksum(card, weights_path)
     vocab = NerVocab.load(vocab_path)
-    model = create_model(MODEL_NAME, labels=card.labels, **card.preprocessing["model_kwargs"])
+    model = create_model(MODEL_NAME, labels=card.labels, **card.preprocessing.model_kwargs)
     assert isinstance(model, BiLstmCrf)
     try:
         model.load_state_dict(load_weights(weights_path))

@@ -100,7 +100,7 @@ class Preprocessing:
             value = getattr(self, item.name)
             default = Preprocessing.__dataclass_fields__[item.name]
             default_value = (
-                default.default_factory()  # type: ignore[misc]
+                default.default_factory()
                 if default.default_factory is not dataclasses.MISSING
                 else default.default
             )

@@ -7,7 +7,7 @@ research model and not a diagnosis.
 
 Example:
     >>> classifier = DiseaseClassifier.load()  # doctest: +SKIP
-    >>> classifier.predict("My skin is red, itchy and covered in dry scaly patches", top_k=1)
+    >>> classifier.rank("My skin is red, itchy and covered in dry scaly patches", top_k=1)
     ...  # doctest: +SKIP
     [('Psoriasis', 0.97)]
 """
@@ -15,18 +15,41 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from insightray.models.catalog import bundled_models, resolve_card
-from insightray.models.registry import ModelCard, load_card
+from insightray.errors import ConfigError
+from insightray.models.card import ModelCard, load_card
+from insightray.models.catalog import bundled_models, default_model, resolve_card
 from insightray.models.text.bert_classifier import TASK, LoadedClassifier, load_classifier
 
-__all__ = ["DEFAULT_CLASSIFIER", "DiseaseClassifier", "bundled_classifiers"]
+__all__ = [
+    "DiseaseClassifier",
+    "DiseasePrediction",
+    "TextClassification",
+    "bundled_classifiers",
+    "open_text_classifier",
+]
 
 #: The bundled disease classifier used when no model is named.
-DEFAULT_CLASSIFIER = "textcls-symptom2disease-minilm"
+
+
+def open_text_classifier(
+    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+) -> DiseaseClassifier:
+    """The ``text-classification`` task's predictor factory (torch on the CPU only).
+
+    Raises:
+        ConfigError: Another backend or device.
+    """
+    if backend != "torch" or device != "cpu":
+        raise ConfigError(
+            f"{backend} on {device}", "text classifiers run on torch on the CPU", "use the defaults"
+        )
+    return DiseaseClassifier.load(card_path.parent)
 
 
 def bundled_classifiers() -> list[str]:
@@ -36,6 +59,30 @@ def bundled_classifiers() -> list[str]:
         for name in bundled_models()
         if load_card(resolve_card(name, default=name)).task == TASK
     ]
+
+
+@dataclass(frozen=True)
+class DiseasePrediction:
+    """A disease label and the classifier's probability for it."""
+
+    label: str
+    score: float
+
+
+@dataclass(frozen=True)
+class TextClassification:
+    """The ranked labels of one text.
+
+    Example:
+        >>> TextClassification((DiseasePrediction("Psoriasis", 0.97),)).to_dict()
+        {'diseases': [{'label': 'Psoriasis', 'score': 0.97}]}
+    """
+
+    diseases: tuple[DiseasePrediction, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form, as in :meth:`~insightray.nlp.pipeline.ClinicalResult.to_dict`."""
+        return {"diseases": [asdict(prediction) for prediction in self.diseases]}
 
 
 class DiseaseClassifier:
@@ -49,14 +96,15 @@ class DiseaseClassifier:
         self._loaded = loaded
 
     @classmethod
-    def load(cls, name_or_path: str | Path = DEFAULT_CLASSIFIER) -> DiseaseClassifier:
-        """Load a bundled model by name, or a model folder or its ``card.json``.
+    def load(cls, name_or_path: str | Path | None = None) -> DiseaseClassifier:
+        """Load a bundled model by name (``None``: the default), a model folder or its card.
 
         Raises:
             InputNotFoundError: No such model.
             ConfigError: The card is not a text classifier or a checksum fails.
         """
-        return cls(load_classifier(name_or_path))
+        chosen = name_or_path or default_model("text-classification")
+        return cls(load_classifier(chosen))
 
     @property
     def loaded(self) -> LoadedClassifier:
@@ -81,27 +129,38 @@ class DiseaseClassifier:
     @property
     def multi_label(self) -> bool:
         """Whether labels are independent (sigmoid) rather than exclusive (softmax)."""
-        return bool(self._loaded.card.preprocessing.get("multi_label", False))
+        return bool(self._loaded.card.preprocessing.extra.get("multi_label", False))
 
-    def predict(self, text: str, top_k: int | None = 5) -> list[tuple[str, float]]:
+    def rank(self, text: str, top_k: int | None = 5) -> list[tuple[str, float]]:
         """Labels ranked by score, best first: ``[(label, probability), ...]``.
 
         Args:
             text: The text to classify.
             top_k: Keep this many (``None``: all).
         """
-        return self.predict_batch([text], top_k)[0]
+        return self.rank_many([text], top_k)[0]
 
-    def predict_batch(
+    def rank_many(
         self, texts: Sequence[str], top_k: int | None = 5
     ) -> list[list[tuple[str, float]]]:
-        """:meth:`predict` for many texts at once (faster: batched)."""
+        """:meth:`rank` for many texts at once (faster: batched)."""
         probs = self._loaded.predict_proba(list(texts))
         ranked: list[list[tuple[str, float]]] = []
         for row in probs:
             order = np.argsort(-row, kind="stable")[: top_k if top_k else None]
             ranked.append([(self.labels[i], round(float(row[i]), 4)) for i in order])
         return ranked
+
+    def predict(self, inputs: Sequence[str]) -> list[TextClassification]:
+        """The five best labels of each text (the :class:`~insightray.engine.Predictor` call)."""
+        return [
+            TextClassification(tuple(DiseasePrediction(label, score) for label, score in ranked))
+            for ranked in self.rank_many(inputs)
+        ]
+
+    def warm_up(self) -> None:
+        """Classify one short text (loads the tokenizer's tables)."""
+        self.rank("warm up")
 
     def decide(self, text: str) -> list[str]:
         """The labels the model asserts: the best one (single-label), or every label whose
@@ -113,5 +172,5 @@ class DiseaseClassifier:
         return [
             label
             for label, score in zip(self.labels, row, strict=True)
-            if score >= thresholds.get(label, 0.5)
+            if score >= thresholds.extra.get(label, 0.5)
         ]

@@ -21,25 +21,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from insightray.engine.ner import LoadedNer, load_ner_model, predict_tags
 from insightray.errors import ConfigError
-from insightray.models.catalog import resolve_card
+from insightray.models.card import ModelCard
+from insightray.models.catalog import default_model, resolve_card
 from insightray.models.text import split_words
 from insightray.models.text.ner_encoding import bio_spans
 from insightray.nlp.gazetteer import RULE_TYPES, Entity, Gazetteer
 
 __all__ = [
     "DEFAULT_LABELS",
-    "DEFAULT_MODEL",
     "Entity",
     "NerTagger",
     "NerTaggerConfig",
+    "TaggedText",
+    "open_ner_tagger",
     "resolve_model",
     "split_sentences",
 ]
 
-DEFAULT_MODEL = "ner-ncbi-bilstm-crf"
 DEFAULT_LABELS = ("DISEASE", "SYMPTOM", "MEDICATION", "DOSAGE", "ANATOMY", "PROCEDURE")
 _SENTENCE_END = frozenset(".!?")
 
@@ -54,7 +56,22 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
         >>> resolve_model().parent.name
         'ner-ncbi-bilstm-crf'
     """
-    return resolve_card(name_or_path, default=DEFAULT_MODEL)
+    return resolve_card(name_or_path, default=default_model("ner"))
+
+
+def open_ner_tagger(
+    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+) -> NerTagger:
+    """The ``ner`` task's predictor factory: the learned model plus the rule gazetteer.
+
+    Raises:
+        ConfigError: Another backend or device than torch on the CPU.
+    """
+    if backend != "torch" or device != "cpu":
+        raise ConfigError(
+            f"{backend} on {device}", "the NER tagger runs on torch on the CPU", "use the defaults"
+        )
+    return NerTagger.from_pretrained(card_path)
 
 
 def split_sentences(words: Sequence[tuple[str, int, int]]) -> list[list[int]]:
@@ -95,6 +112,22 @@ class NerTaggerConfig:
     batch_size: int = 64
 
 
+@dataclass(frozen=True)
+class TaggedText:
+    """The entities found in one text (the ``ner`` task's result).
+
+    Example:
+        >>> TaggedText((Entity("MEDICATION", 0, 7, "Aspirin", "rules"),)).to_dict()["entities"][0]
+        {'type': 'MEDICATION', 'start': 0, 'end': 7, 'text': 'Aspirin', 'source': 'rules'}
+    """
+
+    entities: tuple[Entity, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form."""
+        return {"entities": [entity.to_dict() for entity in self.entities]}
+
+
 class NerTagger:
     """Learned + rule-based medical entity tagger.
 
@@ -124,12 +157,31 @@ class NerTagger:
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path = DEFAULT_MODEL, config: NerTaggerConfig | None = None
+        cls, name_or_path: str | Path | None = None, config: NerTaggerConfig | None = None
     ) -> NerTagger:
-        """Load a bundled model by name, or a trained model from its card or folder."""
+        """Load a bundled model by name (``None``: the default), or a card or model folder."""
         config = config or NerTaggerConfig()
         model = load_ner_model(resolve_model(name_or_path)) if config.use_model else None
         return cls(model, config)
+
+    @property
+    def card(self) -> ModelCard:
+        """The learned model's card.
+
+        Raises:
+            ConfigError: The tagger runs on rules only.
+        """
+        if self.model is None:
+            raise ConfigError("NER tagger", "it runs on rules only and has no model card", "")
+        return self.model.card
+
+    def predict(self, inputs: Sequence[str]) -> list[TaggedText]:
+        """The entities of each text (the :class:`~insightray.engine.Predictor` call)."""
+        return [TaggedText(tuple(entities)) for entities in self.tag_many(inputs)]
+
+    def warm_up(self) -> None:
+        """Tag one short sentence."""
+        self.tag("No fever today.")
 
     def tag(self, text: str) -> list[Entity]:
         """Entities in ``text``, ordered by start offset, none overlapping.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from insightray.errors import InputError, InsightRayError
-from insightray.nlp.classifier import DEFAULT_CLASSIFIER, DiseaseClassifier
+from insightray.nlp.classifier import DiseaseClassifier, DiseasePrediction
 from insightray.nlp.context import (
     ContextAnalyzer,
     ContextConfig,
@@ -108,14 +108,6 @@ def default_extractor() -> tuple[EntityExtractor, str, list[str]]:
 
 
 @dataclass(frozen=True)
-class DiseasePrediction:
-    """A disease label and the classifier's probability for it."""
-
-    label: str
-    score: float
-
-
-@dataclass(frozen=True)
 class ClinicalResult:
     """Everything the pipeline found in one text.
 
@@ -160,7 +152,7 @@ class PipelineConfig:
     """
 
     classify: bool = True
-    classifier: str = DEFAULT_CLASSIFIER
+    classifier: str | None = None
     top_k: int = 5
     context: ContextConfig = field(default_factory=ContextConfig)
 
@@ -215,7 +207,7 @@ class ClinicalPipeline:
         found = self.context.analyze(text, self.extractor.tag(text), reference_date)
         diseases: tuple[DiseasePrediction, ...] = ()
         if self.classifier is not None:
-            ranked = self.classifier.predict(text, top_k=self.config.top_k)
+            ranked = self.classifier.rank(text, top_k=self.config.top_k)
             diseases = tuple(DiseasePrediction(label, score) for label, score in ranked)
         return ClinicalResult(
             text=text,

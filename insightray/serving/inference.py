@@ -31,6 +31,7 @@ from numpy.typing import NDArray
 
 from insightray.errors import InsightRayError, ServiceUnavailableError
 from insightray.imaging import LoadedImage
+from insightray.models import load_card
 from insightray.serving.batching import DynamicBatcher
 from insightray.serving.cache import CacheKey, ResultCache
 from insightray.serving.metrics import ServiceMetrics
@@ -80,10 +81,10 @@ class DetectionRunner:
     """
 
     def __init__(self, entry: ModelEntry) -> None:
-        from insightray.engine import load_detection_predictor
+        from insightray.engine import load_predictor
 
         self.entry = entry
-        self.predictor = load_detection_predictor(str(entry.card_path))
+        self.predictor = load_predictor(entry.card_path, task="detection")
         self.threshold = self.predictor.conf_threshold  # the card's operating point
         self.predictor.conf_threshold = min(CANDIDATE_FLOOR, self.threshold)
 
@@ -123,7 +124,9 @@ class FractureRunner:
                 f"model {entry.name}", "the fracture classifier is not installed", "try later"
             ) from error
         self.entry = entry
-        self.predictor = classification.load_fracture_predictor(str(entry.card_path))
+        self.predictor = classification.open_fracture_predictor(
+            load_card(entry.card_path), entry.card_path
+        )
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one use at a time
 
     def predict(self, images: Sequence[LoadedImage]) -> list[Any]:

@@ -110,7 +110,7 @@ def test_pipeline_ranks_diseases(
     result = pipeline.analyze("My skin is red, itchy and scaly with a rash.")
     assert len(result.diseases) == 2 and result.classifier == "model"
     assert result.diseases[0].score >= result.diseases[1].score
-    ranked = tiny_classifier.predict("itchy red skin rash", top_k=None)
+    ranked = tiny_classifier.rank("itchy red skin rash", top_k=None)
     assert sorted(label for label, _ in ranked) == ["chest", "joint", "skin"]
     assert sum(score for _, score in ranked) == pytest.approx(1.0, abs=1e-3)
     assert len(tiny_classifier.decide("itchy red skin rash")) == 1

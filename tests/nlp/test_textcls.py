@@ -328,7 +328,7 @@ def test_bundled_symptom2disease_model() -> None:
     card = classifier.card
     assert len(card.labels) == 24 and card.data_licence == "none stated (Kaggle dataset)"
     assert card.metrics["test_accuracy"] >= 0.9 and card.metrics["test_macro_f1"] >= 0.9
-    ranked = classifier.predict(
+    ranked = classifier.rank(
         "My skin has red, itchy patches covered in silvery scales on my elbows and scalp.", 3
     )
     assert ranked[0][0] == "Psoriasis" and len(ranked) == 3

@@ -268,7 +268,9 @@ def save_classifier(
         card,
         weights_file=WEIGHTS_FILE,
         weights_sha256=sha256_file(target),
-        preprocessing={**card.preprocessing, "storage": storage},
+        preprocessing=dataclasses.replace(
+            card.preprocessing, extra={**card.preprocessing.extra, "storage": storage}
+        ),
     )
     save_card(final, folder / CARD_FILE)
     return final
@@ -286,7 +288,7 @@ class LoadedClassifier:
     @property
     def max_length(self) -> int:
         """Token limit the model was trained with."""
-        return int(self.card.preprocessing.get("max_length", 128))
+        return int(self.card.preprocessing.extra.get("max_length", 128))
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
         """Class probabilities ``(len(texts), classes)`` in card label order."""
@@ -325,7 +327,7 @@ def load_classifier(reference: str | Path, verify: bool = True) -> LoadedClassif
         raise InputNotFoundError(str(weights), "the weights file is missing", "re-install it")
     if verify and card.weights_sha256 and sha256_file(weights) != card.weights_sha256:
         raise ConfigError(str(weights), "SHA-256 does not match the card", "re-install it")
-    prep = card.preprocessing
+    prep = card.preprocessing.extra
     encoder_folder = resolve_encoder(str(prep.get("encoder", DEFAULT_ENCODER)), folder)
     is_delta = str(prep.get("storage", "full-fp16")).startswith("delta")
     expected = prep.get("encoder_sha256")

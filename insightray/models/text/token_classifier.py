@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from insightray.errors import ConfigError
-from insightray.models.registry import ModelCard, load_card
+from insightray.models.card import ModelCard, load_card
 
 __all__ = [
     "TOKEN_CLASSIFIER_NAME",
@@ -88,7 +88,7 @@ def predict_token_classifier(
 ) -> list[list[str]]:
     """BIO tags per word from the first subword's prediction (truncated words get ``O``)."""
     labels = loaded.card.labels
-    max_length = int(loaded.card.preprocessing.get("max_length", 192))
+    max_length = int(loaded.card.preprocessing.extra.get("max_length", 192))
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
     result: list[list[str]] = [["O"] * len(s) for s in sentences]
     loaded.model.eval()

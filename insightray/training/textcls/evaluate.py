@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from insightray.errors import ConfigError
-from insightray.models.registry import ModelCard
+from insightray.models.card import ModelCard
 from insightray.models.text.bert_classifier import LoadedClassifier
 from insightray.training.metrics.classification import (
     ClassificationReport,
@@ -46,7 +46,7 @@ def split_for_card(data: TextDataset, card: ModelCard, part: str) -> TextDataset
     """
     if part == "all":
         return data
-    split = card.preprocessing.get("split")
+    split = card.preprocessing.extra.get("split")
     if part not in ("train", "val", "test") or not isinstance(split, dict):
         raise ConfigError(part, "unknown split or the card records none", "use --split all")
     fractions = tuple(float(f) for f in split["fractions"])
@@ -62,5 +62,5 @@ def evaluate_textcls(loaded: LoadedClassifier, data: TextDataset) -> Classificat
     """
     data = data.with_labels(loaded.card.labels)
     probs = loaded.predict_proba(data.texts)
-    thresholds = [loaded.card.thresholds.get(label, 0.5) for label in loaded.card.labels]
+    thresholds = [loaded.card.thresholds.extra.get(label, 0.5) for label in loaded.card.labels]
     return report_for(data, probs, thresholds)

@@ -37,8 +37,8 @@ import torch
 from torch import nn
 
 from insightray.errors import ConfigError
+from insightray.models.card import ModelCard, Preprocessing, Thresholds
 from insightray.models.catalog import sha256_file
-from insightray.models.registry import ModelCard
 from insightray.models.text.bert_classifier import (
     DEFAULT_ENCODER,
     MODEL_NAME,
@@ -407,8 +407,10 @@ def _card(
         version=config.version,
         labels=data.labels,
         input_size=(1, config.max_length),
-        preprocessing=preprocessing,
-        thresholds=dict(zip(data.labels, thresholds, strict=True)) if thresholds else {},
+        preprocessing=Preprocessing.from_dict(preprocessing),
+        thresholds=Thresholds(extra=dict(zip(data.labels, thresholds, strict=True)))
+        if thresholds
+        else Thresholds(),
         training_data=config.training_data or Path(data_path).name,
         data_licence=config.data_licence,
         notes=config.notes,
