@@ -45,9 +45,9 @@ from pydicom.sequence import Sequence
 from sqlalchemy.orm import Session
 
 from insightray.errors import CorruptFileError, UnsupportedFormatError
-from insightray.serving.crypto import KeyRing, read_or_create_secret
-from insightray.serving.db import PseudonymMap, utc_now
 from insightray.serving.deid_profile import BASIC_PROFILE
+from insightray.serving.storage.crypto import KeyRing, read_or_create_secret
+from insightray.serving.storage.db import PseudonymMap, utc_now
 
 __all__ = [
     "DEIDENTIFICATION_METHOD",

@@ -26,18 +26,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from insightray.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
-from insightray.serving.audit import AuditLog
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.db.models import User
-from insightray.serving.db.session import Database
-from insightray.serving.inference import ModelHost
-from insightray.serving.metrics import ServiceMetrics
-from insightray.serving.ratelimit import RateLimiter
-from insightray.serving.registry import ModelRegistry
-from insightray.serving.roles import Permission, Role, can
+from insightray.serving.hosting.inference import ModelHost
+from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.rollout import ModelRegistry
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.security.ratelimit import RateLimiter
+from insightray.serving.security.roles import Permission, Role, can
+from insightray.serving.security.tokens import TokenIssuer
+from insightray.serving.security.users import authenticate_api_key
 from insightray.serving.settings import ServeSettings
-from insightray.serving.tokens import TokenIssuer
-from insightray.serving.users import authenticate_api_key
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.db.models import User
+from insightray.serving.storage.db.session import Database
 
 __all__ = ["Principal", "Services", "get_services", "require"]
 

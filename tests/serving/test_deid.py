@@ -13,8 +13,6 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from insightray.errors import CorruptFileError, UnsupportedFormatError
-from insightray.serving.crypto import KeyRing
-from insightray.serving.db import Database, PseudonymMap
 from insightray.serving.deid import (
     DEIDENTIFICATION_METHOD,
     deidentify,
@@ -25,6 +23,8 @@ from insightray.serving.deid import (
 )
 from insightray.serving.deid_profile import BASIC_PROFILE
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.crypto import KeyRing
+from insightray.serving.storage.db import Database, PseudonymMap
 
 SALT = b"s" * 32
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from insightray.serving.analysis import analyze, load_result, result_blob
 from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
-from insightray.serving.studies import get_study, study_results
+from insightray.serving.hosting.analysis import analyze, load_result, result_blob
+from insightray.serving.security.roles import Permission
+from insightray.serving.storage.studies import get_study, study_results
 
 router = APIRouter(tags=["analysis"])
 

@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from insightray.errors import AuthenticationError, RateLimitedError
 from insightray.serving.deps import Principal, Services, authenticate, get_services
-from insightray.serving.users import authenticate as check_password
+from insightray.serving.security.users import authenticate as check_password
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 

@@ -15,8 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from insightray.serving.deps import Principal, get_services, require
-from insightray.serving.metrics import CONTENT_TYPE
-from insightray.serving.roles import Permission
+from insightray.serving.hosting.metrics import CONTENT_TYPE
+from insightray.serving.security.roles import Permission
 
 router = APIRouter(tags=["health"])
 

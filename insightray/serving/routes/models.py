@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.errors import NotFoundError
 from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.registry import ModelEntry
-from insightray.serving.roles import Permission
+from insightray.serving.hosting.rollout import ModelEntry
+from insightray.serving.security.roles import Permission
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from insightray.errors import InputError, NotFoundError
 from insightray.imaging import ImageMeta, LoadedImage
 from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.inference import DetectionRunner
-from insightray.serving.registry import ModelEntry
-from insightray.serving.roles import Permission
+from insightray.serving.hosting.inference import DetectionRunner
+from insightray.serving.hosting.rollout import ModelEntry
+from insightray.serving.security.roles import Permission
 
 router = APIRouter(prefix="/v2/models", tags=["open inference protocol v2"])
 

@@ -10,10 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from insightray.errors import PayloadTooLargeError
 from insightray.serving import images
-from insightray.serving.analysis import result_summary
 from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
-from insightray.serving.studies import (
+from insightray.serving.hosting.analysis import result_summary
+from insightray.serving.security.roles import Permission
+from insightray.serving.storage.studies import (
     decode_study,
     delete_study,
     get_study,

@@ -11,7 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
+from insightray.serving.security.roles import Permission
 
 router = APIRouter(prefix="/v1/text", tags=["text"])
 

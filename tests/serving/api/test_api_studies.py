@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from insightray.imaging import read_image
-from insightray.serving.inference import ModelLoader
+from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import CHEST_DICOM, DICOM_DIR, Api, start_api
 

@@ -25,10 +25,10 @@ from insightray.errors import NotFoundError
 from insightray.imaging import LoadedImage
 from insightray.imaging.types import Output
 from insightray.serving import images
-from insightray.serving.db.models import Result, Study, utc_now
 from insightray.serving.deid import deidentify_bytes, remember_pseudonym
 from insightray.serving.deps import Principal, Services
-from insightray.serving.roles import Role
+from insightray.serving.security.roles import Role
+from insightray.serving.storage.db.models import Result, Study, utc_now
 
 __all__ = [
     "decode_study",
