@@ -41,8 +41,9 @@ from insightray.serving.security.ratelimit import make_rate_limiter
 from insightray.serving.security.tokens import TokenIssuer
 from insightray.serving.settings import ServeSettings
 from insightray.serving.storage.blobstore import BlobStore
-from insightray.serving.storage.crypto import KeyRing, read_or_create_secret
+from insightray.serving.storage.crypto import KeyRing
 from insightray.serving.storage.db.session import Database
+from insightray.serving.storage.pseudonyms import site_salt
 
 __all__ = ["WEB_DIR", "create_app"]
 
@@ -107,7 +108,8 @@ def create_app(
 
 def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Services:
     settings.ensure_dirs()
-    shutil.rmtree(settings.home / "tmp", ignore_errors=True)  # decode files of a crashed run
+    # Uploads are decoded in memory now; this clears the scratch files older versions wrote.
+    shutil.rmtree(settings.home / "tmp", ignore_errors=True)
     configure_torch_threads(settings.torch_threads)
     db = Database.open(settings)
     keyring = KeyRing.from_settings(settings)
@@ -132,7 +134,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         registry=registry,
         host=host,
         metrics=metrics,
-        deid_salt=read_or_create_secret(settings.keys_dir / "deid.salt"),
+        deid_salt=site_salt(settings.keys_dir),
     )
 
 

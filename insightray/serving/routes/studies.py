@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, File, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from insightray.errors import PayloadTooLargeError
+from insightray.imaging.upload import viewer_values
 from insightray.serving import images
 from insightray.serving.deps import Principal, Services, get_services, require
 from insightray.serving.hosting.analysis import result_summary
@@ -122,7 +123,7 @@ def pixels(
     started = time.perf_counter()
     study = get_study(services, who, study_id)
     image = decode_study(services, study, "modality")
-    payload = images.pixel_payload(images.modality_values(image))
+    payload = images.pixel_payload(viewer_values(image))
     services.record(who, "study.pixels", "ok", started, study_id=study.id)
     headers = {
         "X-Image-Width": str(payload.width),
