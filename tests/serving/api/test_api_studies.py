@@ -114,9 +114,7 @@ def pseudonym_api(
     yield from start_api(serve_settings, model_loader, password_hash, pseudonym_map=True)
 
 
-def test_a_dicom_upload_is_parsed_once(
-    pseudonym_api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_dicom_upload_is_parsed_once(pseudonym_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     # De-identification, the pseudonym map, the windows and the pixels all need the header:
     # one parse serves them all (pydicom.dcmread is what every imaging reader calls).
     calls: list[object] = []
