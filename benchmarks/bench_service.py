@@ -47,11 +47,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the service launcher and load generator live with the tests
 
 from insightray.config import data_root  # noqa: E402
-from insightray.serving.audit import AuditLog  # noqa: E402
-from insightray.serving.blobstore import BlobStore  # noqa: E402
-from insightray.serving.crypto import KeyRing  # noqa: E402
-from insightray.serving.db import Database, Result  # noqa: E402
+from insightray.serving.security.audit import AuditLog  # noqa: E402
 from insightray.serving.settings import ServeSettings  # noqa: E402
+from insightray.serving.storage.blobstore import BlobStore  # noqa: E402
+from insightray.serving.storage.crypto import KeyRing  # noqa: E402
+from insightray.serving.storage.db import Database, Result  # noqa: E402
 from tests.serving.reliability.load import Call, latency_stats, run_clients  # noqa: E402
 from tests.serving.reliability.server import ServiceProcess, bearer, create_users  # noqa: E402
 

@@ -8,8 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from insightray.engine.classification import DEFAULT_FRACTURE_MODEL
-from insightray.models.catalog import bundled_models
+from insightray.models.catalog import bundled_models, default_model
 from tests.engine.fracture_helpers import make_fracture_model, make_labelled_folder
 from tests.test_cli_detect import cli
 
@@ -113,8 +112,8 @@ def test_train_then_classify(labelled: Path, tmp_path: Path) -> None:
 
 
 def test_default_model_evaluates_on_a_roboflow_subset(shared_data: Path, tmp_path: Path) -> None:
-    if DEFAULT_FRACTURE_MODEL not in bundled_models():
-        pytest.fail(f"the default fracture model {DEFAULT_FRACTURE_MODEL} is not bundled")
+    if default_model("classification") not in bundled_models():
+        pytest.fail(f"the default fracture model {default_model('classification')} is not bundled")
     root = shared_data / "fracture" / "bone_fracture_roboflow"
     if not (root / "images.csv").is_file():
         pytest.skip("bone_fracture_roboflow not found")

@@ -20,8 +20,8 @@ import typer
 from insightray.cli.common import app, err, out
 
 if TYPE_CHECKING:
-    from insightray.serving.db import Database
     from insightray.serving.settings import ServeSettings
+    from insightray.serving.storage.db import Database
 
 users_app = typer.Typer(help="Manage service users and API keys.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the service's audit trail.", no_args_is_help=True)
@@ -32,8 +32,8 @@ app.add_typer(keys_app, name="keys")
 
 
 def _open() -> tuple[ServeSettings, Database]:
-    from insightray.serving.db import Database
     from insightray.serving.settings import ServeSettings
+    from insightray.serving.storage.db import Database
 
     settings = ServeSettings.from_env()
     return settings, Database.open(settings)
@@ -56,8 +56,8 @@ def users_create(
     ] = False,
 ) -> None:
     """Create a user (the password needs at least 12 characters; there is no default)."""
-    from insightray.serving.audit import AuditLog
-    from insightray.serving.users import create_user
+    from insightray.serving.security.audit import AuditLog
+    from insightray.serving.security.users import create_user
 
     settings, db = _open()
     try:
@@ -73,8 +73,8 @@ def users_api_key(
     username: Annotated[str, typer.Argument(help="The user who owns the key.")],
 ) -> None:
     """Create an API key for a machine client; it is printed once and cannot be shown again."""
-    from insightray.serving.audit import AuditLog
-    from insightray.serving.users import create_api_key
+    from insightray.serving.security.audit import AuditLog
+    from insightray.serving.security.users import create_api_key
 
     settings, db = _open()
     try:
@@ -89,7 +89,7 @@ def users_api_key(
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the hash chain; exit 0 when intact, 1 naming the first bad record otherwise."""
-    from insightray.serving.audit import AuditLog
+    from insightray.serving.security.audit import AuditLog
 
     settings, db = _open()
     try:
@@ -119,9 +119,9 @@ def keys_rotate(
     ] = False,
 ) -> None:
     """Add a new primary data key and re-encrypt every stored blob with it."""
-    from insightray.serving.blobstore import BlobStore
-    from insightray.serving.crypto import KeyRing
     from insightray.serving.settings import ServeSettings
+    from insightray.serving.storage.blobstore import BlobStore
+    from insightray.serving.storage.crypto import KeyRing
 
     settings = ServeSettings.from_env()
     settings.ensure_dirs()

@@ -11,13 +11,15 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from io import BytesIO
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import numpy as np
 import pydicom
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from pydicom.pixels.decoders.base import get_decoder
 from pydicom.pixels.processing import apply_color_lut, apply_modality_lut, apply_voi
 from pydicom.pixels.utils import pixel_array
@@ -29,9 +31,10 @@ from insightray.errors import (
     InputError,
     MultiFrameError,
     NoPixelDataError,
+    UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
 )
-from insightray.imaging.types import ImageMeta, LoadedImage, Output, Window
+from insightray.imaging.types import ImageMeta, LoadedImage, Output, Source, Window
 from insightray.imaging.windowing import apply_window, normalize_range
 
 PIXEL_DATA_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -70,17 +73,63 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def read_dataset(path: Path, *, force: bool = False, header_only: bool = False) -> Dataset:
-    """Parse a DICOM file, turning any parser failure into :class:`CorruptFileError`."""
+def read_dataset(
+    source: Source, *, force: bool = False, header_only: bool = False, name: str | None = None
+) -> Dataset:
+    """Parse a DICOM file, turning any parser failure into :class:`CorruptFileError`.
+
+    Args:
+        source: A path, the file's bytes or a binary file object.
+        force: Read files without the preamble and ``DICM`` prefix too.
+        header_only: Stop before the pixel data.
+        name: How errors name the input (default: the path, or ``"data"``).
+    """
+    subject = source_name(source, name)
     try:
         with _quiet():
-            return pydicom.dcmread(path, force=force, stop_before_pixels=header_only)
+            return pydicom.dcmread(as_readable(source), force=force, stop_before_pixels=header_only)
     except Exception as err:  # pydicom raises many types on damaged input; all mean "corrupt"
         raise CorruptFileError(
-            str(path),
+            subject,
             f"the DICOM header cannot be parsed ({type(err).__name__})",
             "the file is truncated or damaged; export it again from the PACS",
         ) from None
+
+
+def read_part10(source: Source, *, name: str | None = None) -> Dataset:
+    """Parse a DICOM Part 10 file strictly (``DICM`` prefix required), every element converted.
+
+    The reading de-identification needs: damage anywhere in the data set shows now. pydicom
+    stops quietly at a cut inside the data set: a truncated file comes back without pixels.
+
+    Raises:
+        UnsupportedFormatError: The bytes are not DICOM.
+        CorruptFileError: The DICOM file is damaged beyond reading.
+    """
+    subject = source_name(source, name)
+    try:
+        with _quiet():
+            dataset = pydicom.dcmread(as_readable(source))
+            dataset.walk(lambda _dataset, _element: None)  # converts every element
+    except InvalidDicomError as error:
+        raise UnsupportedFormatError(subject, "it is not a DICOM file", "send a .dcm") from error
+    except Exception as error:  # pydicom raises many types on damaged input
+        raise CorruptFileError(subject, "the DICOM file is damaged", "re-export it") from error
+    return dataset
+
+
+def source_name(source: Source, name: str | None = None) -> str:
+    """How errors name an input: ``name`` if given, else the path, else ``"data"``."""
+    if name is not None:
+        return name
+    return str(source) if isinstance(source, str | Path) else "data"
+
+
+def as_readable(source: Source) -> Path | BinaryIO:
+    """A path or binary file object the decoders open: bytes are wrapped, never written."""
+    if isinstance(source, bytes):
+        return BytesIO(source)
+    return Path(source) if isinstance(source, str) else source
 
 
 def read_phi(path: Path) -> dict[str, str]:
@@ -90,7 +139,7 @@ def read_phi(path: Path) -> dict[str, str]:
 
 
 def decode_dicom(
-    path: Path,
+    subject: str | Path,
     ds: Dataset,
     *,
     frame: int | None,
@@ -99,13 +148,16 @@ def decode_dicom(
     output: Output,
     max_pixels: int,
 ) -> LoadedImage:
-    """Decode one 2-D image from a parsed dataset; see :func:`insightray.imaging.read_image`."""
+    """Decode one 2-D image from a parsed dataset; see :func:`insightray.imaging.read_image`.
+
+    ``subject`` names the input in errors (a path or a name such as ``"upload"``).
+    """
     with _quiet():  # element values are converted lazily: warnings can come at any access
-        return _decode(path, ds, frame, window, voi_index, output, max_pixels)
+        return _decode(str(subject), ds, frame, window, voi_index, output, max_pixels)
 
 
 def _decode(
-    path: Path,
+    subject: str,
     ds: Dataset,
     frame: int | None,
     window: Window | None,
@@ -113,7 +165,6 @@ def _decode(
     output: Output,
     max_pixels: int,
 ) -> LoadedImage:
-    subject = str(path)
     if not any(tag in ds for tag in PIXEL_DATA_TAGS):
         kind = _sop_class_name(ds)
         raise NoPixelDataError(
@@ -217,6 +268,35 @@ def _file_window(ds: Dataset, voi_index: int, subject: str) -> Window | None:
     if width <= 0 or (function == "LINEAR" and width < 1):
         return None  # an invalid stored window: fall back to the value range
     return Window(float(centers[index]), width, cast(Any, function))
+
+
+def stored_windows(ds: Dataset) -> list[tuple[int, str, float, float]]:
+    """The windows stored in the header as ``(index, explanation, center, width)``.
+
+    Windows of width 0 or less are skipped (``index`` counts them); an unreadable centre or
+    width list gives none. The explanation is ``""`` when the file names none.
+    """
+    with _quiet():
+        centers = _numbers(ds.get("WindowCenter"))
+        widths = _numbers(ds.get("WindowWidth"))
+        names = ds.get("WindowCenterWidthExplanation")
+    labels = [str(name) for name in (names if isinstance(names, list | tuple) else [names])]
+    windows = []
+    for index, (center, width) in enumerate(zip(centers, widths, strict=False)):
+        if width <= 0:
+            continue
+        label = labels[index] if index < len(labels) and labels[index] not in ("", "None") else ""
+        windows.append((index, label, center, width))
+    return windows
+
+
+def _numbers(value: Any) -> list[float]:
+    if value is None:
+        return []
+    try:
+        return _as_list(value)
+    except (TypeError, ValueError):
+        return []
 
 
 def _pick(index: int, count: int, subject: str, what: str) -> int:

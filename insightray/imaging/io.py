@@ -1,7 +1,9 @@
 """One entry point for every image Insight Ray reads: :func:`read_image`.
 
 The format is recognised from the file's bytes, not its name: DICOM (with or without the
-128-byte preamble), PNG, JPEG or TIFF. Anything else is refused with a clear error.
+128-byte preamble), PNG, JPEG or TIFF. Anything else is refused with a clear error. The
+readers take a path, the encoded bytes (e.g. an upload, decrypted in memory) or a binary
+file object: nothing is written to disk to read bytes.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from insightray.errors import (
     InputNotFoundError,
     UnsupportedFormatError,
 )
-from insightray.imaging.dicom import decode_dicom, read_dataset
+from insightray.imaging.dicom import as_readable, decode_dicom, read_dataset, source_name
 from insightray.imaging.raster import decode_raster
-from insightray.imaging.types import DEFAULT_MAX_PIXELS, LoadedImage, Output, Window
+from insightray.imaging.types import DEFAULT_MAX_PIXELS, LoadedImage, Output, Source, Window
 
 _RASTER_SIGNATURES = (
     (b"\x89PNG\r\n\x1a\n", "png"),
@@ -34,25 +36,20 @@ _RASTER_SIGNATURES = (
 _PREAMBLE_LESS_DICOM = (b"\x02\x00", b"\x08\x00", b"\x00\x02", b"\x00\x08")
 
 
-def detect_format(path: Path) -> str:
-    """Return ``"dicom"``, ``"png"``, ``"jpeg"`` or ``"tiff"`` from the file's first bytes.
+def detect_format(source: Source, *, name: str | None = None) -> str:
+    """Return ``"dicom"``, ``"png"``, ``"jpeg"`` or ``"tiff"`` from the first bytes.
+
+    Args:
+        source: A path, the encoded bytes or a binary file object (left where it was).
+        name: How errors name the input (default: the path, or ``"data"``).
 
     Raises:
         InputNotFoundError: The path does not exist or is not a readable file.
-        EmptyFileError: The file has no bytes.
+        EmptyFileError: There are no bytes.
         UnsupportedFormatError: The bytes belong to none of the supported formats.
     """
-    subject = str(path)
-    if not path.is_file():
-        what = "is a folder" if path.is_dir() else "does not exist"
-        raise InputNotFoundError(subject, f"the path {what}", "give the path of an image file")
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(132)
-    except OSError as err:
-        raise InputNotFoundError(
-            subject, f"the file cannot be read ({err.strerror})", "check its permissions"
-        ) from None
+    subject = source_name(source, name)
+    head = _head(source, subject)
     if not head:
         raise EmptyFileError(subject, "the file is empty (0 bytes)", "copy or export it again")
     if head[128:132] == b"DICM":
@@ -69,25 +66,49 @@ def detect_format(path: Path) -> str:
     )
 
 
+def _head(source: Source, subject: str) -> bytes:
+    """The first 132 bytes (room for the preamble and the ``DICM`` prefix)."""
+    if isinstance(source, bytes):
+        return source[:132]
+    if not isinstance(source, str | Path):
+        position = source.tell()
+        head = source.read(132)
+        source.seek(position)
+        return head
+    path = Path(source)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise InputNotFoundError(subject, f"the path {what}", "give the path of an image file")
+    try:
+        with path.open("rb") as handle:
+            return handle.read(132)
+    except OSError as err:
+        raise InputNotFoundError(
+            subject, f"the file cannot be read ({err.strerror})", "check its permissions"
+        ) from None
+
+
 def read_image(
-    path: str | Path,
+    source: Source,
     *,
     frame: int | None = None,
     window: Window | None = None,
     voi_index: int = 0,
     output: Output = "display",
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> LoadedImage:
     """Read one 2-D image as float32 pixels plus patient-free metadata.
 
     Args:
-        path: A DICOM, PNG, JPEG or TIFF file.
+        source: A DICOM, PNG, JPEG or TIFF file: its path, its bytes or a binary file object.
         frame: Which frame to read from a multi-frame file (required for those).
         window: A window in modality units that overrides the file's own VOI (DICOM only).
         voi_index: Which of several windows or VOI LUTs stored in the file to use.
         output: ``"display"`` for ``[0, 1]`` values with the VOI applied and MONOCHROME1
             inverted; ``"modality"`` for modality values (e.g. Hounsfield units).
         max_pixels: Refuse images larger than this (a guard against decompression bombs).
+        name: How errors name the input (default: the path, or ``"data"`` for bytes).
 
     Returns:
         The pixels and an :class:`~insightray.imaging.types.ImageMeta`.
@@ -100,13 +121,16 @@ def read_image(
         >>> image.pixels.dtype, image.meta.pixel_spacing  # doctest: +SKIP
         (dtype('float32'), (0.168, 0.168))
     """
-    path = Path(path)
-    source_format = detect_format(path)
+    subject = source_name(source, name)
+    source_format = detect_format(source, name=subject)
+    readable = as_readable(source)
     if source_format != "dicom":
-        return decode_raster(path, source_format, frame=frame, max_pixels=max_pixels)
-    ds = read_dataset(path, force=True)
+        return decode_raster(
+            readable, source_format, frame=frame, max_pixels=max_pixels, name=subject
+        )
+    ds = read_dataset(readable, force=True, name=subject)
     return decode_dicom(
-        path,
+        subject,
         ds,
         frame=frame,
         window=window,

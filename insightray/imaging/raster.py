@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,19 +33,25 @@ _MODE_BITS = {
 
 
 def decode_raster(
-    path: Path, source_format: str, *, frame: int | None, max_pixels: int
+    source: Path | BinaryIO,
+    source_format: str,
+    *,
+    frame: int | None,
+    max_pixels: int,
+    name: str | None = None,
 ) -> LoadedImage:
     """Decode a PNG, JPEG or TIFF file into ``[0, 1]`` float32 grayscale.
 
     Integer images are scaled by the full range of their type (8-bit by 255, 16-bit by 65535), so
     intensities stay comparable between images; 32-bit and float images by their own range.
-    Colour images are reduced to luminance (ITU-R 601-2).
+    Colour images are reduced to luminance (ITU-R 601-2). ``source`` is a path or a binary
+    file object; ``name`` names it in errors (default: the path).
     """
-    subject = str(path)
+    subject = name if name is not None else str(source)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's bomb warning: we apply our own limit
-            image = Image.open(path)
+            image = Image.open(source)
             width, height = image.size
             if width <= 0 or height <= 0:
                 raise ImageSizeError(

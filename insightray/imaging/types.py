@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 VoiFunction = Literal["LINEAR", "LINEAR_EXACT", "SIGMOID"]
 Output = Literal["display", "modality"]
+#: What the readers accept: a path, the encoded bytes, or a binary file object.
+Source = str | Path | bytes | BinaryIO
 
 #: Default guard against decompression bombs: 100 megapixels (a 10,000 x 10,000 image).
 DEFAULT_MAX_PIXELS = 100_000_000

@@ -29,20 +29,21 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from insightray.errors import PayloadTooLargeError
-from insightray.serving.audit import AuditLog
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.cache import ResultCache
-from insightray.serving.crypto import KeyRing, read_or_create_secret
-from insightray.serving.db.session import Database
 from insightray.serving.deps import Services
 from insightray.serving.handlers import error_body, install_error_handlers
-from insightray.serving.inference import ModelHost, ModelLoader, configure_torch_threads
-from insightray.serving.metrics import ServiceMetrics
-from insightray.serving.ratelimit import make_rate_limiter
-from insightray.serving.registry import ModelRegistry
+from insightray.serving.hosting.cache import ResultCache
+from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
+from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.rollout import ModelRegistry
 from insightray.serving.routes import ROUTERS
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.security.ratelimit import make_rate_limiter
+from insightray.serving.security.tokens import TokenIssuer
 from insightray.serving.settings import ServeSettings
-from insightray.serving.tokens import TokenIssuer
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.crypto import KeyRing
+from insightray.serving.storage.db.session import Database
+from insightray.serving.storage.pseudonyms import site_salt
 
 __all__ = ["WEB_DIR", "create_app"]
 
@@ -107,7 +108,8 @@ def create_app(
 
 def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Services:
     settings.ensure_dirs()
-    shutil.rmtree(settings.home / "tmp", ignore_errors=True)  # decode files of a crashed run
+    # Uploads are decoded in memory now; this clears the scratch files older versions wrote.
+    shutil.rmtree(settings.home / "tmp", ignore_errors=True)
     configure_torch_threads(settings.torch_threads)
     db = Database.open(settings)
     keyring = KeyRing.from_settings(settings)
@@ -132,7 +134,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         registry=registry,
         host=host,
         metrics=metrics,
-        deid_salt=read_or_create_secret(settings.keys_dir / "deid.salt"),
+        deid_salt=site_salt(settings.keys_dir),
     )
 
 

@@ -1,45 +1,73 @@
-"""Request dependencies: the app's services, the caller (:class:`Principal`) and permissions.
+"""Request dependencies: the app's services, the caller (:class:`Principal`), permissions
+and the audit trail, each with its ``Annotated`` alias defined here once for every route.
 
 Credentials are a Bearer JWT (``Authorization: Bearer <token>`` from ``POST /v1/auth/token``)
 or an API key (``X-API-Key: irk_...``). Every authenticated request is rate limited per user
 (tokens) or per key; the limit answers 429 with ``Retry-After``. ``require(permission)``
 gives a dependency that answers 401 without valid credentials and 403 (audited) when the
-caller's role lacks the permission.
+caller's role lacks the permission. The aliases (``ServicesDep``, ``StudyReader``...)
+name one such dependency each; :class:`AuditTrail` (``AuditDep``) writes a route's audit
+records, for the authenticated caller, with the latency counted from the request's start.
 
 Example:
-    >>> from fastapi import APIRouter, Depends
+    >>> from fastapi import APIRouter
     >>> router = APIRouter()
     >>> @router.get("/v1/things")
-    ... def things(who: Principal = Depends(require(Permission.STUDY_READ))) -> dict[str, str]:
+    ... def things(who: StudyReader, audit: AuditDep) -> dict[str, str]:
+    ...     audit.record("thing.list")
     ...     return {"user": who.username}
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import OAuth2PasswordRequestForm
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from insightray.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
-from insightray.serving.audit import AuditLog
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.db.models import User
-from insightray.serving.db.session import Database
-from insightray.serving.inference import ModelHost
-from insightray.serving.metrics import ServiceMetrics
-from insightray.serving.ratelimit import RateLimiter
-from insightray.serving.registry import ModelRegistry
-from insightray.serving.roles import Permission, Role, can
+from insightray.serving.hosting.inference import ModelHost
+from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.rollout import ModelRegistry
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.security.ratelimit import RateLimiter
+from insightray.serving.security.roles import Permission, Role, can
+from insightray.serving.security.tokens import TokenIssuer
+from insightray.serving.security.users import authenticate_api_key
 from insightray.serving.settings import ServeSettings
-from insightray.serving.tokens import TokenIssuer
-from insightray.serving.users import authenticate_api_key
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.db.models import User
+from insightray.serving.storage.db.session import Database
 
-__all__ = ["Principal", "Services", "get_services", "require"]
+__all__ = [
+    "Analyst",
+    "AssistantUser",
+    "AuditDep",
+    "AuditTrail",
+    "Caller",
+    "LoginForm",
+    "MetricsReader",
+    "ModelsAdmin",
+    "ModelsReader",
+    "Principal",
+    "Services",
+    "ServicesDep",
+    "StudyDeleter",
+    "StudyReader",
+    "StudyWriter",
+    "TextUser",
+    "audit_trail",
+    "authenticate",
+    "get_services",
+    "require",
+]
 
 
 @dataclass
@@ -135,6 +163,7 @@ def authenticate(request: Request) -> Principal:
     decision = services.limiter.check(principal.limit_key)
     if not decision.allowed:
         raise RateLimitedError(principal.username, decision.retry_after_s)
+    request.state.principal = principal  # the caller of the request's audit records
     return principal
 
 
@@ -166,3 +195,70 @@ def require(permission: Permission) -> Callable[[Request], Principal]:
 
     dependency.__name__ = f"require_{permission.value}"
     return dependency
+
+
+class AuditTrail:
+    """The audit records of one request (a dependency: ``audit: AuditDep``).
+
+    Records name the authenticated caller of the request (or ``who``, for a route that
+    authenticates by itself) and carry the latency since the dependency was resolved.
+    """
+
+    def __init__(self, request: Request) -> None:
+        self.services = get_services(request)
+        self.started = time.perf_counter()
+        self._request = request
+
+    @property
+    def who(self) -> Principal:
+        """The request's authenticated caller."""
+        principal: Principal | None = getattr(self._request.state, "principal", None)
+        if principal is None:
+            raise RuntimeError("an audit record needs an authenticated caller or who=")
+        return principal
+
+    def record(
+        self, action: str, outcome: str = "ok", *, who: Principal | None = None, **fields: Any
+    ) -> int:
+        """Append a record (blocking); ``fields`` are the audit record's optional columns."""
+        return self.services.record(who or self.who, action, outcome, self.started, **fields)
+
+    async def arecord(
+        self, action: str, outcome: str = "ok", *, who: Principal | None = None, **fields: Any
+    ) -> int:
+        """:meth:`record` from an ``async`` route (run in a worker thread)."""
+        return await run_in_threadpool(self.record, action, outcome, who=who, **fields)
+
+    @asynccontextmanager
+    async def failures(self, action: str, **fields: Any) -> AsyncIterator[None]:
+        """Record ``error:<exception type>`` for ``action`` when the block raises."""
+        try:
+            yield
+        except Exception as error:
+            await self.arecord(action, f"error:{type(error).__name__.lower()}", **fields)
+            raise
+
+    def unauthenticated(self, actor: str, action: str, outcome: str) -> int:
+        """A record for a caller who did not authenticate (role ``none``, no latency)."""
+        return self.services.audit.append(actor, "none", action, outcome=outcome)
+
+
+def audit_trail(request: Request) -> AuditTrail:
+    """The request's :class:`AuditTrail` (its latency clock starts now)."""
+    return AuditTrail(request)
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+AuditDep = Annotated[AuditTrail, Depends(audit_trail)]
+LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
+#: Any authenticated caller.
+Caller = Annotated[Principal, Depends(authenticate)]
+StudyReader = Annotated[Principal, Depends(require(Permission.STUDY_READ))]
+StudyWriter = Annotated[Principal, Depends(require(Permission.STUDY_WRITE))]
+StudyDeleter = Annotated[Principal, Depends(require(Permission.STUDY_DELETE))]
+Analyst = Annotated[Principal, Depends(require(Permission.ANALYZE))]
+TextUser = Annotated[Principal, Depends(require(Permission.TEXT))]
+AssistantUser = Annotated[Principal, Depends(require(Permission.ASSISTANT))]
+ModelsReader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
+ModelsAdmin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
+MetricsReader = Annotated[Principal, Depends(require(Permission.METRICS_READ))]

@@ -109,7 +109,10 @@ class ServeSettings:
 
     @property
     def audit_anchor(self) -> Path:
-        """The file remembering the newest audit record (see :mod:`~insightray.serving.audit`)."""
+        """The file remembering the newest audit record.
+
+        See :mod:`~insightray.serving.security.audit`.
+        """
         return self.keys_dir / "audit.anchor"
 
     @classmethod

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from insightray.cli.common import app
 from insightray.errors import WeakPasswordError
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.crypto import KeyRing
-from insightray.serving.db import AuditRecord, Database
+from insightray.serving.security.users import authenticate, authenticate_api_key
 from insightray.serving.settings import ServeSettings
-from insightray.serving.users import authenticate, authenticate_api_key
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.crypto import KeyRing
+from insightray.serving.storage.db import AuditRecord, Database
 
 PASSWORD = "a long admin passphrase"
 

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from insightray.errors import ConfigError
-from insightray.serving.audit import GENESIS_HASH, AuditLog
-from insightray.serving.db import AuditRecord, Database, User
+from insightray.serving.security.audit import GENESIS_HASH, AuditLog
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.db import AuditRecord, Database, User
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_reordering_is_detected(log: AuditLog, db: Database) -> None:
 
 def test_a_recomputed_chain_is_caught_by_the_anchor(log: AuditLog, db: Database) -> None:
     """An attacker who rewrites record 6 and recomputes its hash still breaks the anchor."""
-    from insightray.serving.audit import _fields, record_hash
+    from insightray.serving.security.audit import _fields, record_hash
 
     with db.session() as session:
         record = session.get(AuditRecord, 6)
@@ -161,8 +161,8 @@ def test_concurrent_threads_never_fork_the_chain(log: AuditLog, db: Database) ->
 _WORKER = """
 import sys, time
 from pathlib import Path
-from insightray.serving.audit import AuditLog
-from insightray.serving.db import Database
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.storage.db import Database
 log = AuditLog(Database(sys.argv[1]), Path(sys.argv[2]))
 print("ready", flush=True)
 while sys.argv[5] and not Path(sys.argv[5]).exists():  # start together when told

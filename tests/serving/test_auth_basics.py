@@ -11,9 +11,9 @@ import pytest
 from argon2 import PasswordHasher
 
 from insightray.errors import AuthenticationError
-from insightray.serving.passwords import hash_password, needs_rehash, verify_password
-from insightray.serving.roles import ROLE_PERMISSIONS, Permission, Role, can
-from insightray.serving.tokens import TokenIssuer
+from insightray.serving.security.passwords import hash_password, needs_rehash, verify_password
+from insightray.serving.security.roles import ROLE_PERMISSIONS, Permission, Role, can
+from insightray.serving.security.tokens import TokenIssuer
 
 
 def test_argon2id_hashes_verify_and_are_salted() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from insightray.errors import ConfigError, NotFoundError, TamperedDataError
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.crypto import HEADER_BYTES, KeyRing, key_id, read_or_create_secret
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.crypto import HEADER_BYTES, KeyRing, key_id, read_or_create_secret
 
 
 def test_round_trip_binds_the_associated_data() -> None:
@@ -80,7 +80,7 @@ def test_keys_from_the_environment(tmp_path: Path) -> None:
 def test_secret_creation_races_between_processes(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path; "
-        "from insightray.serving.crypto import read_or_create_secret; "
+        "from insightray.serving.storage.crypto import read_or_create_secret; "
         "sys.stdout.write(read_or_create_secret(Path(sys.argv[1])).hex())"
     )
     target = tmp_path / "keys" / "salt"

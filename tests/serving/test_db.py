@@ -13,8 +13,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect, select, text
 
 from insightray.errors import ConfigError
-from insightray.serving.db import Base, Database, Study, User, migrate
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.db import Base, Database, Study, User, migrate
 
 
 def test_migrations_build_exactly_the_models(database_url: str) -> None:
@@ -35,7 +35,7 @@ def test_migrations_build_exactly_the_models(database_url: str) -> None:
 
 def test_concurrent_migrations_do_not_collide(database_url: str) -> None:
     """Three processes (replicas starting at once) migrate the same empty database."""
-    code = "import sys; from insightray.serving.db import migrate; migrate(sys.argv[1])"
+    code = "import sys; from insightray.serving.storage.db import migrate; migrate(sys.argv[1])"
     processes = [
         subprocess.Popen([sys.executable, "-c", code, database_url], stderr=subprocess.PIPE)
         for _ in range(3)

@@ -13,18 +13,17 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from insightray.errors import CorruptFileError, UnsupportedFormatError
-from insightray.serving.crypto import KeyRing
-from insightray.serving.db import Database, PseudonymMap
-from insightray.serving.deid import (
+from insightray.imaging.deid import (
+    BASIC_PROFILE,
     DEIDENTIFICATION_METHOD,
     deidentify,
     deidentify_bytes,
     pseudonym_for,
-    remember_pseudonym,
-    site_salt,
 )
-from insightray.serving.deid_profile import BASIC_PROFILE
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.crypto import KeyRing
+from insightray.serving.storage.db import Database, PseudonymMap
+from insightray.serving.storage.pseudonyms import remember_pseudonym, site_salt
 
 SALT = b"s" * 32
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from insightray.errors import ServiceUnavailableError
-from insightray.serving.ratelimit import (
+from insightray.serving.security.ratelimit import (
     MemoryRateLimiter,
     RedisRateLimiter,
     make_rate_limiter,

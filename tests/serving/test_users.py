@@ -9,9 +9,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from insightray.errors import ConfigError, ConflictError, NotFoundError, WeakPasswordError
-from insightray.serving.db import ApiKey, Database, User
-from insightray.serving.settings import ServeSettings
-from insightray.serving.users import (
+from insightray.serving.security.users import (
     authenticate,
     authenticate_api_key,
     create_api_key,
@@ -19,6 +17,8 @@ from insightray.serving.users import (
     get_user,
     revoke_api_keys,
 )
+from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.db import ApiKey, Database, User
 
 PASSWORD = "correct horse battery"
 

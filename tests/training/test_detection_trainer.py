@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.engine import DetectionPredictor, load_detector
+from insightray.engine import DetectionPredictor, load_model
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging.transforms import letterbox
 from insightray.models import ModelCard, load_card
@@ -209,7 +209,7 @@ def test_tiny_run_writes_everything_and_resumes(tiny_data: Path, tmp_path: Path)
     card = load_card(first.card_path)
     assert card.labels == ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis")
     assert card.thresholds == {"conf": 0.25, "iou": 0.45} and "map50" in card.metrics
-    detector = load_detector(card, first.card_path.parent / str(card.weights_file))
+    detector = load_model(card, first.card_path.parent / str(card.weights_file))
     assert isinstance(detector, nn.Module)
     with pytest.raises(ConfigError, match="already exists"):
         train_detector(config)

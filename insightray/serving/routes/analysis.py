@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Response
+from fastapi import APIRouter, BackgroundTasks, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from insightray.serving.analysis import analyze, load_result, result_blob
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
-from insightray.serving.studies import get_study, study_results
+from insightray.serving.deps import Analyst, AuditDep, AuditTrail, ServicesDep, StudyReader
+from insightray.serving.hosting.analysis import analyze, load_result, result_blob
+from insightray.serving.storage.studies import get_study, study_results
 
 router = APIRouter(tags=["analysis"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-Reader = Annotated[Principal, Depends(require(Permission.STUDY_READ))]
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "PNG image"}
 }
@@ -38,40 +34,36 @@ async def analyze_study(
     body: AnalyzeRequest,
     background: BackgroundTasks,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.ANALYZE))],
+    who: Analyst,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Run chest X-ray detection (``cxr``) or fracture classification on a study."""
-    started = time.perf_counter()
     study = await run_in_threadpool(get_study, services, who, study_id)
-    try:
+    async with audit.failures("study.analyze", study_id=study.id):  # success: in analyze
         return await analyze(services, who, study, body.task, body.model, background)
-    except Exception as error:
-        outcome = f"error:{type(error).__name__.lower()}"
-        await run_in_threadpool(
-            services.record, who, "study.analyze", outcome, started, study_id=study.id
-        )
-        raise
 
 
 @router.get("/v1/studies/{study_id}/results")
-def list_results(study_id: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
+def list_results(
+    study_id: str, services: ServicesDep, who: StudyReader, audit: AuditDep
+) -> dict[str, Any]:
     """Every result of a study, oldest first."""
-    started = time.perf_counter()
     study = get_study(services, who, study_id)
     items = [
         load_result(services, who, r.id)[1]["response"] for r in study_results(services, study.id)
     ]
-    services.record(who, "result.list", "ok", started, study_id=study.id)
+    audit.record("result.list", study_id=study.id)
     return {"items": items}
 
 
 @router.get("/v1/results/{result_id}")
-def fetch_result(result_id: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
+def fetch_result(
+    result_id: str, services: ServicesDep, who: StudyReader, audit: AuditDep
+) -> dict[str, Any]:
     """One result (the JSON the analysis returned)."""
-    started = time.perf_counter()
     result, document = load_result(services, who, result_id)
-    services.record(
-        who, "result.read", "ok", started, study_id=result.study_id,
+    audit.record(
+        "result.read", study_id=result.study_id,
         model_name=result.model_name, model_version=result.model_version,
     )  # fmt: skip
     response: dict[str, Any] = document["response"]
@@ -79,19 +71,18 @@ def fetch_result(result_id: str, services: ServicesDep, who: Reader) -> dict[str
 
 
 @router.get("/v1/results/{result_id}/image", response_class=Response, responses=PNG)
-def result_image(result_id: str, services: ServicesDep, who: Reader) -> Response:
+def result_image(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
     """The overlay: boxes (cxr) or the heat map blended on the image (fracture)."""
-    return _png(services, who, result_id, "image")
+    return _png(audit, result_id, "image")
 
 
 @router.get("/v1/results/{result_id}/heatmap", response_class=Response, responses=PNG)
-def result_heatmap(result_id: str, services: ServicesDep, who: Reader) -> Response:
+def result_heatmap(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
     """RGBA heat map the size of the study image (alpha = heat); fracture results only."""
-    return _png(services, who, result_id, "heatmap")
+    return _png(audit, result_id, "heatmap")
 
 
-def _png(services: Services, who: Principal, result_id: str, kind: str) -> Response:
-    started = time.perf_counter()
-    data = result_blob(services, who, result_id, kind)
-    services.record(who, f"result.{kind}", "ok", started)
+def _png(audit: AuditTrail, result_id: str, kind: str) -> Response:
+    data = result_blob(audit.services, audit.who, result_id, kind)
+    audit.record(f"result.{kind}")
     return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
+from insightray.serving.deps import AssistantUser, AuditDep, ServicesDep
 
 router = APIRouter(prefix="/v1/assistant", tags=["assistant"])
 
@@ -28,8 +27,9 @@ class AskRequest(BaseModel):
 @router.post("/ask")
 async def ask(
     body: AskRequest,
-    services: Annotated[Services, Depends(get_services)],
-    who: Annotated[Principal, Depends(require(Permission.ASSISTANT))],
+    services: ServicesDep,
+    who: AssistantUser,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """``AssistantAnswer.to_dict()`` plus the model; 503 when no knowledge index is built."""
     started = time.perf_counter()
@@ -38,9 +38,8 @@ async def ask(
     answer = await services.host.run(runner.ask, body.question, body.conversation_id)
     seconds = time.perf_counter() - started
     services.metrics.observe_prediction("assistant", entry.name, entry.version, seconds)
-    await run_in_threadpool(
-        services.record, who, "assistant.ask", "ok", started,
-        model_name=entry.name, model_version=entry.version,
+    await audit.arecord(
+        "assistant.ask", model_name=entry.name, model_version=entry.version,
         input_sha256=hashlib.sha256(body.question.encode()).hexdigest(),
     )  # fmt: skip
     return {**answer, "model": {"name": entry.name, "version": entry.version}}

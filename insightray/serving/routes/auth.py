@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.security import OAuth2PasswordRequestForm
+from fastapi import APIRouter, Request
 
 from insightray.errors import AuthenticationError, RateLimitedError
-from insightray.serving.deps import Principal, Services, authenticate, get_services
-from insightray.serving.users import authenticate as check_password
+from insightray.serving.deps import AuditDep, Caller, LoginForm, Principal, ServicesDep
+from insightray.serving.security.users import authenticate as check_password
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
 
 @router.post("/token")
 def issue_token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
-    services: Annotated[Services, Depends(get_services)],
-    request: Request,
+    form: LoginForm, services: ServicesDep, audit: AuditDep, request: Request
 ) -> dict[str, Any]:
     """Exchange a username and password for a signed, expiring JWT."""
-    started = time.perf_counter()
     client = request.client.host if request.client else "unknown"
     decision = services.limiter.check(f"login:{client}")
     if not decision.allowed:
@@ -30,11 +25,11 @@ def issue_token(
     username = form.username[:64]
     user = check_password(services.db, username, form.password)
     if user is None or user.disabled:
-        services.audit.append(username, "none", "auth.token", outcome="denied")
+        audit.unauthenticated(username, "auth.token", "denied")
         raise AuthenticationError("login", "wrong username or password", "check them and retry")
     token = services.tokens.issue(user.username, user.role)
     who = Principal(user.username, user.role, user.id, f"user:{user.username}")
-    services.record(who, "auth.token", "ok", started)
+    audit.record("auth.token", who=who)
     return {
         "access_token": token,
         "token_type": "bearer",
@@ -44,6 +39,6 @@ def issue_token(
 
 
 @router.get("/me")
-def me(who: Annotated[Principal, Depends(authenticate)]) -> dict[str, str]:
+def me(who: Caller) -> dict[str, str]:
     """Who the credentials belong to."""
     return {"username": who.username, "role": who.role}

@@ -8,15 +8,14 @@ warm-up has finished (each model's state is listed), 503 before. ``/metrics`` ne
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from insightray.serving.deps import Principal, get_services, require
-from insightray.serving.metrics import CONTENT_TYPE
-from insightray.serving.roles import Permission
+from insightray.serving.deps import MetricsReader, ServicesDep, get_services
+from insightray.serving.hosting.metrics import CONTENT_TYPE
 
 router = APIRouter(tags=["health"])
 
@@ -61,8 +60,6 @@ async def _readiness(request: Request) -> tuple[bool, dict[str, Any]]:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(
-    request: Request, who: Annotated[Principal, Depends(require(Permission.METRICS_READ))]
-) -> Response:
+def metrics(services: ServicesDep, who: MetricsReader) -> Response:
     """Prometheus text format."""
-    return Response(get_services(request).metrics.render(), media_type=CONTENT_TYPE)
+    return Response(services.metrics.render(), media_type=CONTENT_TYPE)

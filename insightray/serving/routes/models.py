@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.errors import NotFoundError
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.registry import ModelEntry
-from insightray.serving.roles import Permission
+from insightray.serving.deps import AuditDep, ModelsAdmin, ModelsReader, ServicesDep
+from insightray.serving.hosting.rollout import ModelEntry
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
-Reader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
-Admin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
 Stage = Literal["staging", "production", "archived"]
 
 
@@ -51,7 +46,7 @@ def _model_json(name: str, entries: list[ModelEntry]) -> dict[str, Any]:
 
 
 @router.get("")
-def list_models(services: ServicesDep, who: Reader) -> dict[str, Any]:
+def list_models(services: ServicesDep, who: ModelsReader) -> dict[str, Any]:
     """Every registered model with its versions."""
     by_name: dict[str, list[ModelEntry]] = {}
     for entry in services.registry.versions():
@@ -60,7 +55,7 @@ def list_models(services: ServicesDep, who: Reader) -> dict[str, Any]:
 
 
 @router.get("/{name}")
-def get_model(name: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
+def get_model(name: str, services: ServicesDep, who: ModelsReader) -> dict[str, Any]:
     """One model and its versions."""
     entries = services.registry.versions(name)
     if not entries:
@@ -70,10 +65,9 @@ def get_model(name: str, services: ServicesDep, who: Reader) -> dict[str, Any]:
 
 @router.post("/{name}/versions", status_code=201)
 def register_version(
-    name: str, body: RegisterRequest, services: ServicesDep, who: Admin
+    name: str, body: RegisterRequest, services: ServicesDep, who: ModelsAdmin, audit: AuditDep
 ) -> dict[str, Any]:
     """Register a new version from a model card path (checked against its weights)."""
-    started = time.perf_counter()
     entry = services.registry.register(
         name,
         body.card_path,
@@ -81,22 +75,22 @@ def register_version(
         traffic_percent=body.traffic_percent,
         shadow=body.shadow,
     )
-    services.record(
-        who, "model.register", "ok", started, model_name=entry.name, model_version=entry.version
-    )
+    audit.record("model.register", model_name=entry.name, model_version=entry.version)
     return entry.to_dict()
 
 
 @router.put("/{name}/versions/{version}")
 def update_version(
-    name: str, version: str, body: UpdateRequest, services: ServicesDep, who: Admin
+    name: str,
+    version: str,
+    body: UpdateRequest,
+    services: ServicesDep,
+    who: ModelsAdmin,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Change a version's stage, traffic share or shadow flag: effective at once."""
-    started = time.perf_counter()
     entry = services.registry.update(
         name, version, stage=body.stage, traffic_percent=body.traffic_percent, shadow=body.shadow
     )
-    services.record(
-        who, "model.update", "ok", started, model_name=entry.name, model_version=entry.version
-    )
+    audit.record("model.update", model_name=entry.name, model_version=entry.version)
     return entry.to_dict()

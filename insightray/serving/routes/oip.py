@@ -11,24 +11,21 @@ The response's ``model_version`` names the version that ran.
 from __future__ import annotations
 
 import hashlib
-import time
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.errors import InputError, NotFoundError
 from insightray.imaging import ImageMeta, LoadedImage
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.inference import DetectionRunner
-from insightray.serving.registry import ModelEntry
-from insightray.serving.roles import Permission
+from insightray.serving.deps import Analyst, AuditDep, ModelsReader, Services, ServicesDep
+from insightray.serving.hosting.inference import DetectionRunner
+from insightray.serving.hosting.rollout import ModelEntry
 
 router = APIRouter(prefix="/v2/models", tags=["open inference protocol v2"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
 _SCALE = {"FP32": 1.0, "UINT8": 255.0, "UINT16": 65535.0}
 _MAX_PIXELS = 25_000_000
 
@@ -65,7 +62,7 @@ def _image_model(services: Services, name: str) -> list[ModelEntry]:
 def model_metadata(
     name: str,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.MODELS_READ))],
+    who: ModelsReader,
 ) -> dict[str, Any]:
     """Model metadata: versions, input and output tensors."""
     entries = _image_model(services, name)
@@ -94,10 +91,10 @@ async def infer(
     name: str,
     body: InferRequest,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.ANALYZE))],
+    who: Analyst,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Run the version of ``name`` that serves the caller on one image tensor."""
-    started = time.perf_counter()
     entries = await run_in_threadpool(_image_model, services, name)
     selection = await run_in_threadpool(
         services.registry.choose, entries[0].task, who.username, name
@@ -108,9 +105,8 @@ async def infer(
     runner = await services.host.image_runner(entry)
     if isinstance(runner, DetectionRunner):
         output, _ = runner.operating(output)  # the findings, without the weaker candidates
-    await run_in_threadpool(
-        services.record, who, "oip.infer", "ok", started,
-        model_name=entry.name, model_version=entry.version, input_sha256=digest,
+    await audit.arecord(
+        "oip.infer", model_name=entry.name, model_version=entry.version, input_sha256=digest,
     )  # fmt: skip
     return {
         "model_name": entry.name,

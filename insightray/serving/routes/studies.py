@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Response, UploadFile
+from fastapi import APIRouter, File, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from insightray.errors import PayloadTooLargeError
+from insightray.imaging.upload import viewer_values
 from insightray.serving import images
-from insightray.serving.analysis import result_summary
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
-from insightray.serving.studies import (
+from insightray.serving.deps import AuditDep, ServicesDep, StudyDeleter, StudyReader, StudyWriter
+from insightray.serving.hosting.analysis import result_summary
+from insightray.serving.storage.studies import (
     decode_study,
     delete_study,
     get_study,
@@ -25,7 +24,6 @@ from insightray.serving.studies import (
 
 router = APIRouter(prefix="/v1/studies", tags=["studies"])
 
-ServicesDep = Annotated[Services, Depends(get_services)]
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "PNG image"}
 }
@@ -35,36 +33,29 @@ PNG: dict[int | str, dict[str, Any]] = {
 async def upload_study(
     file: Annotated[UploadFile, File(description="A DICOM, PNG or JPEG radiograph")],
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.STUDY_WRITE))],
+    who: StudyWriter,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """Upload an image; DICOM is de-identified on ingest, then stored encrypted."""
-    started = time.perf_counter()
     limit = services.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLargeError(
             "upload", f"the file is over the limit of {limit:,} bytes", "send a smaller file"
         )
-    try:
-        study = await run_in_threadpool(ingest, services, who, data, started)  # audited
-    except Exception as error:
-        outcome = f"error:{type(error).__name__.lower()}"
-        await run_in_threadpool(services.record, who, "study.upload", outcome, started)
-        raise
+    async with audit.failures("study.upload"):  # success: audited by ingest, with the row
+        study = await run_in_threadpool(ingest, services, who, data, audit.started)
     return study_json(study, [])
 
 
 @router.get("")
-def list_all(
-    services: ServicesDep, who: Annotated[Principal, Depends(require(Permission.STUDY_READ))]
-) -> dict[str, Any]:
+def list_all(services: ServicesDep, who: StudyReader, audit: AuditDep) -> dict[str, Any]:
     """The caller's studies (admins: everyone's), newest first."""
-    started = time.perf_counter()
     items = [
         study_json(study, [result_summary(result) for result in results])
         for study, results in list_studies(services, who)
     ]
-    services.record(who, "study.list", "ok", started)
+    audit.record("study.list")
     return {"items": items}
 
 
@@ -72,13 +63,13 @@ def list_all(
 def fetch(
     study_id: str,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+    who: StudyReader,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """One study with summaries of its results."""
-    started = time.perf_counter()
     study = get_study(services, who, study_id)
     results = [result_summary(result) for result in study_results(services, study.id)]
-    services.record(who, "study.read", "ok", started, study_id=study.id)
+    audit.record("study.read", study_id=study.id)
     return study_json(study, results)
 
 
@@ -86,11 +77,11 @@ def fetch(
 def delete(
     study_id: str,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.STUDY_DELETE))],
+    who: StudyDeleter,
+    audit: AuditDep,
 ) -> Response:
     """Delete a study: its encrypted image and results are erased from the store."""
-    started = time.perf_counter()
-    delete_study(services, who, study_id, started)
+    delete_study(services, who, study_id, audit.started)  # audited with the deletion
     return Response(status_code=204)
 
 
@@ -98,13 +89,13 @@ def delete(
 def preview(
     study_id: str,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+    who: StudyReader,
+    audit: AuditDep,
 ) -> Response:
     """An 8-bit PNG at the study's default window (rendered on the server)."""
-    started = time.perf_counter()
     study = get_study(services, who, study_id)
     png = images.preview_png(decode_study(services, study))
-    services.record(who, "study.preview", "ok", started, study_id=study.id)
+    audit.record("study.preview", study_id=study.id)
     return Response(png, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
@@ -116,14 +107,14 @@ def preview(
 def pixels(
     study_id: str,
     services: ServicesDep,
-    who: Annotated[Principal, Depends(require(Permission.STUDY_READ))],
+    who: StudyReader,
+    audit: AuditDep,
 ) -> Response:
     """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``."""
-    started = time.perf_counter()
     study = get_study(services, who, study_id)
     image = decode_study(services, study, "modality")
-    payload = images.pixel_payload(images.modality_values(image))
-    services.record(who, "study.pixels", "ok", started, study_id=study.id)
+    payload = images.pixel_payload(viewer_values(image))
+    audit.record("study.pixels", study_id=study.id)
     headers = {
         "X-Image-Width": str(payload.width),
         "X-Image-Height": str(payload.height),

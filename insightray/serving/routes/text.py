@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from insightray.serving.deps import Principal, Services, get_services, require
-from insightray.serving.roles import Permission
+from insightray.serving.deps import AuditDep, ServicesDep, TextUser
 
 router = APIRouter(prefix="/v1/text", tags=["text"])
 
@@ -27,8 +26,9 @@ class TextRequest(BaseModel):
 @router.post("/analyze")
 async def analyze_text(
     body: TextRequest,
-    services: Annotated[Services, Depends(get_services)],
-    who: Annotated[Principal, Depends(require(Permission.TEXT))],
+    services: ServicesDep,
+    who: TextUser,
+    audit: AuditDep,
 ) -> dict[str, Any]:
     """``ClinicalResult.to_dict()`` plus the model versions that produced it."""
     started = time.perf_counter()
@@ -40,9 +40,8 @@ async def analyze_text(
     seconds = time.perf_counter() - started
     for entry in (ner, classifier):
         services.metrics.observe_prediction("text", entry.name, entry.version, seconds)
-    await run_in_threadpool(
-        services.record, who, "text.analyze", "ok", started,
-        model_name=classifier.name, model_version=classifier.version,
+    await audit.arecord(
+        "text.analyze", model_name=classifier.name, model_version=classifier.version,
         input_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
     )  # fmt: skip
     models = [{"name": e.name, "version": e.version} for e in (ner, classifier)]

@@ -21,13 +21,13 @@ from insightray.config import data_root
 from insightray.models import load_card
 from insightray.models.catalog import bundled_models_dir
 from insightray.serving.app import create_app
-from insightray.serving.db.models import User
 from insightray.serving.deps import Services
-from insightray.serving.inference import ModelLoader
-from insightray.serving.passwords import hash_password
-from insightray.serving.roles import Role
+from insightray.serving.hosting.inference import ModelLoader
+from insightray.serving.security.passwords import hash_password
+from insightray.serving.security.roles import Role
+from insightray.serving.security.users import create_api_key
 from insightray.serving.settings import ServeSettings
-from insightray.serving.users import create_api_key
+from insightray.serving.storage.db.models import User
 
 DICOM_DIR = data_root() / "dicom"
 CHEST_DICOM = DICOM_DIR / "cr_chest_pa_jpeg_baseline.dcm"

@@ -12,8 +12,8 @@ from insightray.config import data_root
 from insightray.engine import load_predictor
 from insightray.imaging import read_image
 from insightray.models.catalog import bundled_models
-from insightray.serving.audit import AuditLog
-from insightray.serving.db.models import AuditRecord, Result
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.storage.db.models import AuditRecord, Result
 from tests.serving.api.conftest import CHEST_DICOM, DETECTOR, DETECTOR_VERSION, Api
 
 TB_IMAGE = data_root() / "cxr" / "tbx11k" / "images" / "tb0020.jpg"

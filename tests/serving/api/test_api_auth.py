@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from insightray.serving.audit import AuditLog
-from insightray.serving.inference import ModelLoader
-from insightray.serving.roles import ROLE_PERMISSIONS, Permission, can
+from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.routes import PUBLIC_PATHS
+from insightray.serving.security.audit import AuditLog
+from insightray.serving.security.roles import ROLE_PERMISSIONS, Permission, can
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import Api, start_api
 
@@ -93,7 +93,7 @@ def test_token_api_key_and_denials(api: Api) -> None:
     with api.services.db.session(read_only=True) as session:
         from sqlalchemy import select
 
-        from insightray.serving.db.models import AuditRecord
+        from insightray.serving.storage.db.models import AuditRecord
 
         actions = {(r.actor, r.action, r.outcome) for r in session.scalars(select(AuditRecord))}
     assert ("auditor1", "denied:study_read", "denied") in actions

@@ -12,10 +12,10 @@ import pytest
 
 from insightray.config import data_root
 from insightray.serving.app import create_app
-from insightray.serving.batching import DynamicBatcher
-from insightray.serving.inference import ModelLoader
+from insightray.serving.hosting.batching import DynamicBatcher
+from insightray.serving.hosting.inference import ModelLoader
+from insightray.serving.security.users import create_user
 from insightray.serving.settings import ServeSettings
-from insightray.serving.users import create_user
 from tests.serving.api.conftest import FAST, PASSWORD
 
 

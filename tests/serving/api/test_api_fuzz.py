@@ -34,7 +34,7 @@ from schemathesis import Case, GenerationMode
 from schemathesis.core.result import Ok
 
 from insightray.serving.app import create_app
-from insightray.serving.inference import ModelLoader
+from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import CHEST_DICOM, Api
 from tests.serving.reliability.server import bearer, create_users, free_port

@@ -9,8 +9,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from insightray.models.catalog import bundled_models_dir
-from insightray.serving.db.models import AuditRecord
-from insightray.serving.registry import user_bucket
+from insightray.serving.hosting.rollout import user_bucket
+from insightray.serving.storage.db.models import AuditRecord
 from tests.serving.api.conftest import CHEST_DICOM, DETECTOR, DETECTOR_VERSION, Api
 
 

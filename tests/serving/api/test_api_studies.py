@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from insightray.imaging import read_image
-from insightray.serving.inference import ModelLoader
+from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import CHEST_DICOM, DICOM_DIR, Api, start_api
 
@@ -105,3 +105,29 @@ def test_bad_uploads_get_json_4xx_and_the_service_stays_up(
     assert bad_json.status_code == 422
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/v1/studies", headers=headers).json() == {"items": []}
+
+
+@pytest.fixture
+def pseudonym_api(
+    serve_settings: ServeSettings, model_loader: ModelLoader, password_hash: str
+) -> Iterator[Api]:
+    yield from start_api(serve_settings, model_loader, password_hash, pseudonym_map=True)
+
+
+def test_a_dicom_upload_is_parsed_once(pseudonym_api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    # De-identification, the pseudonym map, the windows and the pixels all need the header:
+    # one parse serves them all (pydicom.dcmread is what every imaging reader calls).
+    calls: list[object] = []
+    real_dcmread = pydicom.dcmread
+
+    def counting_dcmread(*args: object, **kwargs: object) -> pydicom.Dataset:
+        calls.append(args[0])
+        return real_dcmread(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pydicom, "dcmread", counting_dcmread)
+    study = pseudonym_api.upload(DICOM_DIR / "cr_chest_RG1_UNCI.dcm")
+    assert len(calls) == 1
+    assert study["windows"][0]["width"] == 30000 and study["windows"][-1]["name"] == "Full range"
+    calls.clear()
+    pseudonym_api.upload(CHEST_DICOM)
+    assert len(calls) == 1

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from insightray.assistant.index import build_index
-from insightray.serving.inference import ModelLoader
+from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import Api, start_api
 

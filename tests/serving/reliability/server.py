@@ -30,9 +30,9 @@ from types import TracebackType
 
 import httpx
 
-from insightray.serving.db import Database
+from insightray.serving.security.users import create_user
 from insightray.serving.settings import ServeSettings
-from insightray.serving.users import create_user
+from insightray.serving.storage.db import Database
 
 __all__ = ["PASSWORD", "ServiceProcess", "bearer", "create_users", "free_port", "insightray_cli"]
 

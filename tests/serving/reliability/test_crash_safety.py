@@ -32,10 +32,10 @@ from sqlalchemy import select
 
 from insightray.config import data_root
 from insightray.errors import InsightRayError
-from insightray.serving.blobstore import BlobStore
-from insightray.serving.crypto import KeyRing
-from insightray.serving.db import AuditRecord, Database, Result, Study
 from insightray.serving.settings import ServeSettings
+from insightray.serving.storage.blobstore import BlobStore
+from insightray.serving.storage.crypto import KeyRing
+from insightray.serving.storage.db import AuditRecord, Database, Result, Study
 from tests.serving.reliability.server import ServiceProcess, bearer, create_users
 
 KILLS = 2

@@ -23,11 +23,11 @@ from insightray.engine.overlay import draw_detections
 from insightray.errors import InsightRayError, NotFoundError
 from insightray.imaging import LoadedImage
 from insightray.serving import images
-from insightray.serving.db.models import Result, Study, new_id
 from insightray.serving.deps import Principal, Services
-from insightray.serving.inference import DetectionRunner, FractureRunner
-from insightray.serving.registry import ModelEntry
-from insightray.serving.studies import decode_study, get_study
+from insightray.serving.hosting.inference import DetectionRunner, FractureRunner
+from insightray.serving.hosting.rollout import ModelEntry
+from insightray.serving.storage.db.models import Result, Study, new_id
+from insightray.serving.storage.studies import decode_study, get_study
 
 __all__ = ["IMAGE_TASKS", "analyze", "load_result", "result_blob", "result_summary"]
 

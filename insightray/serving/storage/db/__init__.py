@@ -1,14 +1,14 @@
 """The service database: typed ORM models, sessions and Alembic migrations.
 
 Example:
-    >>> from insightray.serving.db import Database, User
+    >>> from insightray.serving.storage.db import Database, User
     >>> Database("sqlite://").dialect
     'sqlite'
 """
 
 from __future__ import annotations
 
-from insightray.serving.db.models import (
+from insightray.serving.storage.db.models import (
     ApiKey,
     AuditRecord,
     Base,
@@ -20,7 +20,7 @@ from insightray.serving.db.models import (
     new_id,
     utc_now,
 )
-from insightray.serving.db.session import Database, migrate
+from insightray.serving.storage.db.session import Database, migrate
 
 __all__ = [
     "ApiKey",

@@ -1,13 +1,13 @@
 """Task runners built from model cards, and the host that batches and caches their work.
 
-A registered version (:class:`~insightray.serving.registry.ModelEntry`) becomes a runner by
+A registered version (:class:`~insightray.serving.hosting.rollout.ModelEntry`) becomes a runner by
 its task: ``cxr`` through :mod:`insightray.engine` (the detection predictor), ``fracture``
 through the fracture classifier and Grad-CAM, ``ner`` / ``text-classification`` through
 :class:`~insightray.nlp.pipeline.ClinicalPipeline` and ``assistant`` through
 :class:`~insightray.assistant.chat.Assistant`. A new model version needs no new code: its
 card says what it is. :class:`ModelLoader` loads each version once and can be shared by
 several apps (tests load real models once per session). :class:`ModelHost` runs the image
-models through a :class:`~insightray.serving.batching.DynamicBatcher` per version, every
+models through a :class:`~insightray.serving.hosting.batching.DynamicBatcher` per version, every
 other call in its thread pool, never on the event loop.
 """
 
@@ -32,10 +32,10 @@ from numpy.typing import NDArray
 from insightray.errors import InsightRayError, ServiceUnavailableError
 from insightray.imaging import LoadedImage
 from insightray.models import load_card
-from insightray.serving.batching import DynamicBatcher
-from insightray.serving.cache import CacheKey, ResultCache
-from insightray.serving.metrics import ServiceMetrics
-from insightray.serving.registry import ModelEntry
+from insightray.serving.hosting.batching import DynamicBatcher
+from insightray.serving.hosting.cache import CacheKey, ResultCache
+from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.rollout import ModelEntry
 
 __all__ = [
     "AssistantRunner",

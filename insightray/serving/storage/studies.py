@@ -1,5 +1,9 @@
 """Studies: ingest (sniff, de-identify, validate, encrypt, record), look up, list, delete.
 
+An upload is read ONCE by :func:`insightray.imaging.upload.read_upload` (pixels, windows,
+metadata and, for DICOM, the parsed data set that :mod:`insightray.imaging.deid`
+de-identifies and encodes again).
+
 Blocking functions, called from request threads. The stored bytes are the de-identified
 DICOM (or the PNG/JPEG as sent), encrypted in the content-addressed store; the ``studies``
 row keeps only technical metadata. A study is visible to its owner, and to every user whose
@@ -13,22 +17,21 @@ Example:
 
 from __future__ import annotations
 
-import io
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
-import pydicom
 from sqlalchemy import func, select
 
 from insightray.errors import NotFoundError
-from insightray.imaging import LoadedImage
+from insightray.imaging import LoadedImage, read_image
+from insightray.imaging.deid import deidentify_upload, upload_patient_id
 from insightray.imaging.types import Output
+from insightray.imaging.upload import ParsedUpload, read_upload
 from insightray.serving import images
-from insightray.serving.db.models import Result, Study, utc_now
-from insightray.serving.deid import deidentify_bytes, remember_pseudonym
 from insightray.serving.deps import Principal, Services
-from insightray.serving.roles import Role
+from insightray.serving.security.roles import Role
+from insightray.serving.storage.db.models import Result, Study, utc_now
+from insightray.serving.storage.pseudonyms import remember_pseudonym
 
 __all__ = [
     "decode_study",
@@ -54,19 +57,15 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
         UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF (415).
         InputError: A damaged file, no pixel data, several frames... (422).
     """
-    tmp_dir = services.settings.home / "tmp"
-    source_format = images.detect_bytes_format(data, tmp_dir)
+    deidentify = services.settings.deidentify
+    upload = read_upload(data, strict=deidentify)  # the one parse; 4xx if unusable
+    source_format = upload.source_format
     stored = data
-    if source_format == "dicom" and services.settings.deidentify:
-        stored = _deidentify(services, data)
-    image = images.decode(stored, tmp_dir, output="modality")  # validates: 4xx if unusable
-    values = images.modality_values(image)
-    low, high = float(values.min()), float(values.max())
-    if source_format == "dicom":
-        windows = images.dicom_windows(stored, low, high, image.meta.photometric == "MONOCHROME1")
-    else:
-        windows = [images.full_range_window(low, high)]
-    meta = image.meta
+    if source_format == "dicom" and deidentify:
+        stored = _deidentify(services, upload)
+    low, high = upload.value_range
+    windows = upload.windows
+    meta = upload.meta
     sha256 = services.store.put(stored)
     study = Study(
         owner_id=who.user_id,
@@ -87,7 +86,7 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
             "transfer_syntax": meta.transfer_syntax,
             "value_range": [low, high],
             "windows": windows,
-            "deidentified": source_format == "dicom" and services.settings.deidentify,
+            "deidentified": source_format == "dicom" and deidentify,
         },
     )
     with services.db.session() as session:
@@ -100,20 +99,17 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
     return study
 
 
-def _deidentify(services: Services, data: bytes) -> bytes:
+def _deidentify(services: Services, upload: ParsedUpload) -> bytes:
     """PS3.15 Basic Profile; with the pseudonym map on, a stable pseudonym is kept too."""
     pseudonym = None
     if services.settings.pseudonym_map:
-        with warnings.catch_warnings():  # pydicom warnings can quote tag values
-            warnings.simplefilter("ignore")
-            header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-        patient_id = str(header.get("PatientID") or "")
+        patient_id = upload_patient_id(upload)
         if patient_id:
             with services.db.session() as session:
                 pseudonym = remember_pseudonym(
                     session, services.store.keyring, patient_id, services.deid_salt
                 )
-    return deidentify_bytes(data, salt=services.deid_salt, pseudonym=pseudonym)
+    return deidentify_upload(upload, salt=services.deid_salt, pseudonym=pseudonym)
 
 
 def get_study(services: Services, who: Principal, study_id: str) -> Study:
@@ -203,7 +199,7 @@ def study_bytes(services: Services, study: Study) -> bytes:
 def decode_study(services: Services, study: Study, output: Output = "display") -> LoadedImage:
     """The study's image: by default with its default window applied, as the CLI reads it;
     ``output="modality"`` gives the values after the modality LUT."""
-    return images.decode(study_bytes(services, study), services.settings.home / "tmp", output)
+    return read_image(study_bytes(services, study), output=output, name="upload")
 
 
 def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:

@@ -22,9 +22,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from insightray.errors import ConfigError, ConflictError, NotFoundError, WeakPasswordError
-from insightray.serving.db import ApiKey, Database, User, utc_now
-from insightray.serving.passwords import hash_password, needs_rehash, verify_password
-from insightray.serving.roles import Role
+from insightray.serving.security.passwords import hash_password, needs_rehash, verify_password
+from insightray.serving.security.roles import Role
+from insightray.serving.storage.db import ApiKey, Database, User, utc_now
 
 __all__ = [
     "MIN_PASSWORD_LENGTH",

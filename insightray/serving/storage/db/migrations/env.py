@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection :func:`insightray.serving.db.migrate` passes.
+"""Alembic environment: runs on the connection :func:`insightray.serving.storage.db.migrate` passes.
 
 On PostgreSQL a transaction-level advisory lock serialises concurrent migrations (several
 replicas starting at once); on SQLite the transaction begins with ``BEGIN IMMEDIATE``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from insightray.serving.db.models import Base
+from insightray.serving.storage.db.models import Base
 
 #: Arbitrary constant naming the migration advisory lock.
 MIGRATION_LOCK = 0x1A5E_0001
@@ -19,7 +19,7 @@ def run_migrations() -> None:
     """Upgrade on the shared connection (offline SQL generation is not supported)."""
     connection = context.config.attributes.get("connection")
     if connection is None:
-        raise RuntimeError("call insightray.serving.db.migrate(url) to run migrations")
+        raise RuntimeError("call insightray.serving.storage.db.migrate(url) to run migrations")
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

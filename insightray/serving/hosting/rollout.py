@@ -38,8 +38,8 @@ from sqlalchemy.exc import IntegrityError
 from insightray.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from insightray.models import ModelCard, load_card
 from insightray.models.catalog import bundled_models, bundled_models_dir, sha256_file
-from insightray.serving.db.models import ModelVersion
-from insightray.serving.db.session import Database
+from insightray.serving.storage.db.models import ModelVersion
+from insightray.serving.storage.db.session import Database
 
 __all__ = [
     "CARD_TASKS",

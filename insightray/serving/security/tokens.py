@@ -20,7 +20,7 @@ from pathlib import Path
 import jwt
 
 from insightray.errors import AuthenticationError
-from insightray.serving.crypto import read_or_create_secret
+from insightray.serving.storage.crypto import read_or_create_secret
 
 __all__ = ["Claims", "TokenIssuer"]
 

@@ -1,24 +1,26 @@
-"""De-identification of DICOM uploads: the PS3.15 Basic Application Level Confidentiality
-Profile, applied on ingest.
+"""De-identification of DICOM data sets: the PS3.15 Basic Application Level
+Confidentiality Profile, applied to uploads on ingest.
 
-Every attribute of Table E.1-1 (:data:`~insightray.serving.deid_profile.BASIC_PROFILE`) is
-removed, emptied or given a dummy value per its action code, at every nesting level; UIDs
-are replaced by ``2.25.`` UIDs derived from a secret salt, so one study's instances stay
-linked across uploads without revealing the originals; private attributes and the curve
-and overlay groups are removed. The result carries ``PatientIdentityRemoved = YES``,
-``DeidentificationMethod`` and the code 113100 (Basic Application Confidentiality Profile).
-Pixel data is not changed: images with text burned into the pixels need a separate review.
+Every attribute of Table E.1-1 (:data:`BASIC_PROFILE`, read from the package resource
+``resources/deid_basic_profile.json``) is removed, emptied or given a dummy value per its
+action code, at every nesting level; UIDs are replaced by ``2.25.`` UIDs derived from a
+secret salt, so one study's instances stay linked across uploads without revealing the
+originals; private attributes and the curve and overlay groups are removed. The result
+carries ``PatientIdentityRemoved = YES``, ``DeidentificationMethod`` and the code 113100
+(Basic Application Confidentiality Profile). Pixel data is not changed: images with text
+burned into the pixels need a separate review.
 
 Composite codes are resolved without the IOD's attribute types, always keeping a
 conformant object: ``X/Z`` -> empty, anything allowing ``D`` -> dummy, ``X/Z/U*`` (image
 reference sequences) -> kept with their UIDs replaced.
 
 No library fitted: ``dicognito`` replaces identifiers with realistic fake values and shifts
-dates (not the table's actions), ``deid`` needs hand-written recipes; the table here is a
-direct transcription and the code applies it with pydicom.
+dates (not the table's actions), ``deid`` needs hand-written recipes; the table is a direct
+transcription of the standard's and the code applies it with pydicom.
 
 A pseudonym, when configured, replaces the emptied Patient Name and Patient ID (allowed by
-action Z, "or a dummy value"); :func:`remember_pseudonym` keeps the mapping encrypted.
+action Z, "or a dummy value"); :func:`pseudonym_for` derives it, and the service keeps the
+mapping encrypted (:mod:`insightray.serving.storage.pseudonyms`).
 
 Example:
     >>> from pydicom import examples
@@ -32,32 +34,45 @@ from __future__ import annotations
 import copy
 import hashlib
 import hmac
+import json
 import uuid
+from collections.abc import Mapping
 from functools import cache
+from importlib import resources
 from io import BytesIO
-from pathlib import Path
+from types import MappingProxyType
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import DataElement
-from pydicom.errors import InvalidDicomError
 from pydicom.sequence import Sequence
-from sqlalchemy.orm import Session
 
-from insightray.errors import CorruptFileError, UnsupportedFormatError
-from insightray.serving.crypto import KeyRing, read_or_create_secret
-from insightray.serving.db import PseudonymMap, utc_now
-from insightray.serving.deid_profile import BASIC_PROFILE
+from insightray.errors import CorruptFileError
+from insightray.imaging.dicom import read_part10
+from insightray.imaging.types import Source
+from insightray.imaging.upload import ParsedUpload
 
 __all__ = [
+    "BASIC_PROFILE",
     "DEIDENTIFICATION_METHOD",
     "deidentify",
     "deidentify_bytes",
+    "deidentify_upload",
     "pseudonym_for",
-    "remember_pseudonym",
-    "site_salt",
+    "upload_patient_id",
 ]
 
+
+def _load_profile() -> Mapping[str, str]:
+    """The ``actions`` of ``resources/deid_basic_profile.json``: keyword -> action code."""
+    text = resources.files("insightray.imaging").joinpath("resources/deid_basic_profile.json")
+    actions: dict[str, str] = json.loads(text.read_text(encoding="utf-8"))["actions"]
+    return MappingProxyType(actions)
+
+
+#: DICOM PS3.15 Table E.1-1: attribute keyword -> Basic Profile action code (``D``, ``Z``,
+#: ``X``, ``U`` or a composite such as ``X/Z/D``), read-only.
+BASIC_PROFILE: Mapping[str, str] = _load_profile()
 DEIDENTIFICATION_METHOD = "Insight Ray: DICOM PS3.15 Table E.1-1 Basic Profile"
 _DUMMY_TEXT = "ANONYMIZED"
 _DUMMY_BY_VR = {
@@ -197,7 +212,7 @@ def deidentify(dataset: Dataset, *, salt: bytes, pseudonym: str | None = None) -
     return clean
 
 
-def deidentify_bytes(data: bytes, *, salt: bytes, pseudonym: str | None = None) -> bytes:
+def deidentify_bytes(data: Source, *, salt: bytes, pseudonym: str | None = None) -> bytes:
     """De-identify an encoded DICOM file (Part 10) and encode it again.
 
     pydicom stops quietly at a cut inside the data set, so a truncated file comes back
@@ -207,17 +222,37 @@ def deidentify_bytes(data: bytes, *, salt: bytes, pseudonym: str | None = None) 
         UnsupportedFormatError: The bytes are not DICOM.
         CorruptFileError: The DICOM file is damaged beyond reading.
     """
-    try:
-        dataset = dcmread(BytesIO(data))
-        dataset.remove_private_tags()  # forces every element to parse before cleaning
-    except InvalidDicomError as error:
-        raise UnsupportedFormatError("upload", "it is not a DICOM file", "send a .dcm") from error
-    except Exception as error:  # pydicom raises many types on damaged input
-        raise CorruptFileError("upload", "the DICOM file is damaged", "re-export it") from error
-    clean = deidentify(dataset, salt=salt, pseudonym=pseudonym)
+    dataset = read_part10(data, name="upload")
+    return _encode(deidentify(dataset, salt=salt, pseudonym=pseudonym))
+
+
+def deidentify_upload(upload: ParsedUpload, *, salt: bytes, pseudonym: str | None = None) -> bytes:
+    """The de-identified Part 10 bytes of a DICOM upload, from the data set parsed once
+    by :func:`~insightray.imaging.upload.read_upload` (read with ``strict=True``).
+
+    Raises:
+        ValueError: The upload is not DICOM (a programming error).
+        CorruptFileError: The data set cannot be encoded again.
+    """
+    if upload.dataset is None:
+        raise ValueError("only a DICOM upload can be de-identified")
+    return _encode(deidentify(upload.dataset, salt=salt, pseudonym=pseudonym))
+
+
+def upload_patient_id(upload: ParsedUpload) -> str:
+    """The Patient ID of a DICOM upload (``""`` when absent), to derive its pseudonym.
+
+    Patient data: never log it or put it in an error.
+    """
+    if upload.dataset is None:
+        return ""
+    return str(upload.dataset.get("PatientID") or "")
+
+
+def _encode(dataset: Dataset) -> bytes:
     buffer = BytesIO()
     try:
-        clean.save_as(buffer, enforce_file_format=True)
+        dataset.save_as(buffer, enforce_file_format=True)
     except Exception as error:
         raise CorruptFileError(
             "upload", "the DICOM file cannot be re-encoded", "re-export it"
@@ -225,25 +260,7 @@ def deidentify_bytes(data: bytes, *, salt: bytes, pseudonym: str | None = None) 
     return buffer.getvalue()
 
 
-def site_salt(keys_dir: Path) -> bytes:
-    """This site's de-identification salt: ``keys_dir/deid.salt``, created on first use."""
-    return read_or_create_secret(keys_dir / "deid.salt")
-
-
 def pseudonym_for(patient_id: str, salt: bytes) -> str:
     """A stable pseudonym (``IR-`` + 20 hex digits of an HMAC) for a patient ID."""
     digest = hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"IR-{digest[:20]}"
-
-
-def remember_pseudonym(session: Session, keyring: KeyRing, patient_id: str, salt: bytes) -> str:
-    """Record pseudonym -> encrypted patient ID (once) and return the pseudonym.
-
-    Only call this when the pseudonym map is configured (``ServeSettings.pseudonym_map``).
-    """
-    pseudonym = pseudonym_for(patient_id, salt)
-    if session.get(PseudonymMap, pseudonym) is None:
-        sealed = keyring.encrypt(patient_id.encode("utf-8"), aad=pseudonym.encode("ascii"))
-        session.add(PseudonymMap(pseudonym=pseudonym, patient_ref=sealed, created_at=utc_now()))
-        session.flush()
-    return pseudonym

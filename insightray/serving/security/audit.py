@@ -19,7 +19,7 @@ Audit text is codes and identifiers only: usernames, roles, action and outcome c
 study ids and hashes. Never put patient names, IDs or dates in a record.
 
 Example:
-    >>> from insightray.serving.db import Database, migrate  # doctest: +SKIP
+    >>> from insightray.serving.storage.db import Database, migrate  # doctest: +SKIP
     >>> log = AuditLog(Database(url))  # doctest: +SKIP
     >>> log.append("ada", "clinician", "study.read", outcome="ok", study_id=sid)  # doctest: +SKIP
     1
@@ -42,9 +42,9 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from insightray.errors import ConfigError
-from insightray.serving.db import AuditRecord, Database
-from insightray.serving.db.session import WRITE_OPTION
 from insightray.serving.fsutil import atomic_write
+from insightray.serving.storage.db import AuditRecord, Database
+from insightray.serving.storage.db.session import WRITE_OPTION
 
 __all__ = ["GENESIS_HASH", "AuditLog", "AuditVerdict", "record_hash"]
 

@@ -19,7 +19,7 @@ Rotating keys (operator guide):
 
 1. ``insightray keys rotate`` appends a fresh key to ``data.key`` and makes it the primary
    (:meth:`KeyRing.rotate`), then re-encrypts every stored blob with it
-   (:meth:`insightray.serving.blobstore.BlobStore.rewrap`). Running services notice the
+   (:meth:`insightray.serving.storage.blobstore.BlobStore.rewrap`). Running services notice the
    changed key file before their next encryption and switch to the new primary; no
    restart is needed.
 2. With ``INSIGHTRAY_DATA_KEY`` instead: generate a key (``python -c "import base64, os;

@@ -1,0 +1,129 @@
+"""Uploads: an image sent as bytes, read once into everything a viewer and a store need.
+
+:func:`read_upload` sniffs the format, parses a DICOM file ONCE and returns its modality
+values, the values a viewer shows (MONOCHROME1 inverted), the stored windows in those
+units and the technical metadata. The parsed data set travels inside the result
+(:attr:`ParsedUpload.dataset`) so that de-identification (:mod:`insightray.imaging.deid`)
+and re-encoding need no second parse; callers outside the imaging package never touch it.
+
+Example:
+    >>> upload = read_upload(open("chest.dcm", "rb").read(), strict=True)  # doctest: +SKIP
+    >>> upload.source_format, upload.windows[-1]["name"]  # doctest: +SKIP
+    ('dicom', 'Full range')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pydicom.dataset import Dataset
+
+from insightray.imaging.dicom import decode_dicom, read_dataset, read_part10, stored_windows
+from insightray.imaging.io import detect_format, read_image
+from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage
+
+__all__ = ["ParsedUpload", "full_range_window", "read_upload", "viewer_values"]
+
+
+@dataclass(frozen=True)
+class ParsedUpload:
+    """An upload decoded once.
+
+    Attributes:
+        source_format: ``"dicom"``, ``"png"``, ``"jpeg"`` or ``"tiff"``.
+        image: The image read with ``output="modality"`` (see
+            :func:`~insightray.imaging.read_image`).
+        values: The viewer's values (:func:`viewer_values` of ``image``).
+        windows: The stored windows in the units of ``values`` (DICOM only), then a
+            "Full range" window; each ``{"name", "center", "width"}``.
+        dataset: The parsed DICOM data set (``None`` for other formats), for
+            de-identification and re-encoding inside the imaging package.
+    """
+
+    source_format: str
+    image: LoadedImage
+    values: NDArray[np.float32]
+    windows: list[dict[str, Any]]
+    dataset: Dataset | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def meta(self) -> ImageMeta:
+        """The image's patient-free metadata."""
+        return self.image.meta
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """The lowest and highest of :attr:`values`."""
+        return _range(self.values)
+
+
+def read_upload(
+    data: bytes,
+    *,
+    strict: bool = False,
+    name: str = "upload",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> ParsedUpload:
+    """Read an uploaded image: a DICOM file is parsed exactly once.
+
+    Args:
+        data: The encoded file.
+        strict: Read DICOM as de-identification needs it (:func:`~insightray.imaging.dicom.
+            read_part10`: the ``DICM`` prefix required, every element converted); otherwise
+            as :func:`~insightray.imaging.read_image` does.
+        name: How errors name the input.
+        max_pixels: Refuse images larger than this.
+
+    Raises:
+        EmptyFileError: No bytes.
+        UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF.
+        InputError: A damaged file, no pixel data, several frames...
+    """
+    source_format = detect_format(data, name=name)
+    if source_format != "dicom":
+        image = read_image(data, output="modality", max_pixels=max_pixels, name=name)
+        values = viewer_values(image)
+        return ParsedUpload(source_format, image, values, [full_range_window(*_range(values))])
+    reader = read_part10 if strict else partial(read_dataset, force=True)
+    dataset = reader(data, name=name)
+    image = decode_dicom(
+        name, dataset, frame=None, window=None, voi_index=0, output="modality",
+        max_pixels=max_pixels,
+    )  # fmt: skip
+    values = viewer_values(image)
+    low, high = _range(values)
+    inverted = image.meta.photometric == "MONOCHROME1"
+    windows = [
+        {"name": label or f"Window {index + 1}", "center": low + high - c if inverted else c,
+         "width": width}
+        for index, label, c, width in stored_windows(dataset)
+    ]  # fmt: skip
+    return ParsedUpload("dicom", image, values, [*windows, full_range_window(low, high)], dataset)
+
+
+def viewer_values(image: LoadedImage) -> NDArray[np.float32]:
+    """Pixel values for a viewer from an image read with ``output="modality"``.
+
+    DICOM: values after the modality LUT, MONOCHROME1 inverted (``min + max - value``) so
+    bright means dense. PNG/JPEG/TIFF: the stored sample values (0-255 for 8 bits).
+    """
+    if image.meta.source_format != "dicom":
+        top = float(2 ** max(1, min(image.meta.bits_stored, 16)) - 1)
+        return np.asarray(image.pixels * np.float32(top), dtype=np.float32)
+    values = image.pixels
+    if image.meta.photometric == "MONOCHROME1":
+        values = np.float32(values.min() + values.max()) - values
+    return np.asarray(values, dtype=np.float32)
+
+
+def full_range_window(low: float, high: float) -> dict[str, Any]:
+    """The window that shows every value."""
+    return {"name": "Full range", "center": (low + high) / 2, "width": max(high - low, 1.0)}
+
+
+def _range(values: NDArray[np.float32]) -> tuple[float, float]:
+    return float(values.min()), float(values.max())
