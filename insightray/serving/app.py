@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from insightray.errors import PayloadTooLargeError
+from insightray.models.catalog import find_task
 from insightray.serving.deps import Services
 from insightray.serving.handlers import error_body, install_error_handlers
 from insightray.serving.hosting.cache import ResultCache
@@ -145,9 +146,10 @@ def _warm_up_steps(services: Services) -> list[Callable[[], Any]]:
     production = [e for e in services.registry.versions() if e.stage == "production"]
     by_task = {entry.task: entry for entry in production}
     for entry in production:
-        if entry.task in ("cxr", "fracture"):
+        task = find_task(entry.task)
+        if task.image:
             steps.append(partial(loader.image_runner, entry))
-        elif entry.task == "assistant":
+        elif task.name == "intent":
             steps.append(partial(loader.assistant_runner, entry))
     if "ner" in by_task and "text-classification" in by_task:
         ner, classifier = by_task["ner"], by_task["text-classification"]

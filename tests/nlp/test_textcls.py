@@ -279,7 +279,7 @@ def test_multilabel_training_tunes_thresholds_and_full_storage(
         fractions=(0.5, 0.25, 0.25),
     )
     result = train_textcls(data, tmp_path / "model", config, log=lambda _: None)
-    assert set(result.card.thresholds) == {"skin", "joint", "chest"}
+    assert set(result.card.thresholds.extra) == {"skin", "joint", "chest"}
     assert (tmp_path / "model" / "encoder" / "config.json").is_file()
     loaded = load_classifier(tmp_path / "model" / "card.json")
     assert loaded.model.multi_label

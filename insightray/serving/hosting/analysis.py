@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import BackgroundTasks
 from fastapi.concurrency import run_in_threadpool
 
+from insightray.engine import DetectionResult
 from insightray.engine.overlay import draw_detections
 from insightray.errors import InsightRayError, NotFoundError
 from insightray.imaging import LoadedImage
@@ -29,10 +30,7 @@ from insightray.serving.hosting.rollout import ModelEntry
 from insightray.serving.storage.db.models import Result, Study, new_id
 from insightray.serving.storage.studies import decode_study, get_study
 
-__all__ = ["IMAGE_TASKS", "analyze", "load_result", "result_blob", "result_summary"]
-
-#: The analysis tasks of ``POST /v1/studies/{id}/analyze``.
-IMAGE_TASKS = ("cxr", "fracture")
+__all__ = ["analyze", "load_result", "result_blob", "result_summary"]
 
 
 async def analyze(
@@ -78,8 +76,8 @@ def _response(
     result_id: str, study_id: str, entry: ModelEntry, output: Any, has_heatmap: bool
 ) -> dict[str, Any]:
     findings, fracture = None, None
-    if entry.task == "cxr":
-        findings = _findings(output.detections)
+    if isinstance(output, DetectionResult):
+        findings = _findings(list(output.detections))
     else:
         fracture = output.to_dict()
     return {
@@ -95,11 +93,11 @@ def _response(
 
 
 def _findings(detections: list[Any]) -> list[dict[str, Any]]:
-    keys = ("class_id", "score", "box", "box_mm")
-    return [
-        {"label": item["class_name"], **{key: item[key] for key in keys}}
-        for item in (detection.to_dict() for detection in detections)
-    ]
+    """Each detection's :meth:`~insightray.engine.Detection.to_dict` (the CLI's shape).
+
+    ``label`` repeats ``class_name``: API clients of 0.1 read that name.
+    """
+    return [{**detection.to_dict(), "label": detection.class_name} for detection in detections]
 
 
 def _store(

@@ -1,14 +1,15 @@
 """Task runners built from model cards, and the host that batches and caches their work.
 
-A registered version (:class:`~insightray.serving.hosting.rollout.ModelEntry`) becomes a runner by
-its task: ``cxr`` through :mod:`insightray.engine` (the detection predictor), ``fracture``
-through the fracture classifier and Grad-CAM, ``ner`` / ``text-classification`` through
-:class:`~insightray.nlp.pipeline.ClinicalPipeline` and ``assistant`` through
-:class:`~insightray.assistant.chat.Assistant`. A new model version needs no new code: its
-card says what it is. :class:`ModelLoader` loads each version once and can be shared by
-several apps (tests load real models once per session). :class:`ModelHost` runs the image
-models through a :class:`~insightray.serving.hosting.batching.DynamicBatcher` per version, every
-other call in its thread pool, never on the event loop.
+A registered version (:class:`~insightray.serving.hosting.rollout.ModelEntry`) becomes a
+runner by its card's task, each built with :func:`insightray.engine.load_predictor`:
+detection (served as ``cxr``), fracture classification with Grad-CAM, ``ner`` and
+``text-classification`` inside :class:`~insightray.nlp.pipeline.ClinicalPipeline`, and the
+intent model (served as ``assistant``) inside :class:`~insightray.assistant.chat.Assistant`.
+A new model version needs no new code: its card says what it is. :class:`ModelLoader` loads
+each version once and can be shared by several apps (tests load real models once per
+session). :class:`ModelHost` runs the image models through a
+:class:`~insightray.serving.hosting.batching.DynamicBatcher` per version, every other call in
+its thread pool, never on the event loop.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import importlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,9 +29,11 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
+from insightray.engine import load_predictor
 from insightray.errors import InsightRayError, ServiceUnavailableError
+from insightray.explain.gradcam import gradcam_heatmap
 from insightray.imaging import LoadedImage
-from insightray.models import load_card
+from insightray.models.catalog import find_task
 from insightray.serving.hosting.batching import DynamicBatcher
 from insightray.serving.hosting.cache import CacheKey, ResultCache
 from insightray.serving.hosting.metrics import ServiceMetrics
@@ -81,8 +83,6 @@ class DetectionRunner:
     """
 
     def __init__(self, entry: ModelEntry) -> None:
-        from insightray.engine import load_predictor
-
         self.entry = entry
         self.predictor = load_predictor(entry.card_path, task="detection")
         self.threshold = self.predictor.conf_threshold  # the card's operating point
@@ -109,24 +109,11 @@ class DetectionRunner:
 
 
 class FractureRunner:
-    """Fracture classification and its Grad-CAM heat map (the fracture engine's predictor).
-
-    Raises:
-        ServiceUnavailableError: The fracture engine is not installed in this build.
-    """
+    """Fracture classification and its Grad-CAM heat map (the fracture engine's predictor)."""
 
     def __init__(self, entry: ModelEntry) -> None:
-        try:
-            classification = importlib.import_module("insightray.engine.classification")
-            self._gradcam = importlib.import_module("insightray.explain.gradcam")
-        except ModuleNotFoundError as error:
-            raise ServiceUnavailableError(
-                f"model {entry.name}", "the fracture classifier is not installed", "try later"
-            ) from error
         self.entry = entry
-        self.predictor = classification.open_fracture_predictor(
-            load_card(entry.card_path), entry.card_path
-        )
+        self.predictor = load_predictor(entry.card_path, task="classification")
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one use at a time
 
     def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
@@ -137,7 +124,7 @@ class FractureRunner:
     def heatmap(self, image: LoadedImage) -> NDArray[np.float32]:
         """Grad-CAM heat in ``[0, 1]`` at the image's size."""
         with self._lock:
-            heat = self._gradcam.gradcam_heatmap(self.predictor, image.pixels)
+            heat = gradcam_heatmap(self.predictor, image.pixels)
         return np.asarray(heat, dtype=np.float32)
 
 
@@ -150,10 +137,15 @@ class TextRunner:
         from insightray.nlp.pipeline import ClinicalPipeline
 
         self.entries = (ner, classifier)
-        self.pipeline = ClinicalPipeline(
-            extractor=NerTagger.from_pretrained(ner.card_path),
-            classifier=DiseaseClassifier.load(classifier.card_path),
-        )
+        tagger: object = load_predictor(ner.card_path, task="ner")
+        ranker: object = load_predictor(classifier.card_path, task="text-classification")
+        if not isinstance(tagger, NerTagger) or not isinstance(ranker, DiseaseClassifier):
+            raise ServiceUnavailableError(
+                f"models {ner.name} and {classifier.name}",
+                "the clinical pipeline needs a BiLSTM-CRF tagger and a BERT classifier",
+                "register versions of those kinds",
+            )
+        self.pipeline = ClinicalPipeline(extractor=tagger, classifier=ranker)
         self._lock = threading.Lock()  # spaCy pipelines are not documented as thread-safe
 
     def analyze(self, text: str) -> dict[str, Any]:
@@ -207,9 +199,10 @@ class ModelLoader:
 
     def image_runner(self, entry: ModelEntry) -> DetectionRunner | FractureRunner:
         """The detection or fracture runner of a version."""
-        if entry.task == "cxr":
+        task = find_task(entry.task).name
+        if task == "detection":
             return self._load(runner_key(entry), lambda: DetectionRunner(entry))
-        if entry.task == "fracture":
+        if task == "classification":
             return self._load(runner_key(entry), lambda: FractureRunner(entry))
         raise ServiceUnavailableError(
             f"model {entry.name}", "it is not an image model", "see /v1/models"

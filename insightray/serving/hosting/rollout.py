@@ -37,37 +37,25 @@ from sqlalchemy.exc import IntegrityError
 
 from insightray.errors import ConfigError, ConflictError, NotFoundError, ServiceUnavailableError
 from insightray.models import ModelCard, load_card
-from insightray.models.catalog import bundled_models, bundled_models_dir, sha256_file
+from insightray.models.catalog import (
+    TASKS,
+    bundled_models,
+    bundled_models_dir,
+    find_task,
+    sha256_file,
+)
 from insightray.serving.storage.db.models import ModelVersion
 from insightray.serving.storage.db.session import Database
 
 __all__ = [
-    "CARD_TASKS",
-    "DEFAULT_MODELS",
     "STAGES",
     "ModelEntry",
     "ModelRegistry",
     "Selection",
+    "service_task",
     "user_bucket",
 ]
 
-#: The service task a model card's ``task`` serves.
-CARD_TASKS = {
-    "detection": "cxr",
-    "fracture": "fracture",
-    "classification": "fracture",
-    "ner": "ner",
-    "text-classification": "text-classification",
-    "intent": "assistant",
-}
-#: The model a task uses when the request names none (if registered).
-DEFAULT_MODELS = {
-    "cxr": "cxr-tbx11k-yolov5s",
-    "fracture": "fracture-roboflow-lite0",
-    "ner": "ner-ncbi-bilstm-crf",
-    "text-classification": "textcls-symptom2disease-minilm",
-    "assistant": "assistant-intent",
-}
 STAGES = ("staging", "production", "archived")
 _BUNDLED = "bundled:"
 
@@ -140,7 +128,7 @@ class ModelRegistry:
         added = []
         for folder in bundled_models():
             card = load_card(bundled_models_dir() / folder / "card.json")
-            if card.task not in CARD_TASKS:
+            if not _served(card.task):
                 continue
             try:
                 added.append(self._insert(folder, card, f"{_BUNDLED}{folder}", auto_stage=True))
@@ -166,8 +154,8 @@ class ModelRegistry:
         """
         path = Path(card_path)
         card = load_card(path)
-        if card.task not in CARD_TASKS:
-            known = ", ".join(sorted(CARD_TASKS))
+        if not _served(card.task):
+            known = ", ".join(task.name for task in TASKS)
             raise ConfigError(str(path), f"no service task serves {card.task!r}", f"use {known}")
         weights = path.parent / (card.weights_file or "")
         if card.weights_file is None or not weights.is_file():
@@ -282,9 +270,9 @@ class ModelRegistry:
             ServiceUnavailableError: No registered model serves ``task``.
         """
         names = sorted({entry.name for entry in self.versions() if entry.task == task})
-        preferred = DEFAULT_MODELS.get(task)
+        preferred = find_task(task).default_model
         if preferred in names:
-            return str(preferred)
+            return preferred
         if not names:
             raise ServiceUnavailableError(
                 f"task {task}", "no model for this task is installed", "register one"
@@ -302,7 +290,7 @@ class ModelRegistry:
                     raise ConflictError(
                         f"model {name} {card.version}", "this version is registered", "bump it"
                     )
-                if existing and CARD_TASKS[card.task] != _entry(existing[0]).task:
+                if existing and service_task(card.task) != _entry(existing[0]).task:
                     raise ConflictError(
                         f"model {name}", "its versions serve another task", "use a new name"
                     )
@@ -358,6 +346,15 @@ def _settle_split(name: str, rows: Sequence[ModelVersion]) -> None:
             row.traffic_percent = 100 - canary_share
 
 
+def service_task(card_task: str) -> str:
+    """The service's name for a card's task (``detection`` is served as ``cxr``)."""
+    return find_task(card_task).service_name
+
+
+def _served(card_task: str) -> bool:
+    return any(card_task in (task.name, task.service_name) for task in TASKS)
+
+
 def _entry(row: ModelVersion) -> ModelEntry:
     stored = dict(row.card)
     source = str(stored.pop("card_path"))
@@ -369,7 +366,7 @@ def _entry(row: ModelVersion) -> ModelEntry:
     return ModelEntry(
         name=row.name,
         version=row.version,
-        task=CARD_TASKS.get(card.task, card.task),
+        task=service_task(card.task),
         card=card,
         card_path=card_path,
         weights_sha256=row.weights_sha256 or "",

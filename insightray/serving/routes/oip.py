@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.errors import InputError, NotFoundError
 from insightray.imaging import ImageMeta, LoadedImage
+from insightray.models.catalog import find_task
 from insightray.serving.deps import Analyst, AuditDep, ModelsReader, Services, ServicesDep
 from insightray.serving.hosting.inference import DetectionRunner
 from insightray.serving.hosting.rollout import ModelEntry
@@ -51,8 +52,22 @@ class InferRequest(BaseModel):
     parameters: dict[str, Any] | None = None
 
 
+#: The output tensors of each image task (card task name), as metadata lists them.
+_OUTPUTS: dict[str, list[dict[str, Any]]] = {
+    "detection": [
+        {"name": "boxes", "datatype": "FP32", "shape": [-1, 4]},
+        {"name": "scores", "datatype": "FP32", "shape": [-1]},
+        {"name": "labels", "datatype": "BYTES", "shape": [-1]},
+    ],
+    "classification": [
+        {"name": "probability", "datatype": "FP32", "shape": [1]},
+        {"name": "label", "datatype": "BYTES", "shape": [1]},
+    ],
+}
+
+
 def _image_model(services: Services, name: str) -> list[ModelEntry]:
-    entries = [e for e in services.registry.versions(name) if e.task in ("cxr", "fracture")]
+    entries = [e for e in services.registry.versions(name) if find_task(e.task).image]
     if not entries:
         raise NotFoundError(f"model {name}", "no image model of that name", "see GET /v1/models")
     return entries
@@ -66,17 +81,7 @@ def model_metadata(
 ) -> dict[str, Any]:
     """Model metadata: versions, input and output tensors."""
     entries = _image_model(services, name)
-    if entries[0].task == "cxr":
-        outputs = [
-            {"name": "boxes", "datatype": "FP32", "shape": [-1, 4]},
-            {"name": "scores", "datatype": "FP32", "shape": [-1]},
-            {"name": "labels", "datatype": "BYTES", "shape": [-1]},
-        ]
-    else:
-        outputs = [
-            {"name": "probability", "datatype": "FP32", "shape": [1]},
-            {"name": "label", "datatype": "BYTES", "shape": [1]},
-        ]
+    outputs = _OUTPUTS[find_task(entries[0].task).name]
     return {
         "name": name,
         "versions": [e.version for e in entries if e.stage != "archived"],
@@ -112,7 +117,7 @@ async def infer(
         "model_name": entry.name,
         "model_version": entry.version,
         "id": body.id or "",
-        "outputs": _outputs(entry, output),
+        "outputs": _outputs(output.to_dict()),
     }
 
 
@@ -134,27 +139,22 @@ def _image(tensor: InputTensor) -> tuple[LoadedImage, str]:
     return LoadedImage(np.ascontiguousarray(pixels), meta), digest
 
 
-def _outputs(entry: ModelEntry, output: Any) -> list[dict[str, Any]]:
-    if entry.task == "cxr":
-        detections = output.detections
-        boxes = [value for d in detections for value in d.box_px]
-        return [
-            {"name": "boxes", "datatype": "FP32", "shape": [len(detections), 4], "data": boxes},
-            {
-                "name": "scores",
-                "datatype": "FP32",
-                "shape": [len(detections)],
-                "data": [d.score for d in detections],
-            },
-            {
-                "name": "labels",
-                "datatype": "BYTES",
-                "shape": [len(detections)],
-                "data": [d.class_name for d in detections],
-            },
-        ]
-    result = output.to_dict()
+def _outputs(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tensors of a result's JSON form (the numbers the CLI and ``/v1`` give)."""
+    if "detections" in result:
+        detections = result["detections"]
+        values = {
+            "boxes": [value for d in detections for value in d["box"]],
+            "scores": [d["score"] for d in detections],
+            "labels": [d["class_name"] for d in detections],
+        }
+        shapes = {"boxes": [len(detections), 4]}
+    else:
+        values = {"probability": [result["probability"]], "label": [result["label"]]}
+        shapes = {}
+    layout = _OUTPUTS["detection" if "detections" in result else "classification"]
     return [
-        {"name": "probability", "datatype": "FP32", "shape": [1], "data": [result["probability"]]},
-        {"name": "label", "datatype": "BYTES", "shape": [1], "data": [result["label"]]},
-    ]
+        {**tensor, "shape": shapes.get(tensor["name"], [len(values[tensor["name"]])]),
+         "data": values[tensor["name"]]}
+        for tensor in layout
+    ]  # fmt: skip
