@@ -77,6 +77,10 @@ class ConfigError(InsightRayError):
     """A configuration value or file is invalid."""
 
 
+class MissingExtraError(ConfigError):
+    """An optional dependency (an ``insightray[extra]``) is not installed."""
+
+
 class ServiceError(InsightRayError):
     """A request to the service cannot be carried out as asked."""
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import onnxruntime as ort
 import torch
 from numpy.typing import NDArray
 from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.extras import import_extra
 
 __all__ = [
     "SIZE_MULTIPLE",
@@ -162,6 +162,7 @@ class OnnxBackend:
             raise InputNotFoundError(
                 str(self.path), "the ONNX model does not exist", "export it with export_onnx"
             )
+        ort = import_extra("onnxruntime", "export")
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = intra_op_num_threads or default_num_threads()
@@ -239,6 +240,7 @@ def checked_image_size(size: int | tuple[int, int] | Sequence[int]) -> tuple[int
 
 
 def _default_providers(device: str) -> list[str]:
+    ort = import_extra("onnxruntime", "export")
     if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     return ["CPUExecutionProvider"]

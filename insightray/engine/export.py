@@ -19,13 +19,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
 from torch import nn
 from torch.jit import TracerWarning  # type: ignore[attr-defined]
 
 from insightray.engine.backends import OnnxBackend, TorchBackend, checked_image_size
 from insightray.errors import ConfigError
+from insightray.extras import import_extra
 
 __all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "verify_onnx"]
 
@@ -71,6 +71,7 @@ def export_onnx(
     Raises:
         ConfigError: The image size is not a positive multiple of 32.
     """
+    onnx = import_extra("onnx", "export")
     height, width = checked_image_size(image_size)
     exported = copy.deepcopy(model).cpu().float().eval()
     backend = TorchBackend(exported, fuse=True)  # fuses in place and finds the channels
