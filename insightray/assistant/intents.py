@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from insightray.assistant.embeddings import Embedder, Vectors
+from insightray.engine.predictor import require_torch_cpu
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models.card import ModelCard, load_card, save_card
 from insightray.models.catalog import default_model, resolve_card
@@ -335,13 +336,6 @@ class IntentPredictor:
 def open_intent_predictor(
     card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
 ) -> IntentPredictor:
-    """The ``intent`` task's predictor factory (the packaged encoder, on the CPU).
-
-    Raises:
-        ConfigError: Another backend or device than torch on the CPU.
-    """
-    if backend != "torch" or device != "cpu":
-        raise ConfigError(
-            f"{backend} on {device}", "the intent model runs on torch on the CPU", "use defaults"
-        )
+    """The ``intent`` task's predictor factory (torch on the CPU only)."""
+    require_torch_cpu("intent", backend, device)
     return IntentPredictor(IntentClassifier.load(card_path.parent), Embedder())

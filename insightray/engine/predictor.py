@@ -42,6 +42,7 @@ __all__ = [
     "load_predictor",
     "open_backend",
     "register_backend",
+    "require_torch_cpu",
     "weights_path",
 ]
 
@@ -115,6 +116,18 @@ def open_backend(name: str, card: ModelCard, card_path: Path, device: str = "cpu
             f"backend {name!r}", "unknown backend", f"use one of: {', '.join(list_backends())}"
         )
     return factory(card, card_path, device)
+
+
+def require_torch_cpu(task: str, backend: str, device: str) -> None:
+    """Refuse a backend or device that a PyTorch-on-the-CPU predictor does not run on.
+
+    Raises:
+        ConfigError: ``backend`` is not ``torch`` or ``device`` not ``cpu``.
+    """
+    if backend != "torch" or device != "cpu":
+        raise ConfigError(
+            f"{backend} on {device}", f"the {task} model runs on torch on the CPU", "use those"
+        )
 
 
 def weights_path(card: ModelCard, card_path: Path) -> Path:

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from insightray.errors import ConfigError
+from insightray.engine.predictor import require_torch_cpu
 from insightray.models.card import ModelCard, load_card
 from insightray.models.catalog import bundled_models, default_model, resolve_card
 from insightray.models.text.bert_classifier import TASK, LoadedClassifier, load_classifier
@@ -40,15 +40,8 @@ __all__ = [
 def open_text_classifier(
     card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
 ) -> DiseaseClassifier:
-    """The ``text-classification`` task's predictor factory (torch on the CPU only).
-
-    Raises:
-        ConfigError: Another backend or device.
-    """
-    if backend != "torch" or device != "cpu":
-        raise ConfigError(
-            f"{backend} on {device}", "text classifiers run on torch on the CPU", "use the defaults"
-        )
+    """The ``text-classification`` task's predictor factory (torch on the CPU only)."""
+    require_torch_cpu("text-classification", backend, device)
     return DiseaseClassifier.load(card_path.parent)
 
 

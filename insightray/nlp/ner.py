@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from insightray.engine.ner import LoadedNer, load_ner_model, predict_tags
+from insightray.engine.predictor import require_torch_cpu
 from insightray.errors import ConfigError
 from insightray.models.card import ModelCard
 from insightray.models.catalog import default_model, resolve_card
@@ -62,15 +63,8 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
 def open_ner_tagger(
     card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
 ) -> NerTagger:
-    """The ``ner`` task's predictor factory: the learned model plus the rule gazetteer.
-
-    Raises:
-        ConfigError: Another backend or device than torch on the CPU.
-    """
-    if backend != "torch" or device != "cpu":
-        raise ConfigError(
-            f"{backend} on {device}", "the NER tagger runs on torch on the CPU", "use the defaults"
-        )
+    """The ``ner`` task's predictor factory: learned model plus gazetteer, torch on the CPU."""
+    require_torch_cpu("NER", backend, device)
     return NerTagger.from_pretrained(card_path)
 
 
