@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from insightray.cli import main
+from insightray.models import load_card
 
 DETECTION_KEYS = {"class_id", "class_name", "score", "box", "box_mm"}
 RESULT_KEYS = {"image", "model", "original_size", "pixel_spacing_mm", "detections"}
@@ -152,7 +153,8 @@ def test_onnx_backend_gives_the_torch_boxes(
         code, stdout, stderr = cli(*args, "--conf", "0.2", "--backend", backend)
         assert code == 0, stderr
         results[backend] = [json.loads(line) for line in stdout.splitlines()]
-    assert (trained / "card.onnx").is_file() and (trained / "card.onnx.sha256").is_file()
+    export = (trained / str(load_card(trained / "card.json").weights_file)).with_suffix(".onnx")
+    assert export.is_file() and export.with_name(export.name + ".sha256").is_file()
     for torch_result, onnx_result in zip(results["torch"], results["onnx"], strict=True):
         ours = sorted((d["class_id"], d["box"]) for d in torch_result["detections"])
         theirs = sorted((d["class_id"], d["box"]) for d in onnx_result["detections"])

@@ -19,7 +19,7 @@ from torch import nn
 from insightray.engine import DetectionPredictor, load_model
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging.transforms import letterbox
-from insightray.models import ModelCard, load_card
+from insightray.models import ModelCard, Thresholds, load_card
 from insightray.training.augment import AugmentConfig
 from insightray.training.detection import (
     DetectionTrainData,
@@ -208,7 +208,7 @@ def test_tiny_run_writes_everything_and_resumes(tiny_data: Path, tmp_path: Path)
     assert any(not torch.equal(model_weights[k], ema_weights[k]) for k in model_weights)
     card = load_card(first.card_path)
     assert card.labels == ("ActiveTuberculosis", "ObsoletePulmonaryTuberculosis")
-    assert card.thresholds == {"conf": 0.25, "iou": 0.45} and "map50" in card.metrics
+    assert card.thresholds == Thresholds(confidence=0.25, iou=0.45) and "map50" in card.metrics
     detector = load_model(card, first.card_path.parent / str(card.weights_file))
     assert isinstance(detector, nn.Module)
     with pytest.raises(ConfigError, match="already exists"):
