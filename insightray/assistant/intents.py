@@ -334,7 +334,7 @@ class IntentPredictor:
 
 
 def open_intent_predictor(
-    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+    card: ModelCard, card_path: Path, *, backend: str = "auto", device: str = "cpu"
 ) -> IntentPredictor:
     """The ``intent`` task's predictor factory (torch on the CPU only)."""
     require_torch_cpu("intent", backend, device)

@@ -29,10 +29,15 @@ train_app = typer.Typer(help="Train a model.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate a model on labelled data.", no_args_is_help=True)
 export_app = typer.Typer(help="Export a model for deployment.", no_args_is_help=True)
 classify_app = typer.Typer(help="Classify images with a trained model.", no_args_is_help=True)
+optimize_app = typer.Typer(
+    help="Make a faster copy of a model (a new model folder whose card names its parent).",
+    no_args_is_help=True,
+)
 app.add_typer(train_app, name="train")
 app.add_typer(evaluate_app, name="evaluate")
 app.add_typer(export_app, name="export")
 app.add_typer(classify_app, name="classify")
+app.add_typer(optimize_app, name="optimize")
 
 
 def each_file(

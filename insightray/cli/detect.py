@@ -43,7 +43,12 @@ ModelOption = Annotated[
         help="Model card .json, folder with card.json, .onnx export, or bundled model name.",
     ),
 ]
-BackendOption = Annotated[str, typer.Option("--backend", help="Inference backend: torch or onnx.")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend", help="auto (ONNX weights on ONNX Runtime, else PyTorch), torch or onnx."
+    ),
+]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 
 
@@ -51,7 +56,7 @@ DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
 def detect(
     files: Annotated[list[Path], typer.Argument(help="Images or folders (recursive).")],
     model: ModelOption = None,
-    backend: BackendOption = "torch",
+    backend: BackendOption = "auto",
     out_dir: Annotated[
         Path | None, typer.Option("--out", help="Write overlay PNGs and JSON here.")
     ] = None,
@@ -217,7 +222,7 @@ def evaluate_detect(
     data: Annotated[Path, typer.Option("--data", help="data.yaml with the split.")],
     split: Annotated[str, typer.Option("--split", help="train, val or test.")] = "val",
     model: ModelOption = None,
-    backend: BackendOption = "torch",
+    backend: BackendOption = "auto",
     img: Annotated[int | None, typer.Option("--img", help="Input side (default: card's).")] = None,
     batch: Annotated[int, typer.Option("--batch", min=1)] = 8,
     workers: Annotated[int, typer.Option("--workers", min=0)] = 0,

@@ -150,7 +150,7 @@ class FracturePredictor:
 
 
 def open_fracture_predictor(
-    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+    card: ModelCard, card_path: Path, *, backend: str = "auto", device: str = "cpu"
 ) -> FracturePredictor:
     """The ``classification`` task's predictor factory (see
     :func:`insightray.engine.load_predictor`).
@@ -159,7 +159,7 @@ def open_fracture_predictor(
         ConfigError: A backend other than ``torch``, or a card that names no weights.
         CorruptFileError: The weights' SHA-256 differs from the card's.
     """
-    if backend != "torch":
+    if backend not in ("auto", "torch"):
         raise ConfigError(
             f"backend {backend!r}", "the fracture classifier runs on torch only", "use torch"
         )

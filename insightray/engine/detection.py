@@ -387,7 +387,7 @@ def open_detection_predictor(
     card: ModelCard,
     card_path: Path,
     *,
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     image_size: int | None = None,
     **options: Any,

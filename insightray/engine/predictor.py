@@ -124,7 +124,7 @@ def require_torch_cpu(task: str, backend: str, device: str) -> None:
     Raises:
         ConfigError: ``backend`` is not ``torch`` or ``device`` not ``cpu``.
     """
-    if backend != "torch" or device != "cpu":
+    if backend not in ("auto", "torch") or device != "cpu":
         raise ConfigError(
             f"{backend} on {device}", f"the {task} model runs on torch on the CPU", "use those"
         )
@@ -139,6 +139,14 @@ def weights_path(card: ModelCard, card_path: Path) -> Path:
     if card.weights_file is None:
         raise ConfigError(str(card_path), "the card names no weights_file", "train or export it")
     return card_path.parent / card.weights_file
+
+
+@register_backend("auto")
+def _auto_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
+    """ONNX Runtime for a card whose weights are an ONNX file (an export, an INT8 model),
+    else PyTorch."""
+    onnx = weights_path(card, card_path).suffix == ".onnx"
+    return open_backend("onnx" if onnx else "torch", card, card_path, device)
 
 
 @register_backend("torch")
@@ -184,7 +192,7 @@ def load_predictor(
     model: str | Path | None = None,
     *,
     task: Literal["detection"],
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     **options: Any,
 ) -> DetectionPredictor: ...
@@ -195,7 +203,7 @@ def load_predictor(
     model: str | Path | None = None,
     *,
     task: Literal["classification"],
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     **options: Any,
 ) -> FracturePredictor: ...
@@ -206,7 +214,7 @@ def load_predictor(
     model: str | Path | None = None,
     *,
     task: str | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     **options: Any,
 ) -> Predictor: ...
@@ -216,7 +224,7 @@ def load_predictor(
     model: str | Path | None = None,
     *,
     task: str | None = None,
-    backend: str = "torch",
+    backend: str = "auto",
     device: str = "cpu",
     **options: Any,
 ) -> Predictor:
@@ -227,7 +235,8 @@ def load_predictor(
             ``None`` takes the default model of ``task``.
         task: The task the model must have (a card task or a service task name); required
             when ``model`` is ``None``.
-        backend: Image tasks: a name from :func:`list_backends`.
+        backend: Image tasks: a name from :func:`list_backends`; ``auto`` runs ONNX weights
+            on ONNX Runtime and the rest on PyTorch.
         device: ``"cpu"`` or a CUDA device.
         **options: Passed to the task's predictor (e.g. ``conf_threshold`` for detection).
 

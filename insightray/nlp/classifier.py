@@ -38,7 +38,7 @@ __all__ = [
 
 
 def open_text_classifier(
-    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+    card: ModelCard, card_path: Path, *, backend: str = "auto", device: str = "cpu"
 ) -> DiseaseClassifier:
     """The ``text-classification`` task's predictor factory (torch on the CPU only)."""
     require_torch_cpu("text-classification", backend, device)

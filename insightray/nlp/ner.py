@@ -61,7 +61,7 @@ def resolve_model(name_or_path: str | Path | None = None) -> Path:
 
 
 def open_ner_tagger(
-    card: ModelCard, card_path: Path, *, backend: str = "torch", device: str = "cpu"
+    card: ModelCard, card_path: Path, *, backend: str = "auto", device: str = "cpu"
 ) -> NerTagger:
     """The ``ner`` task's predictor factory: learned model plus gazetteer, torch on the CPU."""
     require_torch_cpu("NER", backend, device)

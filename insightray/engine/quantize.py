@@ -1,0 +1,168 @@
+"""INT8 post-training static quantisation of a detector's ONNX export (ONNX Runtime, QDQ).
+
+The backbone and neck are quantised (convolutions with signed 8-bit weights per output
+channel, and their activations, SiLU, concatenations, pooling and upsampling on unsigned 8-bit
+tensors calibrated on real images); the Detect head's three 1x1 convolutions and everything
+after them (sigmoid, grid and anchor arithmetic) stay in float:
+quantising the decode zeroes every confidence (onnxruntime issue 14233), and the head's
+logits need more than 8 bits to keep small objectness scores apart. The result is a new model
+folder whose weights are the QDQ ``.onnx`` file and whose card's ``lineage`` names the parent,
+its SHA-256, the method and the calibration data; it runs on the ``onnx`` backend.
+
+Example:
+    >>> card = quantize_detector("cxr-tbx11k-yolov5s", calibration, "runs/int8")  # doctest: +SKIP
+    >>> card.lineage.method, card.weights_file  # doctest: +SKIP
+    ('quantised', 'weights.onnx')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from insightray.engine.export import export_onnx
+from insightray.engine.preprocessing import prepare_image
+from insightray.engine.weights import load_model
+from insightray.errors import ConfigError
+from insightray.extras import import_extra
+from insightray.imaging import read_image
+from insightray.models import Lineage, ModelCard, load_card, save_card
+from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
+
+__all__ = ["CALIBRATION_METHODS", "INT8_WEIGHTS", "float_nodes", "quantize_detector"]
+
+#: Calibration methods by name (ONNX Runtime's ``CalibrationMethod`` members).
+CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
+#: The quantised graph's file name in the new model folder.
+INT8_WEIGHTS = "weights.onnx"
+
+
+def float_nodes(model: Any) -> list[str]:
+    """The Detect head: its 1x1 convolutions (reshaped into predictions) and every node after.
+
+    Args:
+        model: An ``onnx.ModelProto`` exported by :func:`~insightray.engine.export.export_onnx`.
+    """
+    consumers: dict[str, list[Any]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    heads = [
+        node
+        for node in model.graph.node
+        if node.op_type == "Conv"
+        and any(c.op_type == "Reshape" for c in consumers.get(node.output[0], []))
+    ]
+    chosen: dict[str, Any] = {}
+    waiting = list(heads)
+    while waiting:
+        node = waiting.pop()
+        if node.name in chosen:
+            continue
+        chosen[node.name] = node
+        waiting += [c for output in node.output for c in consumers.get(output, [])]
+    return sorted(chosen)
+
+
+class _Calibration:
+    """Feeds prepared images one at a time to ONNX Runtime's calibrator."""
+
+    def __init__(
+        self, paths: Sequence[Path], size: tuple[int, int], channels: int, pad: float
+    ) -> None:
+        self._batches: Iterator[dict[str, NDArray[np.float32]]] = (
+            {"images": prepare_image(read_image(path).pixels, size, channels, pad)[0][None]}
+            for path in paths
+        )
+
+    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+        return next(self._batches, None)
+
+
+def quantize_detector(
+    model: str | Path | None,
+    calibration: Sequence[Path],
+    out_dir: str | Path,
+    method: str = "minmax",
+    description: str = "",
+) -> ModelCard:
+    """Write an INT8 copy of a detector as a new model folder and return its card.
+
+    Args:
+        model: The parent: a card, a model folder or a bundled name (``None``: the default).
+        calibration: Images to calibrate activation ranges on (a few dozen training images;
+            never the images the result is evaluated on).
+        out_dir: The new model folder.
+        method: ``minmax``, ``percentile`` or ``entropy``.
+        description: What the calibration images are, for the card.
+
+    Raises:
+        ConfigError: Not a detector, no calibration images or an unknown method.
+        MissingExtraError: ONNX Runtime or onnx is not installed (``insightray[export]``).
+    """
+    if method not in CALIBRATION_METHODS:
+        raise ConfigError(f"method {method!r}", "unknown calibration method",
+                          f"use one of {', '.join(CALIBRATION_METHODS)}")  # fmt: skip
+    if not calibration:
+        raise ConfigError("calibration", "no calibration images", "give a folder of images")
+    card_path = resolve_card(model, default=default_model("detection"))
+    parent = load_card(card_path)
+    if parent.task != "detection" or parent.weights_file is None:
+        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
+    if parent.weights_file.endswith(".onnx"):
+        raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    quantization = import_extra("onnxruntime.quantization", "export")
+    onnx = import_extra("onnx", "export")
+    network = load_model(parent, card_path.parent / parent.weights_file)
+    channels = int(parent.preprocessing.channels or 3)
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        float_path = export_onnx(network, Path(scratch) / "float.onnx", parent.input_size)
+        prepared = Path(scratch) / "prepared.onnx"
+        shapes = import_extra("onnxruntime.quantization.shape_inference", "export")
+        shapes.quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+        excluded = float_nodes(onnx.load(str(prepared)))
+        reader = _Calibration(
+            calibration, parent.input_size, channels, parent.preprocessing.pad_value
+        )
+        quantization.quantize_static(
+            str(prepared),
+            str(target / INT8_WEIGHTS),
+            reader,
+            quant_format=quantization.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=quantization.QuantType.QUInt8,
+            weight_type=quantization.QuantType.QInt8,
+            calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
+            nodes_to_exclude=excluded,
+        )
+    lineage = Lineage(
+        "quantised",
+        f"{card_path.parent.name} {parent.version}",
+        parent.weights_sha256,
+        {
+            "scheme": "ONNX Runtime static QDQ: int8 per-channel weights, uint8 activations",
+            "calibration": method,
+            "calibration_images": len(calibration),
+            "float_nodes": "the Detect head's 1x1 convolutions and the decode",
+        },
+        description or f"{len(calibration)} calibration images",
+    )
+    card = dataclasses.replace(
+        parent,
+        version=f"{parent.version}+int8",
+        weights_file=INT8_WEIGHTS,
+        weights_sha256=sha256_file(target / INT8_WEIGHTS),
+        lineage=lineage,
+        metrics={},
+        notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+    )
+    save_card(card, target / CARD_FILE)
+    return card
