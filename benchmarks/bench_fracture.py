@@ -134,15 +134,15 @@ def print_table(results_file: Path) -> None:
 
 def run_compare(args: argparse.Namespace) -> None:
     """Paired group bootstrap of the AUC difference between two trained arms, per split."""
-    from insightray.engine.classification import load_fracture_predictor
+    from insightray.engine import load_predictor
     from insightray.imaging import read_image
     from insightray.training.fracture.dataset import load_fracture_items, split_by_group
     from insightray.training.metrics.roc import bootstrap_auc_difference
 
     torch.set_num_threads(args.threads)
     splits = split_by_group(load_fracture_items(DATA), seed=0)
-    first = load_fracture_predictor(str(OUT / args.first / "model"))
-    second = load_fracture_predictor(str(OUT / args.second / "model"))
+    first = load_predictor(str(OUT / args.first / "model"), task="classification")
+    second = load_predictor(str(OUT / args.second / "model"), task="classification")
     for split_name in ("val", "test"):
         items = getattr(splits, split_name)
         images = [read_image(item.path).pixels for item in items]
@@ -168,13 +168,13 @@ def run_pointing(args: argparse.Namespace) -> None:
     The chance level is the mean share of the image covered by the fracture boxes (a peak
     placed uniformly at random).
     """
-    from insightray.engine.classification import load_fracture_predictor
+    from insightray.engine import load_predictor
     from insightray.explain import gradcam_heatmap
     from insightray.imaging import read_image
     from insightray.training.fracture.dataset import load_fracture_items, split_by_group
 
     torch.set_num_threads(args.threads)
-    predictor = load_fracture_predictor(args.model)
+    predictor = load_predictor(args.model, task="classification")
     splits = split_by_group(load_fracture_items(DATA), seed=0)
     hits, chance, images = 0, [], 0
     for item in (item for item in splits.test if item.label == 1):
@@ -203,12 +203,13 @@ def run_pointing(args: argparse.Namespace) -> None:
 
 
 def run_latency(args: argparse.Namespace) -> None:
-    from insightray.engine.classification import FracturePredictor, load_fracture_predictor
+    from insightray.engine import load_predictor
+    from insightray.engine.classification import FracturePredictor
     from insightray.imaging import read_image
     from insightray.models import create_model
 
     torch.set_num_threads(args.threads)
-    default = load_fracture_predictor(args.model)
+    default = load_predictor(args.model, task="classification")
     baseline_model = create_model("resnet50_radiograph", num_classes=1, in_channels=1)
     baseline = FracturePredictor(baseline_model, default.card)
     files = sorted((DATA / "images").glob("*.jpg"))[: args.runs]

@@ -397,4 +397,4 @@ def _summary(err: Exception) -> str:
     if len(lines) > 1 and lines[0].endswith(":"):
         lines = lines[1:]
     text = "; ".join(lines) or type(err).__name__
-    return text if len(text) <= 240 else text[:237] + "..."
+    return text if len(text) <= 160 else text[:157] + "..."

@@ -76,7 +76,7 @@ CANDIDATE_FLOOR = 0.01
 
 
 class DetectionRunner:
-    """Chest X-ray detection with :func:`insightray.engine.load_detection_predictor`.
+    """Chest X-ray detection with :func:`insightray.engine.load_predictor`.
 
     It detects down to :data:`CANDIDATE_FLOOR`; :meth:`operating` splits a result at the
     card's operating point (``threshold``) into the findings and the weaker candidates.

@@ -5,7 +5,7 @@ engine's own postprocessing (confidence threshold, class-aware NMS, mapping back
 pixels) turns outputs into boxes that are matched against the annotations in original pixels.
 
 Example:
-    >>> predictor = DetectionPredictor.from_card("model/card.json")  # doctest: +SKIP
+    >>> predictor = load_predictor("model/card.json", task="detection")  # doctest: +SKIP
     >>> val = load_data_split("data.yaml", "val")  # doctest: +SKIP
     >>> metrics = evaluate_detector(predictor, val)  # doctest: +SKIP
     >>> metrics.to_dict()["map50"]  # doctest: +SKIP
