@@ -6,14 +6,15 @@ names. Predictor factories are found through the ``insightray.predictors`` entry
 (declared in ``pyproject.toml``), so a task implemented in a higher layer (the NER tagger in
 :mod:`insightray.nlp`, the intent model in :mod:`insightray.assistant`) or in another package
 plugs in without the engine importing it. Image predictors run on a backend chosen by name
-from :func:`list_backends` (``torch``, ``onnx``; :func:`register_backend` adds more).
+from :func:`list_backends` (``torch``, ``onnx``, and ``auto``, which picks ONNX Runtime for
+ONNX weights; :func:`register_backend` adds more).
 
 Example:
     >>> predictor = load_predictor(task="detection")
     >>> predictor.card.task
     'detection'
     >>> sorted(list_backends())
-    ['onnx', 'torch']
+    ['auto', 'onnx', 'torch']
 """
 
 from __future__ import annotations
