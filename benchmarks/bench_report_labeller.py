@@ -31,6 +31,7 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from typing import Any
 
 from insightray.config import data_root
@@ -48,8 +49,7 @@ def held_out(report_id: str) -> bool:
 
 def keyword_labels(labeller: ReportLabeller, text: str) -> set[str]:
     """Observations with any mention phrase anywhere in ``text``; ``No Finding`` if none."""
-    found = {label for label, _, _, absent in labeller.mentions(text, labeller.sections(text))}
-    found = {label for label in found}
+    found = {m.label for m in labeller.mentions(text, labeller.sections(text)) if not m.absent}
     others = found - {"Support Devices"}
     return found | ({NO_FINDING} if not others else set())
 
@@ -58,12 +58,20 @@ def run(rounds: int, repeats: int) -> dict[str, Any]:
     """Score every system on both parts and time the labeller."""
     reports = list(read_iu_reports(data_root() / ARCHIVE))
     ours = ReportLabeller()
-    every_section = {"FINDINGS", "IMPRESSION", "BODY", "INDICATION", "HISTORY", "COMPARISON", "TECHNIQUE"}
+    every_section = {
+        "FINDINGS",
+        "IMPRESSION",
+        "BODY",
+        "INDICATION",
+        "HISTORY",
+        "COMPARISON",
+        "TECHNIQUE",
+    }
     plain_context = ReportLabeller(
         context=ContextAnalyzer(ContextConfig(historical_after_days=None)), scored=every_section
     )
     keywords_only = ReportLabeller(context=plain_context.context, scored=every_section)
-    systems = {
+    systems: dict[str, Callable[[IuReport], set[str]]] = {
         "labeller": lambda r: set(ours.label(r.text).positive()),
         "keywords": lambda r: keyword_labels(keywords_only, r.text),
         "keywords+context": lambda r: set(plain_context.label(r.text).positive()),
@@ -99,11 +107,19 @@ def _print(result: dict[str, Any]) -> None:
             cells = []
             for scores in systems.values():
                 s = scores["per_label"][label]
-                cells.append(f"{s['precision']:.2f}/{s['recall']:.2f}/{s['f1']:.2f} n={s['support']:<4}")
+                cells.append(
+                    f"{s['precision']:.2f}/{s['recall']:.2f}/{s['f1']:.2f} n={s['support']:<4}"
+                )
             print(f"{label:28}" + "".join(f"{c:>24}" for c in cells))
-        cells = [f"{s['macro_f1']:.3f} [{s['macro_low']:.3f}, {s['macro_high']:.3f}]" for s in systems.values()]
+        cells = [
+            f"{s['macro_f1']:.3f} [{s['macro_low']:.3f}, {s['macro_high']:.3f}]"
+            for s in systems.values()
+        ]
         print(f"{'macro-F1 [95% CI]':28}" + "".join(f"{c:>24}" for c in cells))
-    print(f"\nlabeller: {result['reports_per_second_1_thread']} reports/s on one thread ({result['machine']})")
+    print(
+        f"\nlabeller: {result['reports_per_second_1_thread']} reports/s on one thread "
+        f"({result['machine']})"
+    )
 
 
 def main() -> None:

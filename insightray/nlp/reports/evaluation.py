@@ -22,15 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from insightray.errors import InputNotFoundError
 
 __all__ = [
     "IU_LABELS",
     "MESH_TO_CHEXPERT",
+    "IuReport",
     "LabelScore",
     "Scores",
-    "IuReport",
     "read_iu_reports",
     "score",
 ]
@@ -132,7 +133,7 @@ class Scores:
         return asdict(self)
 
 
-def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+def _f1(tp: NDArray[Any], fp: NDArray[Any], fn: NDArray[Any]) -> NDArray[Any]:
     denominator = 2 * tp + fp + fn
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
@@ -155,8 +156,15 @@ def score(
     """
     pred = np.array([[label in p for label in labels] for p in predicted], dtype=bool)
     true = np.array([[label in r for label in labels] for r in reference], dtype=bool)
-    pred, true = pred.reshape(len(predicted), len(labels)), true.reshape(len(reference), len(labels))
-    tp, fp, fn = (pred & true).astype(float), (pred & ~true).astype(float), (~pred & true).astype(float)
+    pred, true = (
+        pred.reshape(len(predicted), len(labels)),
+        true.reshape(len(reference), len(labels)),
+    )
+    tp, fp, fn = (
+        (pred & true).astype(float),
+        (pred & ~true).astype(float),
+        (~pred & true).astype(float),
+    )
     f1 = _f1(tp.sum(0), fp.sum(0), fn.sum(0))
     boot = np.repeat(f1[None, :], 1, axis=0)
     if rounds > 0 and len(pred):

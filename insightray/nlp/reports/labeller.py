@@ -26,15 +26,23 @@ Example:
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from insightray.errors import ConfigError, InputError
+from insightray.errors import InputError
 from insightray.nlp.context import ContextAnalyzer, ContextConfig, ContextualEntity, Sentence
+from insightray.nlp.reports.rules import (
+    NO_FINDING,
+    OBSERVATIONS,
+    REPORT_CONTEXT_RULES,
+    RULES_PATH,
+    Mention,
+    MentionRules,
+    compile_phrases,
+)
 from insightray.nlp.reports.sections import BODY, Section, SectionRules
 
 __all__ = [
@@ -47,32 +55,8 @@ __all__ = [
     "Observation",
     "ReportLabeller",
     "ReportLabels",
-    "load_rules",
 ]
 
-_RESOURCES = Path(__file__).resolve().parents[1] / "resources"
-#: Mention, section and modifier rules.
-RULES_PATH = _RESOURCES / "chexpert_observations.json"
-#: ConText rules for report phrasing, added to the platform's.
-REPORT_CONTEXT_RULES = _RESOURCES / "report_context_rules.json"
-NO_FINDING = "No Finding"
-#: CheXpert's 14 observations, in CheXpert's order.
-OBSERVATIONS = (
-    NO_FINDING,
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
 STATUSES = ("positive", "uncertain", "negative", "absent")
 _BREAK = re.compile(r"[;,]|\b(?:and|but|with|while|which)\b", re.I)
 
@@ -142,36 +126,6 @@ class ReportLabels:
         return asdict(self)
 
 
-@dataclass(frozen=True)
-class _Rule:
-    label: str
-    mentions: tuple[re.Pattern[str], ...]
-    negative: tuple[re.Pattern[str], ...]
-    exclusions: tuple[re.Pattern[str], ...]
-
-
-def _compile(patterns: Iterable[str], where: str) -> tuple[re.Pattern[str], ...]:
-    try:
-        return tuple(re.compile(rf"(?<![\w-])(?:{p})(?![\w-])", re.I) for p in patterns)
-    except re.error as error:
-        raise ConfigError(where, f"bad pattern ({error})", "fix the rules file") from error
-
-
-def load_rules(path: Path = RULES_PATH) -> dict[str, Any]:
-    """The rules file as a dictionary.
-
-    Raises:
-        ConfigError: It is missing, not JSON, or lacks ``observations``.
-    """
-    try:
-        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ConfigError(str(path), f"cannot read the rules ({error})", "give a JSON rules file")
-    if not isinstance(data.get("observations"), list):
-        raise ConfigError(str(path), "no 'observations' list", "see chexpert_observations.json")
-    return data
-
-
 class ReportLabeller:
     """Labels chest X-ray reports with CheXpert's 14 observations.
 
@@ -189,31 +143,20 @@ class ReportLabeller:
         context: ContextAnalyzer | None = None,
         scored: Iterable[str] | None = None,
     ) -> None:
-        data = load_rules(rules_path)
-        self.rules_name = f"{rules_path.stem}@{data.get('version', '0')}"
-        self._rules = [
-            _Rule(
-                str(item["label"]),
-                _compile(item.get("mentions", []), item["label"]),
-                _compile(item.get("negative", []), item["label"]),
-                _compile(item.get("exclusions", []), item["label"]),
-            )
-            for item in data["observations"]
-        ]
-        unknown = {rule.label for rule in self._rules} - set(OBSERVATIONS)
-        if unknown:
-            raise ConfigError(str(rules_path), f"unknown observations {sorted(unknown)}", "use CheXpert's names")
+        self.rules = MentionRules(rules_path)
+        self.rules_name = self.rules.name
+        data = self.rules.data
         sections = data.get("sections", {})
         self._sections = SectionRules(sections.get("names", {}))
-        self._scored = frozenset(
-            scored or sections.get("scored", ["FINDINGS", "IMPRESSION", BODY])
-        )
+        self._scored = frozenset(scored or sections.get("scored", ["FINDINGS", "IMPRESSION", BODY]))
         modifiers = data.get("modifiers", {})
         self._modifiers = {
-            kind: _compile(modifiers.get(kind, []), kind)
+            kind: compile_phrases(modifiers.get(kind, []), kind)
             for kind in ("laterality", "severity", "change")
         }
-        self._size = _compile([modifiers.get("size", r"\d+(?:\.\d+)?\s?(?:mm|cm)")], "size")[0]
+        self._size = compile_phrases([modifiers.get("size", r"\d+(?:\.\d+)?\s?(?:mm|cm)")], "size")[
+            0
+        ]
         self.context = context or ContextAnalyzer(
             ContextConfig(extra_rules=(REPORT_CONTEXT_RULES,), historical_after_days=None)
         )
@@ -222,26 +165,9 @@ class ReportLabeller:
         """The sections of ``text``."""
         return self._sections.split(text)
 
-    def mentions(self, text: str, sections: Sequence[Section]) -> list[tuple[str, int, int, bool]]:
-        """Mentions in scored sections as ``(label, start, end, states_absence)``."""
-        scored = [(s.start, s.end) for s in sections if s.name in self._scored]
-        found: list[tuple[str, int, int, bool]] = []
-        for rule in self._rules:
-            excluded = [m.span() for p in rule.exclusions for m in p.finditer(text)]
-            spans: list[tuple[int, int, bool]] = []
-            for absent, patterns in ((True, rule.negative), (False, rule.mentions)):
-                for pattern in patterns:
-                    for match in pattern.finditer(text):
-                        a, b = match.span()
-                        if not any(x <= a and b <= y for x, y in excluded):
-                            spans.append((a, b, absent))
-            spans.sort(key=lambda s: (s[0], -(s[1] - s[0]), not s[2]))
-            kept_end = -1
-            for a, b, absent in spans:  # longest first at each start; no overlaps
-                if a >= kept_end and any(x <= a < y for x, y in scored):
-                    found.append((rule.label, a, b, absent))
-                    kept_end = b
-        return found
+    def mentions(self, text: str, sections: Sequence[Section]) -> list[Mention]:
+        """Mentions in the scored sections of ``text``."""
+        return self.rules.find(text, [(s.start, s.end) for s in sections if s.name in self._scored])
 
     def label(self, text: str, report_id: str | None = None) -> ReportLabels:
         """Label one report.
@@ -257,11 +183,13 @@ class ReportLabeller:
             raise InputError("report", "the report is empty", "give the report's text")
         sections = self.sections(text)
         mentions = self.mentions(text, sections)
-        entities = [(m[0], m[1], m[2], text[m[1] : m[2]]) for m in mentions]
+        entities = [(m.label, m.start, m.end, m.text) for m in mentions]
         result = self.context.analyze(_without_headers(text, sections), entities)
         evidence: dict[str, list[Evidence]] = {label: [] for label in OBSERVATIONS}
-        for (label, _, _, absent), entity in zip(mentions, result.entities, strict=True):
-            evidence[label].append(self._evidence(text, entity, absent, sections, result.sentences))
+        for mention, entity in zip(mentions, result.entities, strict=True):
+            evidence[mention.label].append(
+                self._evidence(text, entity, mention.absent, sections, result.sentences)
+            )
         observations = [_aggregate(label, evidence[label]) for label in OBSERVATIONS[1:]]
         findings = any(
             o.status in ("positive", "uncertain")
@@ -269,7 +197,9 @@ class ReportLabeller:
             if o.label != "Support Devices"
         )
         no_finding = Observation(NO_FINDING, "absent" if findings else "positive")
-        return ReportLabels(report_id, tuple(sections), (no_finding, *observations), self.rules_name)
+        return ReportLabels(
+            report_id, tuple(sections), (no_finding, *observations), self.rules_name
+        )
 
     def label_many(self, reports: Iterable[tuple[str | None, str]]) -> list[ReportLabels]:
         """Label ``(id, text)`` pairs in order."""
@@ -283,6 +213,7 @@ class ReportLabeller:
         sections: Sequence[Section],
         sentences: Sequence[Sentence],
     ) -> Evidence:
+        cues: tuple[str, ...]
         if absent:
             status, cues = "negative", ("rule: states absence",)
         else:
@@ -300,7 +231,9 @@ class ReportLabeller:
         )
         clause = _clause(text, sentence, entity.start, entity.end)
         words = {
-            kind: tuple(dict.fromkeys(m.group(0).lower() for p in patterns for m in p.finditer(clause)))
+            kind: tuple(
+                dict.fromkeys(m.group(0).lower() for p in patterns for m in p.finditer(clause))
+            )
             for kind, patterns in self._modifiers.items()
         }
         return Evidence(

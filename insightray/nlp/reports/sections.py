@@ -72,11 +72,11 @@ class SectionRules:
                 for pattern in patterns:
                     self._canonical.append((re.compile(rf"(?:{pattern})\Z", re.I), name))
                     alternatives.append(pattern)
-            self._header = re.compile(
-                rf"(?<![\w/])(?P<name>{'|'.join(alternatives)})[ \t]*:", re.I
-            )
+            self._header = re.compile(rf"(?<![\w/])(?P<name>{'|'.join(alternatives)})[ \t]*:", re.I)
         except re.error as error:
-            raise ConfigError("section names", f"bad pattern ({error})", "fix the rules file") from error
+            raise ConfigError(
+                "section names", f"bad pattern ({error})", "fix the rules file"
+            ) from error
 
     def _name(self, header: str) -> str:
         words = " ".join(header.split())
@@ -105,5 +105,7 @@ class SectionRules:
             first = start + len(body) - len(body.lstrip())
             last = start + len(body.rstrip())
             where = header_start if header else first
-            sections.append(Section(name, header.rstrip(": \t"), where, first, last, text[first:last]))
+            sections.append(
+                Section(name, header.rstrip(": \t"), where, first, last, text[first:last])
+            )
         return sections
