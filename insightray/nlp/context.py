@@ -159,12 +159,15 @@ class ContextConfig:
         max_scope: Limit every cue's scope to this many tokens (``None``: the sentence).
         historical_after_days: Onset further back than this makes an entity historical
             (``None`` turns this off).
+        extra_rules: More JSON files of ``context_rules`` (for example the radiology report
+            rules), added after ``rules_path``'s.
     """
 
     rules_path: Path = RULES_PATH
     medspacy_rules: bool = True
     max_scope: int | None = None
     historical_after_days: float | None = 14.0
+    extra_rules: tuple[Path, ...] = ()
 
 
 class ContextAnalyzer:
@@ -180,10 +183,10 @@ class ContextAnalyzer:
 
         logger.disable("PyRuSH")  # PyRuSH logs DEBUG lines for every document otherwise
         self.config = config or ContextConfig()
-        data = json.loads(self.config.rules_path.read_text(encoding="utf-8"))
         rules = [
             ConTextRule.from_dict({**rule, "literal": f"insightray: {rule['literal']}"})
-            for rule in data.get("context_rules", [])
+            for path in (self.config.rules_path, *self.config.extra_rules)
+            for rule in json.loads(path.read_text(encoding="utf-8")).get("context_rules", [])
         ]
         self._nlp = medspacy.load(medspacy_enable=["medspacy_pyrush"])
         self._context = self._nlp.add_pipe(

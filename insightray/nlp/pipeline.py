@@ -7,6 +7,13 @@ each its context (negated, uncertain, historical, hypothetical, experiencer, tem
 classifier. When the NER tagger cannot be loaded it falls back to a medspaCy TargetMatcher
 over a short term list and says so in ``warnings``.
 
+Radiology findings (pneumothorax, pleural effusion, consolidation, nodule, cardiomegaly, ...)
+are added as ``FINDING`` entities wherever the extractor found nothing, from the report
+labeller's mention rules (:mod:`insightray.nlp.reports.rules`). Text that reads as a radiology
+report (``report_score`` at least :data:`REPORT_THRESHOLD`) gets no disease ranking: the
+classifier was trained on patient-written symptom descriptions, so it abstains and says why
+(``abstained``); ``insightray nlp report`` gives the report's observations.
+
 Example:
     >>> pipeline = ClinicalPipeline()  # doctest: +SKIP
     >>> result = pipeline.analyze("Denies chest pain. Cough for 3 days, possible pneumonia.")
@@ -31,12 +38,17 @@ from insightray.nlp.context import (
     ContextAnalyzer,
     ContextConfig,
     ContextualEntity,
+    Entity,
     Sentence,
+    as_entity,
 )
+from insightray.nlp.reports.rules import MentionRules
 from insightray.nlp.temporal import TemporalExpression
 
 __all__ = [
     "FALLBACK_TERMS",
+    "FINDING",
+    "REPORT_THRESHOLD",
     "ClinicalPipeline",
     "ClinicalResult",
     "DiseasePrediction",
@@ -47,6 +59,11 @@ __all__ = [
 ]
 
 FALLBACK_TERMS = Path(__file__).resolve().parent / "resources" / "fallback_terms.json"
+#: Entity type of radiology findings.
+FINDING = "FINDING"
+#: From this report score on, the text is taken for a radiology report.
+REPORT_THRESHOLD = 0.75
+_NOT_FINDINGS = frozenset({"Support Devices", "No Finding"})
 
 
 @runtime_checkable
@@ -120,6 +137,8 @@ class ClinicalResult:
         extractor: Which entity extractor ran.
         classifier: Which classifier ran (``None``: none).
         warnings: Anything the user must know (fallbacks, missing models).
+        report_score: How much the text reads as a radiology report, in ``[0, 1]``.
+        abstained: Why the classifier gave no ranking (``None``: it did not abstain).
     """
 
     text: str
@@ -130,6 +149,8 @@ class ClinicalResult:
     extractor: str
     classifier: str | None
     warnings: tuple[str, ...] = ()
+    report_score: float = 0.0
+    abstained: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary for JSON."""
@@ -183,6 +204,7 @@ class ClinicalPipeline:
             self._extractor_name = type(extractor).__name__
         self.extractor = extractor
         self.context = context or ContextAnalyzer(self.config.context)
+        self.findings = MentionRules()
         self.classifier = classifier
         if classifier is None and self.config.classify:
             try:
@@ -204,9 +226,17 @@ class ClinicalPipeline:
         """
         if not text.strip():
             raise InputError("text", "the text is empty", "give some text to analyze")
-        found = self.context.analyze(text, self.extractor.tag(text), reference_date)
+        found = self.context.analyze(text, self._entities(text), reference_date)
         diseases: tuple[DiseasePrediction, ...] = ()
-        if self.classifier is not None:
+        report_score = self.findings.report_score(text)
+        abstained = None
+        if self.classifier is not None and report_score >= REPORT_THRESHOLD:
+            abstained = (
+                f"the text reads as a radiology report (score {report_score:.2f}); the disease "
+                "classifier knows patient-written symptom descriptions only: use "
+                "'insightray nlp report' for the report's findings"
+            )
+        elif self.classifier is not None:
             ranked = self.classifier.rank(text, top_k=self.config.top_k)
             diseases = tuple(DiseasePrediction(label, score) for label, score in ranked)
         return ClinicalResult(
@@ -218,4 +248,18 @@ class ClinicalPipeline:
             extractor=self._extractor_name,
             classifier=None if self.classifier is None else self.classifier.name,
             warnings=tuple(self._warnings),
+            report_score=round(report_score, 3),
+            abstained=abstained,
         )
+
+    def _entities(self, text: str) -> list[Any]:
+        """The extractor's entities, plus radiology findings where it found nothing."""
+        entities = [as_entity(item) for item in self.extractor.tag(text)]
+        taken = [(e.start, e.end) for e in entities]
+        for mention in self.findings.find(text):
+            overlaps = any(a < mention.end and mention.start < b for a, b in taken)
+            if mention.absent or mention.label in _NOT_FINDINGS or overlaps:
+                continue
+            entities.append(Entity(FINDING, mention.start, mention.end, mention.text))
+            taken.append((mention.start, mention.end))
+        return sorted(entities, key=lambda e: (e.start, e.end))

@@ -152,3 +152,17 @@ def test_pipeline_with_the_bundled_classifier(
     )
     assert result.classifier == "textcls-symptom2disease-minilm"
     assert "Malaria" in [d.label for d in result.diseases[:3]]
+
+
+def test_radiology_findings_are_entities_and_the_classifier_abstains_on_reports(
+    context: ContextAnalyzer, matcher: TermMatcher, tiny_classifier: DiseaseClassifier
+) -> None:
+    pipeline = ClinicalPipeline(matcher, tiny_classifier, context, PipelineConfig(classify=True))
+    text = "Chest X-ray shows no evidence of pneumothorax but a small left pleural effusion."
+    result = pipeline.analyze(text)
+    found = {e.text: e for e in result.entities}  # the matcher's own "effusion" is kept
+    assert found["pneumothorax"].type == "FINDING" and found["pneumothorax"].negated
+    assert not found["effusion"].negated
+    assert result.diseases == () and result.abstained and result.report_score >= 0.75
+    symptoms = pipeline.analyze("My skin is red, itchy and scaly with a rash.")
+    assert symptoms.diseases and symptoms.abstained is None

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from insightray.serving.routes import analysis, assistant, auth, health, models, oip, studies, text
+from insightray.serving.routes import (
+    analysis,
+    assistant,
+    auth,
+    health,
+    models,
+    oip,
+    reports,
+    studies,
+    text,
+)
 
 __all__ = ["PUBLIC_PATHS", "ROUTERS"]
 
@@ -18,6 +28,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     studies.router,
     analysis.router,
     text.router,
+    reports.router,
     assistant.router,
     models.router,
     oip.router,

@@ -1,0 +1,90 @@
+"""``nlp report``: sections and CheXpert's 14 observations of radiology reports.
+
+Example:
+    insightray nlp report "FINDINGS: No pneumothorax. Small left pleural effusion." --json
+    insightray nlp report report.txt
+    insightray nlp report reports.jsonl --json   # {"id": ..., "text": ...} per line
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from insightray.cli.common import out
+from insightray.cli.nlp import nlp_app
+from insightray.errors import InputError
+
+if TYPE_CHECKING:
+    from insightray.nlp.reports import ReportLabels
+
+
+def read_reports(source: str) -> list[tuple[str | None, str]]:
+    """``(id, text)`` pairs from a ``.jsonl`` file, one text file, or the text itself.
+
+    Raises:
+        InputError: A JSONL line is not an object with a ``text`` string.
+    """
+    path = Path(source)
+    if len(source) > 1024 or "\n" in source or not path.is_file():
+        return [(None, source)]
+    if path.suffix.lower() != ".jsonl":
+        return [(path.name, path.read_text(encoding="utf-8"))]
+    reports: list[tuple[str | None, str]] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as error:
+            raise InputError(
+                f"{path.name}:{number}", "not JSON", "write one object a line"
+            ) from error
+        if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+            raise InputError(f"{path.name}:{number}", "no 'text' string", 'give {"id", "text"}')
+        report_id = record.get("id")
+        reports.append((None if report_id is None else str(report_id), record["text"]))
+    return reports
+
+
+def _table(labels: ReportLabels) -> Table:
+    title = f"{labels.id + ': ' if labels.id else ''}{', '.join(s.name for s in labels.sections)}"
+    table = Table(title=title)
+    for column in ("observation", "status", "evidence"):
+        table.add_column(column)
+    for observation in labels.observations:
+        if observation.status == "absent":
+            continue
+        details = []
+        for e in observation.evidence:
+            words = " ".join((*e.laterality, *e.severity, *e.size, *e.change))
+            details.append(escape(f"{e.text} [{e.status}, {e.section}] {words}".strip()))
+        table.add_row(observation.label, observation.status, "; ".join(details))
+    return table
+
+
+@nlp_app.command("report")
+def report(
+    source: Annotated[
+        str, typer.Argument(help="Report text, a .txt file, or a .jsonl file of {id, text}.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object per report, one a line.")
+    ] = False,
+) -> None:
+    """CheXpert's 14 observations (positive, negative, uncertain, absent) with evidence."""
+    from insightray.nlp.reports import ReportLabeller
+
+    reports = read_reports(source)
+    labeller = ReportLabeller()
+    for report_id, text in reports:
+        labels = labeller.label(text, report_id)
+        if as_json:
+            print(json.dumps(labels.to_dict(), ensure_ascii=False))
+        else:
+            out.print(_table(labels))
