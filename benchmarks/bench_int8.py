@@ -74,7 +74,7 @@ def latency_ms(predictors: dict[str, DetectionPredictor], runs: int) -> dict[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calibration-images", type=int, default=64)
-    parser.add_argument("--method", default="minmax")
+    parser.add_argument("--method", default="percentile")
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--resamples", type=int, default=1000)
     args = parser.parse_args()

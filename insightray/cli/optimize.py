@@ -35,8 +35,8 @@ def optimize_detect(
     ] = None,
     images: Annotated[int, typer.Option("--images", min=1, help="Calibration images used.")] = 64,
     method: Annotated[
-        str, typer.Option("--method", help="Calibration: minmax, percentile or entropy.")
-    ] = "minmax",
+        str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
+    ] = "percentile",
 ) -> None:
     """Quantise a detector to INT8; the new folder runs with `detect --model OUT`."""
     from insightray.engine.quantize import quantize_detector

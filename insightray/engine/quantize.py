@@ -89,7 +89,7 @@ def quantize_detector(
     model: str | Path | None,
     calibration: Sequence[Path],
     out_dir: str | Path,
-    method: str = "minmax",
+    method: str = "percentile",
     description: str = "",
 ) -> ModelCard:
     """Write an INT8 copy of a detector as a new model folder and return its card.
