@@ -95,16 +95,11 @@ class Preprocessing:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: the fields that differ from their defaults, then ``extra``."""
+        defaults = Preprocessing()
         data: dict[str, Any] = {}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            default = Preprocessing.__dataclass_fields__[item.name]
-            default_value = (
-                default.default_factory()
-                if default.default_factory is not dataclasses.MISSING
-                else default.default
-            )
-            if item.name == "extra" or value == default_value:
+            if item.name == "extra" or value == getattr(defaults, item.name):
                 continue
             if item.name in ("mean", "std"):
                 value = value[0] if len(value) == 1 else list(value)
