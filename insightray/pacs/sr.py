@@ -8,8 +8,10 @@ local scheme ``99IRAY`` otherwise), the model's label as text in the tracking id
 the score as *Certainty of Finding* (no units, ``[0, 1]``) and the model's name, version and
 weights sha256 as its algorithm identification. A fracture result becomes one image-level
 group (TID 1501): *Fracture of bone*, its probability and *Present*/*Absent* at the card's
-operating point. The document is a Comprehensive 3D SR (the SOP class highdicom writes for
-TID 1500) referencing the source SOP instance; :func:`read_sr` reads it back.
+operating point. A detector that found nothing writes one image-level group, *no findings*
+(the finding *Absent*), since a negative result is a result. The document is a
+Comprehensive 3D SR (the SOP class highdicom writes for TID 1500) referencing the source SOP
+instance; :func:`insightray.pacs.readback.read_sr` reads it back.
 
 Example:
     >>> sr = build_sr(header, detection=(result, predictor.card))  # doctest: +SKIP
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LOCAL_SCHEME",
+    "NO_FINDINGS",
     "SR_SERIES_NUMBER",
     "build_sr",
     "finding_code",
@@ -147,25 +150,34 @@ def _roi_groups(
     return groups
 
 
-def _fracture_group(
-    source: Dataset, result: FractureResult, card: ModelCard
+#: The label of the image-level group a detector that found nothing writes.
+NO_FINDINGS = "no findings"
+
+
+def _image_group(
+    source: Dataset, label: str, card: ModelCard, probability: float | None, present: bool
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    finding, site = finding_code("fractured")
+    """One image-level group (TID 1501): a finding called present or absent by a model."""
+    finding, site = finding_code(label)
     algorithm = _algorithm(card)
-    present = result.probability >= result.threshold
-    return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="fractured"),
-        finding_type=finding,
-        finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
-        algorithm_id=algorithm,
-        measurements=[
+    measurements = (
+        None
+        if probability is None
+        else [
             hd.sr.Measurement(
                 name=codes.DCM.Probability,
-                value=float(result.probability),
+                value=float(probability),
                 unit=codes.UCUM.NoUnits,
                 algorithm_id=algorithm,
             )
-        ],
+        ]
+    )
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier=label),
+        finding_type=finding,
+        finding_sites=[hd.sr.FindingSite(site)] if site is not None else None,
+        algorithm_id=algorithm,
+        measurements=measurements,
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(
                 name=codes.DCM.Finding, value=codes.SCT.Present if present else codes.SCT.Absent
@@ -199,11 +211,16 @@ def build_sr(
     groups: list[Any] = []
     cards: list[ModelCard] = []
     if detection is not None:
-        groups.extend(_roi_groups(source, *detection))
-        cards.append(detection[1])
+        result, card = detection
+        groups.extend(_roi_groups(source, result, card))
+        if not result.detections:  # a negative result is a result: say so in the report
+            groups.append(_image_group(source, NO_FINDINGS, card, None, present=False))
+        cards.append(card)
     if fracture is not None:
-        groups.append(_fracture_group(source, *fracture))
-        cards.append(fracture[1])
+        answer, card = fracture
+        present = answer.probability >= answer.threshold
+        groups.append(_image_group(source, "fractured", card, answer.probability, present))
+        cards.append(card)
     device = hd.sr.DeviceObserverIdentifyingAttributes(
         uid=generate_uid(entropy_srcs=[c.name + c.version for c in cards]),
         name=_MANUFACTURER,

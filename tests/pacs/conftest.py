@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,9 +40,11 @@ class Orthanc:
         """The DICOMweb plugin's root."""
         return f"{self.url}/dicom-web"
 
-    def rest(self, path: str, body: object | None = None, method: str | None = None) -> object:
-        """Call Orthanc's REST API and return its decoded JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
+    def rest(
+        self, path: str, body: object | None = None, method: str | None = None, raw: bool = False
+    ) -> Any:
+        """Call Orthanc's REST API and return its decoded JSON answer (``raw``: body is bytes)."""
+        data = body if raw else None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(self.url + path, data=data, method=method)
         with urllib.request.urlopen(request, timeout=30) as answer:
             text = answer.read()

@@ -103,3 +103,20 @@ def test_read_sr_refuses_an_image(chest: Path) -> None:
 
     with pytest.raises(InputError, match="not a DICOM Structured Report"):
         read_sr(chest)
+
+
+def test_a_detector_that_found_nothing_still_reports(chest: Path, tmp_path: Path) -> None:
+    from insightray.engine import DetectionResult
+    from insightray.models import load_card
+    from insightray.models.catalog import default_model, resolve_card
+    from insightray.pacs.readback import read_sr
+    from insightray.pacs.sr import NO_FINDINGS, write_sr
+
+    card = load_card(resolve_card(None, default=default_model("detection")))
+    empty = DetectionResult(str(chest), (), (1955, 1841), None, card.name, card.version)
+    written = write_sr(chest, tmp_path, detection=(empty, card))
+    assert dciodvfy_errors(written) == []
+    report = read_sr(written)
+    assert report.regions == ()
+    (finding,) = report.findings
+    assert (finding.label, finding.present) == (NO_FINDINGS, False)
