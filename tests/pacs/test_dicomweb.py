@@ -33,8 +33,10 @@ def test_sr_round_trip_through_orthanc(orthanc: Orthanc, shared_data: Path, tmp_
     assert pacs.store([sr]) == [sr.SOPInstanceUID]
 
     study = str(source.StudyInstanceUID)
-    (found,) = pacs.find_instances(study, modality="SR")
-    assert found.sop_instance_uid == sr.SOPInstanceUID
+    # Other tests store SRs into the same study: ours is the one with its SOP Instance UID.
+    srs = pacs.find_instances(study, modality="SR")
+    (found,) = [ref for ref in srs if ref.sop_instance_uid == sr.SOPInstanceUID]
+    assert {ref.modality for ref in srs} == {"SR"}
     assert {ref.modality for ref in pacs.find_instances(study)} == {"CR", "SR"}
     back = pacs.retrieve(found)
     back.save_as(tmp_path / "back.dcm", enforce_file_format=True)
