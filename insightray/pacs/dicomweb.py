@@ -85,6 +85,12 @@ class DicomWeb:
                 f"{what} was refused (HTTP {status})",
                 "check the PACS's DICOMweb settings and its log",
             ) from None
+        except requests.RequestException as error:  # a malformed URL, a redirect loop...
+            raise ServiceError(
+                f"PACS {self.url}",
+                f"{what} failed ({type(error).__name__})",
+                "check the DICOMweb URL",
+            ) from None
 
     def store(self, datasets: Sequence[Dataset]) -> list[str]:
         """STOW-RS the data sets; return the SOP Instance UIDs the PACS stored.

@@ -122,8 +122,15 @@ class Analyst:
             )
 
     def handle(self, path: Path) -> Outcome:
-        """Route, analyse and send one DICOM file; never raises for what the file or the PACS
-        does (those become a dead-letter outcome)."""
+        """Route, analyse and send one DICOM file; never raises: whatever goes wrong (the
+        file, the PACS, or a bug, named by its type) becomes a dead-letter outcome."""
+        try:
+            return self._handle(path)
+        except Exception as error:  # one bad file must never stop the listener's worker
+            failed = Outcome("dead-letter", reason=f"internal error ({type(error).__name__})")
+            return self._record(self._dead_letter(path, None, failed))
+
+    def _handle(self, path: Path) -> Outcome:
         try:
             header = read_dataset(path, header_only=True)
         except InsightRayError as error:

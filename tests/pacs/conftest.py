@@ -1,120 +1,18 @@
-"""A real Orthanc for the PACS tests: Debian's package on free loopback ports, stopped by PID."""
+"""Fixtures of the PACS tests: one real Orthanc for the session."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
-#: How long Orthanc may take to answer after start (it takes about a second here).
-START_TIMEOUT_S = 30.0
-
-
-@dataclass(frozen=True)
-class Orthanc:
-    """A running Orthanc: its REST/DICOMweb base URL and its DICOM (DIMSE) address."""
-
-    http_port: int
-    dicom_port: int
-    aet: str
-    pid: int
-
-    @property
-    def url(self) -> str:
-        """The REST API's base URL."""
-        return f"http://127.0.0.1:{self.http_port}"
-
-    @property
-    def dicomweb_url(self) -> str:
-        """The DICOMweb plugin's root."""
-        return f"{self.url}/dicom-web"
-
-    def rest(
-        self, path: str, body: object | None = None, method: str | None = None, raw: bool = False
-    ) -> Any:
-        """Call Orthanc's REST API and return its decoded JSON answer (``raw``: body is bytes)."""
-        data = body if raw else None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            text = answer.read()
-        return json.loads(text) if text else None
-
-
-def free_port() -> int:
-    """A TCP port on loopback that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _wait_until_up(url: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Orthanc exited with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/system", timeout=2):
-                return
-        except (urllib.error.URLError, OSError):
-            time.sleep(0.1)
-    raise RuntimeError(f"Orthanc did not answer within {START_TIMEOUT_S} s")
+from tests.pacs.orthanc import Orthanc, orthanc_installed, run_orthanc
 
 
 @pytest.fixture(scope="session")
 def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
-    """Start Orthanc with a throwaway storage folder and the DICOMweb plugin; stop it after."""
-    binary = shutil.which("Orthanc")
-    if binary is None or not DICOMWEB_PLUGIN.is_file():
+    """Orthanc with a throwaway storage folder and the DICOMweb plugin, stopped after."""
+    if not orthanc_installed():
         pytest.skip("Orthanc not installed: apt-get install orthanc orthanc-dicomweb (make test)")
-    folder = tmp_path_factory.mktemp("orthanc")
-    http_port, dicom_port = free_port(), free_port()
-    config = {
-        "Name": "InsightRayTest",
-        "HttpPort": http_port,
-        "DicomPort": dicom_port,
-        "DicomAet": "ORTHANC",
-        "StorageDirectory": str(folder / "storage"),
-        "IndexDirectory": str(folder / "index"),
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "Plugins": [str(DICOMWEB_PLUGIN)],
-        "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-        # Orthanc 1.10 cannot bind to loopback alone: HTTP refuses remote clients, and DICOM
-        # accepts only the modalities declared below (by AE title and host 127.0.0.1).
-        "DicomAlwaysAllowEcho": False,
-        "DicomAlwaysAllowStore": False,
-        "DicomCheckModalityHost": True,
-        "DicomModalities": {
-            name: {"AET": aet, "Host": "127.0.0.1", "Port": 1}
-            for name, aet in (("insightray", "INSIGHTRAY"), ("modality", "MODALITY"))
-        },
-        "DicomScuTimeout": 10,
-    }
-    config_file = folder / "orthanc.json"
-    config_file.write_text(json.dumps(config))
-    log = (folder / "orthanc.log").open("wb")
-    process = subprocess.Popen([binary, str(config_file)], stdout=log, stderr=subprocess.STDOUT)
-    server = Orthanc(http_port, dicom_port, "ORTHANC", process.pid)
-    try:
-        _wait_until_up(server.url, process)
+    with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
-        log.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pacs.conftest import Orthanc
+from tests.pacs.orthanc import Orthanc
 from tests.test_cli_detect import cli
 
 pytest.importorskip("pynetdicom")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from insightray.errors import ServiceError, ServiceUnavailableError
-from tests.pacs.conftest import Orthanc, free_port
 from tests.pacs.helpers import assert_same_boxes, dciodvfy_errors
+from tests.pacs.orthanc import Orthanc, free_port
 
 pytest.importorskip("dicomweb_client")
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from insightray.errors import ServiceUnavailableError
-from tests.pacs.conftest import Orthanc, free_port
 from tests.pacs.helpers import assert_same_boxes
+from tests.pacs.orthanc import Orthanc, free_port
 
 pytest.importorskip("pynetdicom")
 pytestmark = pytest.mark.usefixtures("one_thread")
