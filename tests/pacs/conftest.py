@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,3 +17,12 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
         pytest.skip("Orthanc not installed: apt-get install orthanc orthanc-dicomweb (make test)")
     with run_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def chest(shared_data: Path) -> Path:
+    """The real chest CR every PACS test sends (no frame of reference, uncompressed)."""
+    path = shared_data / "dicom" / "cr_chest_RG1_UNCI.dcm"
+    if not path.is_file():
+        pytest.skip("cr_chest_RG1_UNCI.dcm not found")
+    return path

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.processes import stop_process
+
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 #: How long Orthanc may take to answer after start (it takes about a second here).
 START_TIMEOUT_S = 30.0
@@ -122,10 +124,5 @@ def run_orthanc(folder: Path) -> Iterator[Orthanc]:
         _wait_until_up(server.url, process)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+        stop_process(process)
         log.close()

@@ -14,14 +14,13 @@ pytest.importorskip("dicomweb_client")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def test_sr_round_trip_through_orthanc(orthanc: Orthanc, shared_data: Path, tmp_path: Path) -> None:
+def test_sr_round_trip_through_orthanc(orthanc: Orthanc, chest: Path, tmp_path: Path) -> None:
     from insightray.engine import load_predictor
     from insightray.imaging.dicom import read_dataset
     from insightray.pacs.dicomweb import DicomWeb
     from insightray.pacs.readback import read_sr
     from insightray.pacs.sr import write_sr
 
-    chest = shared_data / "dicom" / "cr_chest_RG1_UNCI.dcm"
     predictor = load_predictor(task="detection")
     result = predictor.predict_paths([str(chest)])[0]
     written = write_sr(chest, tmp_path, detection=(result, predictor.card))

@@ -36,11 +36,6 @@ def _routing(destination: dict[str, object], dead_letter: Path, attempts: int = 
 
 
 @pytest.fixture
-def chest(shared_data: Path) -> Path:
-    return shared_data / "dicom" / "cr_chest_RG1_UNCI.dcm"
-
-
-@pytest.fixture
 def waits() -> list[float]:
     return []
 

@@ -17,14 +17,6 @@ pytest.importorskip("highdicom")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def chest(shared_data: Path) -> Path:
-    path = shared_data / "dicom" / "cr_chest_RG1_UNCI.dcm"
-    if not path.is_file():
-        pytest.skip("cr_chest_RG1_UNCI.dcm not found")
-    return path
-
-
 def test_detect_sr_regions_are_the_json_boxes(chest: Path, tmp_path: Path) -> None:
     from insightray.imaging.dicom import read_dataset
     from insightray.models import load_card
