@@ -74,23 +74,18 @@ def listen(
         port=port,
         ae_title=aet,
         allowed=allow,
+        on_outcome=_print,
     )
     listener.start()
     err.print(f"listening as {aet} on {host}:{port}; Ctrl+C stops", highlight=False)
     deadline = None if seconds is None else time.monotonic() + seconds
-    shown = 0
     try:
         while deadline is None or time.monotonic() < deadline:
             time.sleep(0.2)
-            for outcome in listener.outcomes[shown:]:
-                _print(outcome)
-                shown += 1
     except KeyboardInterrupt:
         pass
     finally:
         listener.stop()
-    for outcome in listener.outcomes[shown:]:
-        _print(outcome)
 
 
 @pacs_app.command("pull")
@@ -111,7 +106,10 @@ def pull(
     for dataset in DicomWeb(source).retrieve_study(study):
         target = inbox / f"{sop_hash(str(dataset.SOPInstanceUID))}.dcm"
         dataset.save_as(target, enforce_file_format=True)
-        _print(analyst.handle(target))
+        outcome = analyst.handle(target)
+        if outcome.status != "unrouted":  # sent, or copied to the dead letters
+            target.unlink(missing_ok=True)
+        _print(outcome)
 
 
 @pacs_app.command("push")

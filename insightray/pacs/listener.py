@@ -17,7 +17,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,10 @@ from insightray.errors import ConfigError
 from insightray.pacs.dimse import DEFAULT_AET, storage_contexts
 from insightray.pacs.pipeline import Analyst, Outcome, sop_hash
 
-__all__ = ["Listener"]
+__all__ = ["KEPT_OUTCOMES", "Listener"]
 
+#: How many outcomes :attr:`Listener.outcomes` keeps (a listener runs for months).
+KEPT_OUTCOMES = 10_000
 _OUT_OF_RESOURCES = 0xA700
 _STOP = Path()
 
@@ -43,6 +46,10 @@ class Listener:
         port: TCP port (0 is not allowed: peers must know it).
         ae_title: This node's AE title.
         allowed: Calling AE titles that may connect; ``None`` allows any (not advised).
+        on_outcome: Called on the worker thread with each file's outcome.
+
+    A file that was sent, or copied to the dead-letter folder, is removed from the inbox; an
+    unrouted one stays there. :attr:`outcomes` keeps the latest :data:`KEPT_OUTCOMES`.
     """
 
     def __init__(
@@ -54,6 +61,7 @@ class Listener:
         port: int = 11112,
         ae_title: str = DEFAULT_AET,
         allowed: Sequence[str] | None = (),
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         if allowed is not None and not allowed:
             raise ConfigError("listener", "the AE-title allow-list is empty", "pass --allow AET")
@@ -62,8 +70,10 @@ class Listener:
         self.address = (host, port)
         self.ae_title = ae_title
         self.allowed = None if allowed is None else [title.strip() for title in allowed]
-        self.outcomes: list[Outcome] = []
+        self.outcomes: deque[Outcome] = deque(maxlen=KEPT_OUTCOMES)
+        self.on_outcome = on_outcome
         self.received = 0
+        self._count = threading.Lock()
         self._queue: queue.Queue[Path] = queue.Queue()
         self._server: Any = None
         self._worker: threading.Thread | None = None
@@ -76,7 +86,8 @@ class Listener:
             dataset.save_as(target, enforce_file_format=True)
         except Exception:  # any failure to keep the instance: tell the sender to retry
             return _OUT_OF_RESOURCES
-        self.received += 1
+        with self._count:
+            self.received += 1
         self._queue.put(target)
         return 0x0000
 
@@ -87,7 +98,12 @@ class Listener:
                 if path == _STOP:
                     return
                 if self.analyst is not None:
-                    self.outcomes.append(self.analyst.handle(path))
+                    outcome = self.analyst.handle(path)
+                    if outcome.status != "unrouted":  # sent, or copied to the dead letters
+                        path.unlink(missing_ok=True)
+                    self.outcomes.append(outcome)
+                    if self.on_outcome is not None:
+                        self.on_outcome(outcome)
             finally:
                 self._queue.task_done()
 

@@ -96,6 +96,8 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [line["status"] for line in audit if line["status"] != "unrouted"] == ["sent"]
     assert "1.3.6" not in (tmp_path / "audit.jsonl").read_text()  # UIDs are hashed
+    unrouted = sum(o.status == "unrouted" for o in listener.outcomes)
+    assert len(list(listener.inbox.iterdir())) == unrouted  # what was sent left the inbox
 
 
 def test_an_ae_title_off_the_allow_list_is_refused(listener_for: object, chest: Path) -> None:
@@ -144,6 +146,7 @@ def test_failures_retry_then_dead_letter_and_non_images_stay_unrouted(
     assert listener.wait_idle(120)
     by_status = sorted((o.status, o.attempts) for o in listener.outcomes)
     assert by_status == [("dead-letter", 0), ("dead-letter", 2), ("unrouted", 0)]
+    assert len(list(listener.inbox.iterdir())) == 1  # only the unrouted SR stays in the inbox
     assert waits == [0.5]  # one back-off between the two attempts
     unsent = next(o for o in listener.outcomes if o.attempts == 2)
     assert "association was" in unsent.reason
