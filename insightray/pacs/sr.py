@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from importlib import resources
+from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "SR_SERIES_NUMBER",
     "build_sr",
     "finding_code",
+    "sr_bytes",
     "sr_file_name",
     "write_sr",
 ]
@@ -253,6 +255,27 @@ def build_sr(
 def sr_file_name(source: Dataset) -> str:
     """The SR's file name: the source SOP Instance UID, then ``.sr.dcm``."""
     return f"{source.SOPInstanceUID}.sr.dcm"
+
+
+def sr_bytes(
+    source: bytes,
+    *,
+    detection: tuple[DetectionResult, ModelCard] | None = None,
+    fracture: tuple[FractureResult, ModelCard] | None = None,
+) -> bytes | None:
+    """The SR of an image's results as DICOM Part 10 bytes; ``None`` if the image is not DICOM.
+
+    Raises:
+        InputError: The image's header lacks the UIDs an SR must reference.
+    """
+    if detect_format(source) != "dicom":
+        return None
+    header = read_dataset(source, header_only=True, name="image")
+    buffer = BytesIO()
+    build_sr(header, detection=detection, fracture=fracture).save_as(
+        buffer, enforce_file_format=True
+    )
+    return buffer.getvalue()
 
 
 def write_sr(
