@@ -60,13 +60,24 @@ def listen(
     seconds: Annotated[
         float | None, typer.Option("--seconds", help="Stop after this long (default: Ctrl+C).")
     ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Accept DICOM over TLS only (PEM).")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="Its key (PEM).")] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option("--tls-ca", help="Require senders' certificates from this CA.")
+    ] = None,
 ) -> None:
     """Receive studies by C-STORE, analyse them by the routing rules and send SRs back.
 
     One JSON line per received instance (status sent, unrouted or dead-letter).
     """
+    from insightray.pacs.dimse import tls_context
     from insightray.pacs.listener import Listener
 
+    tls = None
+    if tls_cert is not None or tls_ca is not None:
+        tls = tls_context(server=True, certificate=tls_cert, key=tls_key, ca=tls_ca)
     listener = Listener(
         _analyst(rules, work, aet),
         work / "inbox",
@@ -75,6 +86,7 @@ def listen(
         ae_title=aet,
         allowed=allow,
         on_outcome=_print,
+        tls=tls,
     )
     listener.start()
     err.print(f"listening as {aet} on {host}:{port}; Ctrl+C stops", highlight=False)
@@ -122,11 +134,15 @@ def push(
         str | None, typer.Option("--cstore", help="C-STORE to HOST:PORT:AET.")
     ] = None,
     aet: Annotated[str, typer.Option("--aet", help="Calling AE title for C-STORE.")] = "INSIGHTRAY",
+    tls: Annotated[bool, typer.Option("--tls", help="C-STORE over DICOM TLS.")] = False,
+    tls_ca: Annotated[
+        Path | None, typer.Option("--tls-ca", help="Trust this CA for --tls (PEM).")
+    ] = None,
 ) -> None:
-    """Send DICOM files to a PACS by STOW-RS or C-STORE."""
+    """Send DICOM files to a PACS by STOW-RS or C-STORE (optionally over DICOM TLS)."""
     from insightray.imaging.dicom import read_dataset
     from insightray.pacs.dicomweb import DicomWeb
-    from insightray.pacs.dimse import send_cstore
+    from insightray.pacs.dimse import send_cstore, tls_context
 
     if (dicomweb is None) == (cstore is None):
         raise ConfigError("pacs push", "give exactly one of --dicomweb or --cstore", "pick one")
@@ -138,7 +154,8 @@ def push(
         port, _, called = rest.partition(":")
         if not (host and port.isdigit() and called):
             raise ConfigError("--cstore", f"{cstore!r} is not HOST:PORT:AET", "fix it")
+        context = tls_context(server=False, ca=tls_ca) if tls or tls_ca else None
         stored = send_cstore(
-            datasets, host=host, port=int(port), called_aet=called, calling_aet=aet
+            datasets, host=host, port=int(port), called_aet=called, calling_aet=aet, tls=context
         )
     err.print(f"stored {stored} of {len(datasets)}", highlight=False)

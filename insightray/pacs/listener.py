@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import queue
+import ssl
 import threading
 import time
 from collections import deque
@@ -47,6 +48,8 @@ class Listener:
         ae_title: This node's AE title.
         allowed: Calling AE titles that may connect; ``None`` allows any (not advised).
         on_outcome: Called on the worker thread with each file's outcome.
+        tls: A server TLS context (:func:`~insightray.pacs.dimse.tls_context`): DICOM over
+            TLS only.
 
     A file that was sent, or copied to the dead-letter folder, is removed from the inbox; an
     unrouted one stays there. :attr:`outcomes` keeps the latest :data:`KEPT_OUTCOMES`.
@@ -62,6 +65,7 @@ class Listener:
         ae_title: str = DEFAULT_AET,
         allowed: Sequence[str] | None = (),
         on_outcome: Callable[[Outcome], None] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if allowed is not None and not allowed:
             raise ConfigError("listener", "the AE-title allow-list is empty", "pass --allow AET")
@@ -72,6 +76,7 @@ class Listener:
         self.allowed = None if allowed is None else [title.strip() for title in allowed]
         self.outcomes: deque[Outcome] = deque(maxlen=KEPT_OUTCOMES)
         self.on_outcome = on_outcome
+        self.tls = tls
         self.received = 0
         self._count = threading.Lock()
         self._queue: queue.Queue[Path] = queue.Queue()
@@ -118,7 +123,10 @@ class Listener:
         self._worker = threading.Thread(target=self._work, name="insightray-pacs", daemon=True)
         self._worker.start()
         self._server = ae.start_server(
-            self.address, block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+            self.address,
+            block=False,
+            ssl_context=self.tls,
+            evt_handlers=[(evt.EVT_C_STORE, self._on_store)],
         )
 
     def wait_idle(self, timeout_s: float) -> bool:
