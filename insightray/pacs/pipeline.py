@@ -28,7 +28,7 @@ from typing import Any
 from insightray.errors import InsightRayError, ServiceError
 from insightray.imaging.dicom import read_dataset
 from insightray.pacs.dicomweb import DicomWeb
-from insightray.pacs.dimse import DEFAULT_AET, send_cstore
+from insightray.pacs.dimse import DEFAULT_AET, send_cstore, tls_context
 from insightray.pacs.routing import Route, RoutingConfig
 from insightray.pacs.sr import write_sr
 
@@ -113,12 +113,14 @@ class Analyst:
             DicomWeb(route.dicomweb).store([dataset])
         elif route.cstore is not None:
             peer = route.cstore
+            tls = tls_context(server=False, ca=peer.ca) if peer.tls else None
             send_cstore(
                 [dataset],
                 host=peer.host,
                 port=peer.port,
                 called_aet=peer.aet,
                 calling_aet=self.calling_aet,
+                tls=tls,
             )
 
     def handle(self, path: Path) -> Outcome:
@@ -147,15 +149,20 @@ class Analyst:
             failed = Outcome("dead-letter", route.name, sop, reason=str(error))
             return self._record(self._dead_letter(path, None, failed))
         retry = self.routing.retry
-        for attempt in range(1, retry.attempts + 1):
+        attempt = 0
+        while attempt < retry.attempts:
+            attempt += 1
             try:
                 self._send(sr_path, route)
                 return self._record(Outcome("sent", route.name, sop, attempt, sr_path=str(sr_path)))
-            except ServiceError as error:
+            except ServiceError as error:  # the PACS: down, refusing, timing out: retry
                 reason = str(error)
                 if attempt < retry.attempts:
                     self._sleep(retry.backoff_s * 2 ** (attempt - 1))
-        failed = Outcome("dead-letter", route.name, sop, retry.attempts, reason)
+            except InsightRayError as error:  # our side (a TLS file): retrying cannot help
+                reason = str(error)
+                break
+        failed = Outcome("dead-letter", route.name, sop, attempt, reason)
         return self._record(self._dead_letter(path, sr_path, failed))
 
     def _dead_letter(self, path: Path, sr_path: Path | None, outcome: Outcome) -> Outcome:

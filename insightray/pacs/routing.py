@@ -11,7 +11,7 @@ A YAML (or JSON) file holds the rules, the retry policy and the dead-letter fold
       - name: bones
         match: {modality: [CR, DX], series_description: "(?i)tibia|wrist"}
         task: classification
-        destination: {cstore: {host: 127.0.0.1, port: 4242, aet: ORTHANC}}
+        destination: {cstore: {host: pacs.local, port: 2762, aet: PACS, tls: true}}
     retry: {attempts: 3, backoff_s: 2.0}
     dead_letter: /var/lib/insightray/dead-letter
 
@@ -98,11 +98,21 @@ class Match:
 
 @dataclass(frozen=True)
 class CStoreDestination:
-    """A DICOM (DIMSE) peer that results are C-STOREd to."""
+    """A DICOM (DIMSE) peer that results are C-STOREd to.
+
+    Attributes:
+        host: Its address (checked against its certificate with ``tls``).
+        port: Its DICOM port.
+        aet: Its AE title (the called AE title).
+        tls: Send over DICOM TLS.
+        ca: Certificates (PEM) to trust for TLS; default: the system's.
+    """
 
     host: str
     port: int
     aet: str
+    tls: bool = False
+    ca: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -174,9 +184,15 @@ def _route(index: int, raw: Any) -> Route:
     cstore = None
     if "cstore" in destination:
         peer = destination["cstore"]
-        _only(f"{section}.destination.cstore", peer, {"host", "port", "aet"})
+        _only(f"{section}.destination.cstore", peer, {"host", "port", "aet", "tls", "ca"})
         try:
-            cstore = CStoreDestination(str(peer["host"]), int(peer["port"]), str(peer["aet"]))
+            cstore = CStoreDestination(
+                str(peer["host"]),
+                int(peer["port"]),
+                str(peer["aet"]),
+                tls=bool(peer.get("tls", False)) or peer.get("ca") is not None,
+                ca=None if peer.get("ca") is None else Path(str(peer["ca"])),
+            )
         except (KeyError, TypeError, ValueError):
             raise _fail(f"{section}.destination.cstore", "needs host, port and aet") from None
     return Route(

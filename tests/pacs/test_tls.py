@@ -85,3 +85,42 @@ def test_a_tls_listener_needs_a_usable_certificate(tmp_path: Path) -> None:
     (tmp_path / "junk.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="cannot be used"):
         tls_context(server=True, certificate=tmp_path / "junk.pem")
+
+
+def test_routing_sends_srs_over_tls_and_a_bad_ca_dead_letters_at_once(
+    chest: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from insightray.pacs.dimse import tls_context
+    from insightray.pacs.listener import Listener
+    from insightray.pacs.pipeline import Analyst
+    from insightray.pacs.routing import routing_from_dict
+
+    cert, key = _self_signed(tmp_path)
+    pacs = Listener(
+        None, tmp_path / "pacs", port=free_port(), allowed=["INSIGHTRAY"],
+        tls=tls_context(server=True, certificate=cert, key=key),
+    )  # fmt: skip
+    pacs.start()
+    try:
+        outcomes = []
+        for ca in (cert, tmp_path / "missing-ca.pem"):
+            peer = {"host": "127.0.0.1", "port": pacs.address[1], "aet": "PACS", "ca": str(ca)}
+            rule = {"name": "tls", "task": "detection", "destination": {"cstore": peer}}
+            routing = routing_from_dict(
+                {"rules": [rule], "retry": {"attempts": 3}, "dead_letter": str(tmp_path / "dl")}
+            )
+            assert routing.rules[0].cstore is not None and routing.rules[0].cstore.tls
+            analyst = Analyst(routing, outbox=tmp_path / "out", sleep=lambda _: None)
+            arrival = tmp_path / f"arrival-{len(outcomes)}.dcm"
+            shutil.copy(chest, arrival)
+            outcomes.append(analyst.handle(arrival))
+        assert pacs.wait_idle(30)
+    finally:
+        pacs.stop()
+    sent, failed = outcomes
+    assert (sent.status, sent.attempts) == ("sent", 1)
+    assert pacs.received == 1  # the SR arrived over TLS
+    assert (failed.status, failed.attempts) == ("dead-letter", 1)
+    assert "cannot be used" in failed.reason
