@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup browser run test lint typecheck layers pytest bench clean
+.PHONY: setup browser pacs-tools run test lint typecheck layers pytest bench clean
 
 # Re-install only when the dependency pins change: later runs work offline.
 $(STAMP): pyproject.toml constraints.txt
@@ -19,10 +19,16 @@ setup: $(STAMP)
 browser:
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+# The PACS tests validate objects with dicom3tools' dciodvfy and talk to a real Orthanc
+# (Debian's packages; the tests start and stop their own Orthanc on loopback ports).
+pacs-tools:
+	command -v dciodvfy >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y dicom3tools)
+	command -v Orthanc >/dev/null && test -f /usr/share/orthanc/plugins/libOrthancDicomWeb.so || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y orthanc orthanc-dicomweb)
+
 run: setup
 	$(BIN)/insightray serve
 
-test: setup browser lint typecheck layers pytest
+test: setup browser pacs-tools lint typecheck layers pytest
 
 lint:
 	$(BIN)/ruff check .

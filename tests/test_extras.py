@@ -22,6 +22,9 @@ EXTRA_MODULES = (
     "alembic",
     "jwt",
     "redis",
+    "highdicom",
+    "dicomweb_client",
+    "pynetdicom",
 )
 
 _SCRIPT = textwrap.dedent(
@@ -59,6 +62,12 @@ _SCRIPT = textwrap.dedent(
         assert "insightray[export]" in str(error), error
     else:
         raise SystemExit("ONNX Runtime loaded although it is blocked")
+    try:
+        import insightray.pacs.sr
+    except MissingExtraError as error:
+        assert "insightray[pacs]" in str(error), error
+    else:
+        raise SystemExit("the SR writer loaded although highdicom is blocked")
     sys.argv = ["insightray", "--help"]
     from insightray.cli import main
     try:

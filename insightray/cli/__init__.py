@@ -19,6 +19,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     ner,
     nlp,
     optimize,
+    pacs,
     report,
     serve,
 )

@@ -50,6 +50,10 @@ BackendOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+SROption = Annotated[
+    Path | None,
+    typer.Option("--sr", help="Write a DICOM SR per DICOM input here (needs insightray[pacs])."),
+]
 
 
 @app.command("detect")
@@ -66,10 +70,18 @@ def detect(
     ] = None,
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU (default: card's).")] = None,
     device: DeviceOption = "cpu",
+    sr_dir: SROption = None,
 ) -> None:
-    """Detect findings in radiographs: boxes in original pixels (and mm when known)."""
+    """Detect findings in radiographs: boxes in original pixels (and mm when known).
+
+    With --sr, each DICOM input's boxes are also written as a DICOM Structured Report (TID 1500
+    Measurement Report, one planar ROI per box) named after the source SOP Instance UID.
+    """
     from insightray.engine import load_predictor, write_overlay
     from insightray.imaging import read_image
+
+    if sr_dir is not None:
+        from insightray.pacs.sr import write_sr
 
     predictor = load_predictor(
         model,
@@ -82,7 +94,10 @@ def detect(
 
     def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
         image = read_image(path)
-        return image, predictor.predict_images([image], [str(path)])[0]
+        result = predictor.predict_images([image], [str(path)])[0]
+        if sr_dir is not None:
+            write_sr(path, sr_dir, detection=(result, predictor.card))
+        return image, result
 
     failures = total = 0
     taken: set[Path] = set()

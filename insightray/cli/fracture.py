@@ -43,11 +43,18 @@ def classify_fracture(
         Path | None, typer.Option("--cam", help="Write Grad-CAM overlay PNGs here.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image.")] = False,
+    sr_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--sr", help="Write a DICOM SR per DICOM input here (needs insightray[pacs])."
+        ),
+    ] = None,
 ) -> None:
     """Classify bone radiographs as fractured or not, at the model card's operating point.
 
     Per image: the fracture probability, the label at the card's threshold, the model name
-    and version, and with --cam the path of a Grad-CAM heatmap overlaid on the image.
+    and version, and with --cam the path of a Grad-CAM heatmap overlaid on the image. With
+    --sr, a DICOM Structured Report per DICOM input (TID 1500, one image-level finding).
     """
     from insightray.engine import load_predictor
     from insightray.explain import gradcam_heatmap, save_overlay
@@ -60,6 +67,10 @@ def classify_fracture(
     def work(path: Path) -> tuple[FractureResult, Path | None]:
         pixels = read_image(path).pixels
         result = predictor.predict_arrays([pixels])[0]
+        if sr_dir is not None:
+            from insightray.pacs.sr import write_sr
+
+            write_sr(path, sr_dir, fracture=(result, card))
         heatmap_path = None
         if cam_dir is not None:
             heatmap_path = unique_path(cam_dir / f"{path.stem}_gradcam.png", taken)

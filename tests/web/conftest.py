@@ -30,6 +30,8 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
 
+from tests.processes import stop_process
+
 #: Flags for a headless, quiet Chromium that reaches nothing by itself.
 CHROMIUM_ARGS = [
     "--headless",
@@ -166,12 +168,7 @@ def service(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         _wait_ready(url, process, running)
         yield running
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,9 @@
 """Analysing a study: pick the model version, run it batched, store the result encrypted.
 
 The answer names the model version that produced it. The result JSON (and the overlay or
-heat map PNG) go into the encrypted store; the ``results`` row keeps their keys. Shadow
-versions run after the answer is sent: their outcome is audited and counted, never returned.
+heat map PNG, and for a DICOM study the result as a DICOM SR) go into the encrypted store; the
+``results`` row keeps their keys. Shadow versions run after the answer is sent: their outcome
+is audited and counted, never returned.
 
 Example:
     >>> result = await analyze(services, who, study, "cxr", None, tasks)  # doctest: +SKIP
@@ -21,14 +22,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from insightray.engine import DetectionResult
 from insightray.engine.overlay import draw_detections
-from insightray.errors import InsightRayError, NotFoundError
+from insightray.errors import InsightRayError, MissingExtraError, NotFoundError
 from insightray.imaging import LoadedImage
+from insightray.models import ModelCard
 from insightray.serving import images
 from insightray.serving.deps import Principal, Services
 from insightray.serving.hosting.inference import DetectionRunner, FractureRunner
 from insightray.serving.hosting.rollout import ModelEntry
 from insightray.serving.storage.db.models import Result, Study, new_id
-from insightray.serving.storage.studies import decode_study, get_study
+from insightray.serving.storage.studies import decode_study, get_study, study_bytes
 
 __all__ = ["analyze", "load_result", "result_blob", "result_summary"]
 
@@ -64,8 +66,9 @@ async def analyze(
         response["threshold"] = runner.threshold
         response["candidates"] = _findings(candidates)
     response["latency_ms"] = round((time.perf_counter() - started) * 1000.0, 1)
+    card = runner.predictor.card
     await run_in_threadpool(
-        _store, services, who, started, study, entry, image, output, heat, response
+        _store, services, who, started, study, entry, image, output, heat, response, card
     )  # the result row and its audit record commit together
     for shadow in selection.shadows:
         background.add_task(_run_shadow, services, who, shadow, image, study)
@@ -110,14 +113,18 @@ def _store(
     output: Any,
     heat: Any,
     response: dict[str, Any],
+    card: ModelCard,
 ) -> None:
+    report = _structured_report(services, study, output, card)
+    sr_key = None if report is None else services.store.put(report)
+    response["sr_url"] = None if sr_key is None else f"/v1/results/{response['result_id']}/sr"
     if heat is None:
         overlay = images.png_bytes(draw_detections(image.pixels, output.detections))
         heatmap_key = None
     else:
         overlay = images.heatmap_overlay_png(image, heat)
         heatmap_key = services.store.put(images.heatmap_png(heat))
-    document = {"response": response, "heatmap_sha256": heatmap_key}
+    document = {"response": response, "heatmap_sha256": heatmap_key, "sr_sha256": sr_key}
     output_key = services.store.put(json.dumps(document, sort_keys=True).encode())
     row = Result(
         id=response["result_id"],
@@ -138,6 +145,22 @@ def _store(
             study_id=study.id, model_name=entry.name, model_version=entry.version,
             input_sha256=study.sha256,
         )  # fmt: skip
+
+
+def _structured_report(
+    services: Services, study: Study, output: Any, card: ModelCard
+) -> bytes | None:
+    """The result as a DICOM SR (TID 1500) of the stored, de-identified DICOM; ``None`` for
+    other formats, without the ``[pacs]`` extra, or when the SR cannot be made."""
+    try:
+        from insightray.pacs.sr import sr_bytes
+    except MissingExtraError:
+        return None
+    task = "detection" if isinstance(output, DetectionResult) else "fracture"
+    try:
+        return sr_bytes(study_bytes(services, study), **{task: (output, card)})
+    except InsightRayError:  # the JSON result stands without its SR
+        return None
 
 
 async def _run_shadow(
@@ -185,13 +208,14 @@ def load_result(
 
 
 def result_blob(services: Services, who: Principal, result_id: str, kind: str) -> bytes:
-    """The overlay (``image``) or heat map (``heatmap``) PNG of a result.
+    """The overlay (``image``) or heat map (``heatmap``) PNG, or the DICOM SR (``sr``), of a
+    result.
 
     Raises:
         NotFoundError: No such result or no image of that kind.
     """
     result, document = load_result(services, who, result_id)
-    key = result.image_sha256 if kind == "image" else document.get("heatmap_sha256")
+    key = result.image_sha256 if kind == "image" else document.get(f"{kind}_sha256")
     if not key:
         raise NotFoundError(f"result {result_id}", f"it has no {kind}", "see its JSON")
     return services.store.get(key)

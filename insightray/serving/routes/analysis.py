@@ -1,4 +1,4 @@
-"""``POST /v1/studies/{id}/analyze`` and the results: JSON, overlay and heat map PNGs."""
+"""``POST /v1/studies/{id}/analyze`` and the results: JSON, overlay and heat map PNGs, SR."""
 
 from __future__ import annotations
 
@@ -16,6 +16,9 @@ router = APIRouter(tags=["analysis"])
 
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "PNG image"}
+}
+DICOM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/dicom": {}}, "description": "DICOM SR (TID 1500)"}
 }
 
 
@@ -73,16 +76,23 @@ def fetch_result(
 @router.get("/v1/results/{result_id}/image", response_class=Response, responses=PNG)
 def result_image(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
     """The overlay: boxes (cxr) or the heat map blended on the image (fracture)."""
-    return _png(audit, result_id, "image")
+    return _blob(audit, result_id, "image", "image/png")
 
 
 @router.get("/v1/results/{result_id}/heatmap", response_class=Response, responses=PNG)
 def result_heatmap(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
     """RGBA heat map the size of the study image (alpha = heat); fracture results only."""
-    return _png(audit, result_id, "heatmap")
+    return _blob(audit, result_id, "heatmap", "image/png")
 
 
-def _png(audit: AuditTrail, result_id: str, kind: str) -> Response:
+@router.get("/v1/results/{result_id}/sr", response_class=Response, responses=DICOM)
+def result_sr(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
+    """The result as a DICOM Structured Report (TID 1500) of the de-identified study; DICOM
+    studies analysed with the ``[pacs]`` extra installed only."""
+    return _blob(audit, result_id, "sr", "application/dicom")
+
+
+def _blob(audit: AuditTrail, result_id: str, kind: str, media_type: str) -> Response:
     data = result_blob(audit.services, audit.who, result_id, kind)
     audit.record(f"result.{kind}")
-    return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+    return Response(data, media_type=media_type, headers={"Cache-Control": "no-store"})
