@@ -2,8 +2,8 @@
 
 Example:
     insightray nlp report "FINDINGS: No pneumothorax. Small left pleural effusion." --json
-    insightray nlp report report.txt
-    insightray nlp report reports.jsonl --json   # {"id": ..., "text": ...} per line
+    insightray nlp report --file report.txt
+    insightray nlp report --file reports.jsonl --json   # {"id": ..., "text": ...} per line
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ from rich.table import Table
 
 from insightray.cli.common import out
 from insightray.cli.nlp import nlp_app
-from insightray.errors import InputError
+from insightray.errors import InputError, InputNotFoundError
 
 if TYPE_CHECKING:
     from insightray.nlp.reports import ReportLabels
 
 
-def read_reports(source: str) -> list[tuple[str | None, str]]:
-    """``(id, text)`` pairs from a ``.jsonl`` file, one text file, or the text itself.
+def read_reports(path: Path) -> list[tuple[str | None, str]]:
+    """``(id, text)`` pairs from a ``.jsonl`` file of ``{id, text}`` lines, or one text file.
 
     Raises:
+        InputNotFoundError: The file does not exist.
         InputError: A JSONL line is not an object with a ``text`` string.
     """
-    path = Path(source)
-    if len(source) > 1024 or "\n" in source or not path.is_file():
-        return [(None, source)]
+    if not path.is_file():
+        raise InputNotFoundError(str(path), "the file does not exist", "check the path")
     if path.suffix.lower() != ".jsonl":
         return [(path.name, path.read_text(encoding="utf-8"))]
     reports: list[tuple[str | None, str]] = []
@@ -70,9 +70,11 @@ def _table(labels: ReportLabels) -> Table:
 
 @nlp_app.command("report")
 def report(
-    source: Annotated[
-        str, typer.Argument(help="Report text, a .txt file, or a .jsonl file of {id, text}.")
-    ],
+    text: Annotated[str | None, typer.Argument(help="The report text.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="A .txt report, or a .jsonl file of {id, text} lines."),
+    ] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON object per report, one a line.")
     ] = False,
@@ -80,7 +82,9 @@ def report(
     """CheXpert's 14 observations (positive, negative, uncertain, absent) with evidence."""
     from insightray.nlp.reports import ReportLabeller
 
-    reports = read_reports(source)
+    if (text is None) == (file is None):
+        raise typer.BadParameter("give TEXT or --file FILE (one of them)")
+    reports = [(None, text)] if text is not None else read_reports(Path(str(file)))
     labeller = ReportLabeller()
     for report_id, text in reports:
         labels = labeller.label(text, report_id)

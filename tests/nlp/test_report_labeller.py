@@ -113,7 +113,7 @@ def test_cli_report_label_text_and_jsonl(tmp_path: Path) -> None:
     assert status["Pneumothorax"] == "negative" and status["Pleural Effusion"] == "positive"
     lines = tmp_path / "reports.jsonl"
     lines.write_text('{"id": 7, "text": "No pneumothorax."}\n{"id": "b", "text": "Edema."}\n')
-    result = runner.invoke(app, ["nlp", "report", str(lines), "--json"])
+    result = runner.invoke(app, ["nlp", "report", "--file", str(lines), "--json"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.strip().splitlines()]
     assert [r["id"] for r in records] == ["7", "b"]
