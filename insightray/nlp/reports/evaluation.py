@@ -9,7 +9,7 @@ FINDINGS and no IMPRESSION text, no ``<major>`` term, or ``No Indexing`` are lef
 Example:
     >>> scores = score([{"Edema"}, set()], [{"Edema"}, {"Edema"}], ["Edema"], rounds=0)
     >>> scores.per_label["Edema"].precision, scores.per_label["Edema"].recall
-    (0.5, 1.0)
+    (1.0, 0.5)
 """
 
 from __future__ import annotations
