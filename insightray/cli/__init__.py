@@ -10,7 +10,17 @@ import os
 import sys
 
 import insightray.cli.assistant  # noqa: F401  (registers ask, chat, index build)
-from insightray.cli import admin, demo, detect, fracture, imaging, ner, nlp, serve  # noqa: F401
+from insightray.cli import (  # noqa: F401
+    admin,
+    demo,
+    detect,
+    fracture,
+    imaging,
+    monitor,
+    ner,
+    nlp,
+    serve,
+)
 from insightray.cli.common import app, err
 from insightray.errors import InsightRayError
 

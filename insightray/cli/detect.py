@@ -26,6 +26,7 @@ from insightray.cli.common import (
     export_app,
     finish,
     out,
+    print_warnings,
     train_app,
     unique_path,
 )
@@ -62,9 +63,15 @@ def detect(
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU (default: card's).")] = None,
     device: DeviceOption = "cpu",
 ) -> None:
-    """Detect findings in radiographs: boxes in original pixels (and mm when known)."""
+    """Detect findings in radiographs: boxes in original pixels (and mm when known).
+
+    Each result carries the out-of-distribution guard's "warnings" and "ood_score" (when the
+    model has a reference profile): an MR slice or a knee radiograph is named, not answered
+    with an empty list as if no finding were there.
+    """
     from insightray.engine import load_predictor, write_overlay
     from insightray.imaging import read_image
+    from insightray.monitoring.guard import OodGuard
 
     predictor = load_predictor(
         model,
@@ -75,9 +82,15 @@ def detect(
         iou_threshold=iou,
     )
 
+    guard = OodGuard.for_model(predictor, model, "detection")
+
     def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
         image = read_image(path)
-        return image, predictor.predict_images([image], [str(path)])[0]
+
+        def run() -> list[DetectionResult]:
+            return predictor.predict_images([image], [str(path)])
+
+        return image, (run() if guard is None else guard.run(run, [image]))[0]
 
     failures = total = 0
     taken: set[Path] = set()
@@ -114,6 +127,7 @@ def _print_detections(result: DetectionResult) -> None:
         box_px = " ".join(f"{v:.0f}" for v in found.box_px)
         table.add_row(found.class_name, f"{found.score:.3f}", box_px, box_mm)
     out.print(table)
+    print_warnings(result.warnings)
 
 
 @train_app.command("detect")
