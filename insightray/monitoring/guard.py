@@ -189,11 +189,11 @@ class OodGuard:
 
 def _pixel_warnings(features: ImageFeatures) -> list[str]:
     values = features.continuous
-    if values["std"] < BLANK_STD:
-        return [f"blank image: almost no contrast (standard deviation {values['std']:.4f})"]
     if values["bright_fraction"] > SATURATED_FRACTION:
         share = 100 * values["bright_fraction"]
         return [f"saturated image: {share:.0f} % of pixels at the maximum"]
+    if values["std"] < BLANK_STD:
+        return [f"blank image: almost no contrast (standard deviation {values['std']:.4f})"]
     return []
 
 

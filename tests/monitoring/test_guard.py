@@ -44,7 +44,7 @@ def test_validation_chest_x_rays_pass_and_the_guard_leaves_the_boxes_alone(
     detector: tuple[DetectionPredictor, OodGuard], shared_data: Path
 ) -> None:
     tbx = shared_data / "cxr" / "tbx11k"
-    names = (tbx / "val_list.txt").read_text().split()[:10]
+    names = (tbx / "val_list.txt").read_text().split()[:6]
     images = [read_image(tbx / name) for name in names]
     guarded = _run(detector, images)
     plain = detector[0].predict(images)
