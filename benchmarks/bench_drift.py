@@ -21,22 +21,24 @@ import time
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import NDArray
 
-from insightray.monitoring.drift import compare_tables
+from insightray.monitoring.drift import DriftReport, compare_tables
 from insightray.monitoring.embedding import Embedder
 from insightray.monitoring.features import FeatureTable
 from insightray.monitoring.profile import Sample, image_paths, measure
 from insightray.monitoring.scoring import DistanceModel
 
+Index = NDArray[np.int64]
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data"
 
 
-def _reduced(sample: Sample, index: np.ndarray, projection: DistanceModel) -> FeatureTable:
+def _reduced(sample: Sample, index: Index, projection: DistanceModel) -> FeatureTable:
     part = sample.table.subset(index)
     return FeatureTable(part.continuous, part.categorical, projection.project(part.embedding))
 
 
-def _compare(a: Sample, ia: np.ndarray, b: Sample, ib: np.ndarray, alpha: float, perms: int):  # type: ignore[no-untyped-def]
+def _compare(a: Sample, ia: Index, b: Sample, ib: Index, alpha: float, perms: int) -> DriftReport:
     projection = DistanceModel.fit_projection(a.table.embedding[ia])
     return compare_tables(
         _reduced(a, ia, projection), _reduced(b, ib, projection), alpha=alpha, permutations=perms

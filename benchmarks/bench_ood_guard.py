@@ -3,19 +3,23 @@
 Runs a bundled image model (default: the chest detector) with its reference profile through
 :class:`insightray.monitoring.guard.OodGuard`, exactly as ``insightray detect`` does, on:
 
-- in distribution: TBX11K ``val_list.txt`` (100 chest X-rays the profile never saw), and the
-  two chest CR DICOMs of ``../shared/data/dicom`` (other hospitals and encodings);
-- out of distribution: the non-chest shared DICOMs (CR tibia, CT head), pydicom's bundled
-  MR / US / CT / NM test files that decode, every bone X-ray of the fracture set, two real
-  photographs (scikit-learn's sample images), blank and saturated images, and the TBX11K
-  validation images inverted (as an uncorrected MONOCHROME1 would look).
+- in distribution: held-out images of the model's own data (default TBX11K ``val_list.txt``,
+  100 chest X-rays the profile never saw; ``--held-out`` for another model);
+- the shared DICOMs: two chest CR, and a CR tibia and a CT head slice (in or out of
+  distribution depending on the model);
+- out of distribution: pydicom's bundled MR / US / CT / NM test files
+  that decode, other X-rays (default: every bone X-ray of the fracture set; ``--other``), two
+  real photographs (scikit-learn's sample images), blank and saturated images, and the
+  held-out images inverted (as an uncorrected MONOCHROME1 would look).
 
 For each set: images flagged (any warning) and images flagged by the pixels alone (the
 content and intensity distances, ignoring the DICOM metadata rules). Prints a Markdown table
 and the machine's CPU flags; ``--json`` writes every image's score and warnings.
 
     python benchmarks/bench_ood_guard.py --model cxr-tbx11k-yolov5s
-    python benchmarks/bench_ood_guard.py --model fracture-roboflow-lite0
+    python benchmarks/fracture_train_list.py --held-out /tmp/fracture_held_out.txt /tmp/x.txt
+    python benchmarks/bench_ood_guard.py --model fracture-roboflow-lite0 \
+        --held-out /tmp/fracture_held_out.txt --other ../shared/data/cxr/tbx11k/val_list.txt
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from pydicom.data import get_testdata_files
 from sklearn.datasets import load_sample_images
 
@@ -53,16 +58,19 @@ def _images(paths: list[Path]) -> list[tuple[str, LoadedImage]]:
     return loaded
 
 
-def _array(name: str, pixels: np.ndarray) -> tuple[str, LoadedImage]:
+def _array(name: str, pixels: NDArray[np.float64]) -> tuple[str, LoadedImage]:
     meta = ImageMeta("png", (int(pixels.shape[0]), int(pixels.shape[1])), "MONOCHROME2", 8)
     return name, LoadedImage(np.asarray(pixels, dtype=np.float32), meta)
 
 
-def sets(shared: Path) -> dict[str, Callable[[], list[tuple[str, LoadedImage]]]]:
-    """Each benchmark set, read when asked for."""
+def sets(
+    shared: Path, held_out: Path | None, other: Path | None
+) -> dict[str, Callable[[], list[tuple[str, LoadedImage]]]]:
+    """Each benchmark set, read when asked for (the defaults suit the chest detector)."""
     tbx = shared / "cxr/tbx11k"
     dicom = sorted((shared / "dicom").glob("*.dcm"))
-    bone_x_rays = sorted((shared / "fracture/bone_fracture_roboflow/images").glob("*.jpg"))
+    held_out = held_out or tbx / "val_list.txt"
+    other = other or shared / "fracture/bone_fracture_roboflow/images"
 
     def pydicom_files() -> list[tuple[str, LoadedImage]]:
         found = _images([Path(p) for p in get_testdata_files("*.dcm")])
@@ -80,20 +88,22 @@ def sets(shared: Path) -> dict[str, Callable[[], list[tuple[str, LoadedImage]]]]
         ]
 
     def inverted() -> list[tuple[str, LoadedImage]]:
-        val = _images(image_paths(tbx / "val_list.txt"))
-        return [_array(f"inverted_{n}", 1.0 - i.pixels) for n, i in val]
+        found = _images(image_paths(held_out))
+        return [_array(f"inverted_{n}", 1.0 - i.pixels) for n, i in found]
 
     return {
-        "ID: TBX11K val (chest)": lambda: _images(image_paths(tbx / "val_list.txt")),
-        "ID: shared chest CR DICOMs": lambda: _images([p for p in dicom if "chest" in p.name]),
-        "OOD: shared non-chest DICOMs (CR tibia, CT)": lambda: _images(
+        f"ID: held out, {held_out.parent.name}/{held_out.name}": lambda: _images(
+            image_paths(held_out)
+        ),
+        "shared chest CR DICOMs": lambda: _images([p for p in dicom if "chest" in p.name]),
+        "shared non-chest DICOMs (CR tibia, CT)": lambda: _images(
             [p for p in dicom if "chest" not in p.name]
         ),
         "OOD: pydicom MR/US/CT/NM files": pydicom_files,
-        "OOD: bone X-rays (fracture set)": lambda: _images(bone_x_rays),
+        f"OOD: other X-rays, {other.parent.name}/{other.name}": lambda: _images(image_paths(other)),
         "OOD: photographs": photographs,
         "OOD: blank / saturated": synthetic,
-        "OOD: TBX11K val inverted": inverted,
+        "OOD: held-out images inverted": inverted,
     }
 
 
@@ -103,6 +113,8 @@ def main() -> None:
     parser.add_argument("--model", default="cxr-tbx11k-yolov5s")
     parser.add_argument("--shared", type=Path, default=SHARED.resolve())
     parser.add_argument("--json", type=Path, help="Write per-image scores and warnings here.")
+    parser.add_argument("--held-out", type=Path, help="In-distribution .txt list (TBX11K val).")
+    parser.add_argument("--other", type=Path, help="Other X-rays (default: the fracture set).")
     args = parser.parse_args()
     card_path = resolve_card(args.model, default="")
     predictor = load_predictor(card_path)
@@ -111,7 +123,7 @@ def main() -> None:
         raise SystemExit(f"{args.model} has no profile.json: run `insightray monitor profile`")
     rows, details = [], {}
     seconds, count = 0.0, 0
-    for name, read in sets(args.shared).items():
+    for name, read in sets(args.shared, args.held_out, args.other).items():
         images = read()
         started = time.perf_counter()
         results: list[Any] = []

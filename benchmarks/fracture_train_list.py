@@ -24,6 +24,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("out", type=Path, help="The .txt list to write (absolute paths).")
     parser.add_argument("--data", type=Path, default=DATA.resolve())
+    parser.add_argument("--held-out", type=Path, help="Also list validation + test images here.")
     args = parser.parse_args()
     config = FractureTrainConfig()
     splits = split_by_group(
@@ -33,6 +34,9 @@ def main() -> None:
         seed=config.split_seed,
     )
     args.out.write_text("".join(f"{item.path.resolve()}\n" for item in splits.train))
+    if args.held_out is not None:
+        held_out = [*splits.val, *splits.test]
+        args.held_out.write_text("".join(f"{item.path.resolve()}\n" for item in held_out))
     print(f"train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}")
 
 
