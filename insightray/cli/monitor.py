@@ -106,10 +106,11 @@ def drift(
     ] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Do the current images differ from the reference? Per-feature KS / chi-squared with PSI
-    and JS, an embedding MMD permutation test, Benjamini-Hochberg corrected.
+    """Do the current images differ from the reference? Prints "drift": true or false.
 
-    The embedding is the model's (--model, or the reference model, or the default detector).
+    Per feature: Kolmogorov-Smirnov (continuous) or chi-squared (categorical), with PSI and
+    Jensen-Shannon distance; on the model's embedding: an MMD permutation test. The p-values
+    are Benjamini-Hochberg corrected together at --alpha. The embedding is the model's (--model, or the reference model, or the default detector).
     """
     from insightray.monitoring.drift import compare_tables
     from insightray.monitoring.profile import image_paths, load_profile
