@@ -61,16 +61,16 @@ def test_profile_then_detect_names_an_out_of_distribution_image(
 def test_drift_bone_x_rays_against_the_detector_profile(
     tmp_path: Path, bones: list[Path], tbx: list[Path]
 ) -> None:
-    current = _list(tmp_path, "bones.txt", bones[::60])
+    current = _list(tmp_path, "bones.txt", bones[::120])
     args = ("--reference", "cxr-tbx11k-yolov5s", "--permutations", "100", "--json")
     code, stdout, stderr = cli("monitor", "drift", "--current", str(current), *args)
     assert code == 0, stderr
     report = json.loads(stdout)
-    assert report["drift"] is True and report["current_images"] == len(bones[::60])
+    assert report["drift"] is True and report["current_images"] == len(bones[::120])
     assert "embedding" in report["drifted_features"]
     features = {item["feature"]: item for item in report["features"]}
     assert features["photometric"]["test"] == "chi2" and features["mean"]["test"] == "ks"
-    same = _list(tmp_path, "val.txt", tbx[:24])
+    same = _list(tmp_path, "val.txt", tbx[:16])
     code, stdout, stderr = cli("monitor", "drift", "--current", str(same), *args)
     assert code == 0, stderr
     assert json.loads(stdout)["drift"] is False
