@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from insightray.engine import write_model
@@ -50,7 +51,8 @@ def test_profile_then_detect_names_an_out_of_distribution_image(
     assert code == 0, stderr
     profile = json.loads((folder / "profile.json").read_text())
     assert profile["images"] == 20 and profile["accepted"]["body_parts"] == ["CHEST"]
-    assert len(profile["features"]["embedding"][0]) > 0
+    with np.load(folder / "profile.npz", allow_pickle=False) as stored:
+        assert stored["embedding"].shape[0] == 20 and stored["embedding"].shape[1] > 0
     code, stdout, stderr = cli("detect", "--model", str(folder), "--json", str(ct), str(tbx[30]))
     assert code == 0, stderr
     first, second = (json.loads(line) for line in stdout.splitlines())

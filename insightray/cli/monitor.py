@@ -24,9 +24,7 @@ if TYPE_CHECKING:
     from insightray.engine import Predictor
     from insightray.monitoring.drift import DriftReport
     from insightray.monitoring.embedding import Embedder
-    from insightray.monitoring.features import FeatureTable
     from insightray.monitoring.profile import Sample
-    from insightray.monitoring.scoring import DistanceModel
 
 monitor_app = typer.Typer(
     help="Monitor models: reference profiles and drift.", no_args_is_help=True
@@ -110,7 +108,9 @@ def drift(
 
     Per feature: Kolmogorov-Smirnov (continuous) or chi-squared (categorical), with PSI and
     Jensen-Shannon distance; on the model's embedding: an MMD permutation test. The p-values
-    are Benjamini-Hochberg corrected together at --alpha. The embedding is the model's (--model, or the reference model, or the default detector).
+    are Benjamini-Hochberg corrected together at --alpha.
+
+    The embedding is the model's (--model, or the reference model, or the default detector).
     """
     from insightray.monitoring.drift import compare_tables
     from insightray.monitoring.profile import image_paths, load_profile
@@ -125,16 +125,11 @@ def drift(
     current_sample = _measure(image_paths(current), embedder, None, "Measuring current")
     if stored is not None:
         reference_table = stored.table
-        projection = stored.content
     else:
-        from insightray.monitoring.scoring import DistanceModel
-
-        reference_sample = _measure(image_paths(reference), embedder, None, "Measuring reference")
-        projection = DistanceModel.fit_projection(reference_sample.table.embedding)
-        reference_table = _reduced(reference_sample, projection)
+        reference_table = _measure(image_paths(reference), embedder, None, "Measuring").table
     report = compare_tables(
         reference_table,
-        _reduced(current_sample, projection),
+        current_sample.table,
         alpha=alpha,
         permutations=permutations,
     )
@@ -174,13 +169,6 @@ def _measure(
             predictor,
             progress=lambda done: progress.advance(task, done),
         )
-
-
-def _reduced(sample: Sample, projection: DistanceModel) -> FeatureTable:
-    from insightray.monitoring.features import FeatureTable
-
-    table = sample.table
-    return FeatureTable(table.continuous, table.categorical, projection.project(table.embedding))
 
 
 def _print_report(report: DriftReport) -> None:

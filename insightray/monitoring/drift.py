@@ -5,7 +5,8 @@ categorical one with a chi-squared test of the two samples' counts; both also ge
 population stability index (PSI) and the Jensen-Shannon distance (base 2, in ``[0, 1]``) of
 their binned distributions (deciles of the reference for continuous features). The model's
 embedding gets a multivariate test: the maximum mean discrepancy (Gaussian kernel, median
-bandwidth) with a permutation p-value. The p-values are corrected together with
+bandwidth) of its 32 leading principal components (PCA fitted on both sets pooled) with a
+permutation p-value. The p-values are corrected together with
 Benjamini-Hochberg (:func:`scipy.stats.false_discovery_control`); the sets have drifted when
 any corrected p-value is below ``alpha``.
 
@@ -29,10 +30,13 @@ from scipy.stats import chi2_contingency, false_discovery_control, ks_2samp
 
 from insightray.errors import InputError
 from insightray.monitoring.features import FeatureTable
+from insightray.monitoring.scoring import DistanceModel
 
 __all__ = ["DriftReport", "FeatureTable", "FeatureTest", "compare_tables", "mmd_test"]
 
 FloatArray = NDArray[np.float64]
+#: Principal components of the (pooled) embedding the MMD test compares.
+EMBEDDING_DIMENSIONS = 32
 #: Added to empty bins so that PSI stays finite.
 _EPSILON = 1e-4
 
@@ -135,7 +139,12 @@ def compare_tables(
             _categorical_test(name, reference.categorical[name], current.categorical[name])
         )
     if reference.embedding.shape[1] and reference.embedding.shape[1] == current.embedding.shape[1]:
-        statistic, p_value = mmd_test(reference.embedding, current.embedding, permutations, seed)
+        # PCA fitted on both sets together: a projection fitted on one side alone fits that
+        # side better and breaks the permutation test's exchangeability.
+        pooled = np.concatenate([reference.embedding, current.embedding])
+        projection = DistanceModel.fit_projection(pooled, EMBEDDING_DIMENSIONS)
+        reduced = projection.project(reference.embedding), projection.project(current.embedding)
+        statistic, p_value = mmd_test(*reduced, permutations, seed)
         tests.append(FeatureTest("embedding", "mmd", statistic, p_value))
     adjusted = false_discovery_control([test.p_value for test in tests], method="bh")
     tests = [_with_adjusted(test, float(p)) for test, p in zip(tests, adjusted, strict=True)]

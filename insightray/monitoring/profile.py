@@ -2,7 +2,7 @@
 
 A profile (``profile.json`` in the model folder) holds, for the images a model was trained on:
 the per-image features of :mod:`~insightray.monitoring.features`, the model's pooled backbone
-embedding reduced by PCA fitted on those images, the model's outputs (boxes per image and best
+embedding (raw, in ``profile.npz`` beside it), the model's outputs (boxes per image and best
 score, or the fracture probability), the DICOM modalities and body parts it accepts, and two
 :class:`~insightray.monitoring.scoring.DistanceModel` s (embedding and intensity) whose
 thresholds were set on held-out training images at a stated false-alarm rate. The
@@ -34,6 +34,7 @@ from insightray.monitoring.features import CATEGORICAL, FeatureTable, image_feat
 from insightray.monitoring.scoring import DistanceModel
 
 __all__ = [
+    "EMBEDDING_FILE",
     "IMAGE_SUFFIXES",
     "PROFILE_FILE",
     "RADIOGRAPH_MODALITIES",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 PROFILE_FILE = "profile.json"
+#: The raw reference embedding, beside the profile (``numpy.savez_compressed``, no pickles).
+EMBEDDING_FILE = "profile.npz"
 PROFILE_VERSION = 1
 #: DICOM modalities of projection radiographs (computed, digital, conventional).
 RADIOGRAPH_MODALITIES = ("CR", "DX", "RG")
@@ -83,7 +86,7 @@ class ReferenceProfile:
         intensity: Distance model of the intensity features.
         accepted_modalities: DICOM modalities the model takes (others are warned about).
         accepted_body_parts: DICOM body parts it takes; empty accepts any.
-        table: Per-image reference features; its embedding is ``content.project`` of the raw one.
+        table: Per-image reference features, with the raw embedding (stored in ``profile.npz``).
     """
 
     model: dict[str, str]
@@ -115,13 +118,13 @@ class ReferenceProfile:
             "features": {
                 "continuous": {k: [_short(v) for v in vs] for k, vs in table.continuous.items()},
                 "categorical": table.categorical,
-                "embedding": [[_short(v) for v in row] for row in table.embedding],
+                "embedding": f"{EMBEDDING_FILE} (float16, {table.embedding.shape[1]} columns)",
             },
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ReferenceProfile:
-        """Read the JSON form.
+    def from_dict(cls, data: dict[str, Any], embedding: NDArray[np.float64]) -> ReferenceProfile:
+        """Read the JSON form and the raw embedding stored beside it.
 
         Raises:
             ConfigError: Another profile version, or a malformed file.
@@ -133,7 +136,7 @@ class ReferenceProfile:
             table = FeatureTable(
                 {k: np.asarray(v, dtype=np.float64) for k, v in features["continuous"].items()},
                 {k: [str(item) for item in v] for k, v in features["categorical"].items()},
-                np.asarray(features["embedding"], dtype=np.float64),
+                np.asarray(embedding, dtype=np.float64),
             )
             return cls(
                 {k: str(v) for k, v in data["model"].items()},
@@ -155,6 +158,8 @@ class ReferenceProfile:
         """Write ``profile.json`` into a model folder; returns its path."""
         path = Path(folder) / PROFILE_FILE
         path.write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
+        embedding = self.table.embedding.astype(np.float16)
+        np.savez_compressed(Path(folder) / EMBEDDING_FILE, embedding=embedding)
         return path
 
 
@@ -163,7 +168,14 @@ def load_profile(card_path: str | Path) -> ReferenceProfile | None:
     path = Path(card_path).parent / PROFILE_FILE
     if not path.is_file():
         return None
-    return ReferenceProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        with np.load(path.with_name(EMBEDDING_FILE), allow_pickle=False) as stored:
+            embedding = stored["embedding"]
+    except (OSError, KeyError, ValueError) as error:
+        raise ConfigError(
+            str(path), f"its {EMBEDDING_FILE} is missing or unreadable", "build it again"
+        ) from error
+    return ReferenceProfile.from_dict(json.loads(path.read_text(encoding="utf-8")), embedding)
 
 
 def image_paths(source: str | Path) -> list[Path]:
@@ -253,11 +265,7 @@ def build_profile(
     content = DistanceModel.fit(sample.table.embedding, EMBEDDING_COMPONENTS, half)
     intensity = DistanceModel.fit(sample.intensity, INTENSITY_COMPONENTS, half)
     seen = {value for value in sample.table.categorical["modality"] if value != "NONE"}
-    table = FeatureTable(
-        sample.table.continuous,
-        sample.table.categorical,
-        content.project(sample.table.embedding),
-    )
+    table = sample.table
     model = {
         "name": card.name,
         "version": card.version,
