@@ -9,6 +9,7 @@ thresholds were set on held-out training images at a stated false-alarm rate. Th
 out-of-distribution guard and the drift monitor read it.
 
 Example:
+    >>> from insightray.models.catalog import resolve_card
     >>> profile = load_profile(resolve_card(None, default="cxr-tbx11k-yolov5s"))
     >>> profile.accepted_modalities, profile.rate
     (('CR', 'DX', 'RG'), 0.01)
