@@ -10,6 +10,7 @@ model's profile. Torch and scipy are imported inside the commands.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -60,6 +61,14 @@ def profile(
     description: Annotated[
         str | None, typer.Option("--description", help="What the data is, for the profile.")
     ] = None,
+    group_pattern: Annotated[
+        str | None,
+        typer.Option(
+            "--group-pattern",
+            help="Regex whose first group of a file name names its source image (augmented "
+            "copies stay in one threshold fold), e.g. '^(.+?)\\.rf\\.'.",
+        ),
+    ] = None,
 ) -> None:
     """Store a model's reference profile (profile.json) in its folder, from its training data."""
     from insightray.engine import load_predictor
@@ -75,6 +84,7 @@ def profile(
     embedder = Embedder(network, predictor.card)
     paths = image_paths(data)
     sample = _measure(paths, embedder, predictor, "Profiling")
+    groups = None if group_pattern is None else _groups(paths, group_pattern)
     built = build_profile(
         sample,
         predictor.card,
@@ -83,6 +93,7 @@ def profile(
         rate=rate,
         modalities=modality or RADIOGRAPH_MODALITIES,
         body_parts=body_part or (),
+        groups=groups,
     )
     target = built.save(card_path.parent)
     out.print(f"{len(paths)} images profiled; wrote {target}")
@@ -137,6 +148,18 @@ def drift(
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
+
+
+def _groups(paths: list[Path], pattern: str) -> list[str]:
+    """Each file's group: the first group of ``pattern`` in its name (the name if no match)."""
+    try:
+        compiled = re.compile(pattern)
+    except re.error as error:
+        raise ConfigError(
+            "--group-pattern", f"not a regular expression ({error})", "fix it"
+        ) from error
+    found = [compiled.search(path.name) for path in paths]
+    return [m.group(1) if m and m.groups() else p.name for m, p in zip(found, paths, strict=True)]
 
 
 def _model_card(name: str) -> Path | None:

@@ -255,16 +255,20 @@ def build_profile(
     rate: float = 0.01,
     modalities: Iterable[str] = RADIOGRAPH_MODALITIES,
     body_parts: Iterable[str] = (),
+    groups: Sequence[str] | None = None,
 ) -> ReferenceProfile:
     """Fit the distance models on a measured sample and keep its features.
+
+    ``groups`` (one per image) keeps augmented copies of one source image in one fold when the
+    thresholds are set (see :meth:`DistanceModel.fit`).
 
     The false-alarm ``rate`` is split evenly between the embedding and the intensity model,
     so an in-distribution image is flagged by either with probability at most about ``rate``.
     Modalities seen in the sample are accepted besides ``modalities``.
     """
     half = rate / 2.0
-    content = DistanceModel.fit(sample.table.embedding, EMBEDDING_COMPONENTS, half)
-    intensity = DistanceModel.fit(sample.intensity, INTENSITY_COMPONENTS, half)
+    content = DistanceModel.fit(sample.table.embedding, EMBEDDING_COMPONENTS, half, groups=groups)
+    intensity = DistanceModel.fit(sample.intensity, INTENSITY_COMPONENTS, half, groups=groups)
     seen = {value for value in sample.table.categorical["modality"] if value != "NONE"}
     table = sample.table
     model = {

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +59,18 @@ class DistanceModel:
 
     @classmethod
     def fit(
-        cls, rows: FloatArray, components: int, rate: float, folds: int = 5, seed: int = 0
+        cls,
+        rows: FloatArray,
+        components: int,
+        rate: float,
+        folds: int = 5,
+        seed: int = 0,
+        groups: Sequence[str] | None = None,
     ) -> DistanceModel:
         """Fit on ``(n, features)`` reference rows; threshold by ``folds``-fold cross-fitting.
+
+        With ``groups`` (e.g. the source image of augmented copies) the folds keep each group
+        whole, so that no row is scored by a model fitted on its own copies.
 
         Raises:
             ConfigError: Too few rows for the folds, or a rate outside ``(0, 0.5)``.
@@ -72,10 +82,15 @@ class DistanceModel:
             raise ConfigError(
                 "reference profile", f"{len(rows)} images", f"give at least {2 * folds}"
             )
-        from sklearn.model_selection import KFold  # fitting only: checks need numpy alone
+        from sklearn.model_selection import GroupKFold, KFold  # fitting only
 
         held_out = np.empty(len(rows))
-        for train, test in KFold(folds, shuffle=True, random_state=seed).split(rows):
+        splitter = (
+            KFold(folds, shuffle=True, random_state=seed)
+            if groups is None
+            else GroupKFold(folds, shuffle=True, random_state=seed)
+        )
+        for train, test in splitter.split(rows, groups=groups):
             held_out[test] = cls.fit_projection(rows[train], components).distance(rows[test])
         threshold = float(np.quantile(held_out, 1.0 - rate))
         fitted = cls.fit_projection(rows, components)

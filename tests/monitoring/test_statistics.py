@@ -78,3 +78,15 @@ def test_drift_needs_two_images_a_side() -> None:
     rng = np.random.default_rng(5)
     with pytest.raises(InputError):
         compare_tables(_table(rng, 1), _table(rng, 10))
+
+
+def test_group_folds_keep_augmented_copies_out_of_their_own_threshold() -> None:
+    rng = np.random.default_rng(6)
+    sources = rng.normal(size=(60, 6))
+    rows = np.repeat(sources, 5, axis=0) + rng.normal(scale=0.05, size=(300, 6))
+    groups = [str(i) for i in np.repeat(np.arange(60), 5)]
+    plain = DistanceModel.fit(rows, 3, 0.05)
+    grouped = DistanceModel.fit(rows, 3, 0.05, groups=groups)
+    assert grouped.threshold > plain.threshold
+    fresh = rng.normal(size=(3000, 6))
+    assert np.mean(grouped.score(fresh) > 1) < np.mean(plain.score(fresh) > 1)
