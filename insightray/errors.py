@@ -129,3 +129,7 @@ class TamperedDataError(StorageError):
 
 class PayloadTooLargeError(InputError):
     """An upload is larger than the service accepts."""
+
+
+class OutOfDistributionError(InputError):
+    """An image is unlike what the model was trained on, and the service refuses such images."""

@@ -14,7 +14,15 @@ from insightray.cli import main
 from insightray.models import load_card
 
 DETECTION_KEYS = {"class_id", "class_name", "score", "box", "box_mm"}
-RESULT_KEYS = {"image", "model", "original_size", "pixel_spacing_mm", "detections"}
+RESULT_KEYS = {
+    "image",
+    "model",
+    "original_size",
+    "pixel_spacing_mm",
+    "detections",
+    "warnings",
+    "ood_score",
+}
 #: The JSON rounds coordinates to 3 decimals, so values closer than 1e-3 px print at most
 #: 1e-3 apart.
 BOX_ATOL_PX = 1e-3 + 1e-9

@@ -15,7 +15,16 @@ from tests.test_cli_detect import cli
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 EVALUATE_KEYS = {"auc", "auc_ci", "sensitivity", "specificity", "threshold", "ece", "images"}
-CLASSIFY_KEYS = {"image", "probability", "label", "threshold", "model", "heatmap"}
+CLASSIFY_KEYS = {
+    "image",
+    "probability",
+    "label",
+    "threshold",
+    "model",
+    "heatmap",
+    "warnings",
+    "ood_score",
+}
 
 
 @pytest.fixture(scope="module")

@@ -68,6 +68,12 @@ def finish(failures: int, total: int) -> None:
         raise typer.Exit(1)
 
 
+def print_warnings(warnings: tuple[str, ...]) -> None:
+    """The out-of-distribution guard's warnings of one image, in yellow, one per line."""
+    for warning in warnings:
+        out.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+
+
 def unique_path(target: Path, taken: set[Path]) -> Path:
     """``target``, or ``name-2.png``, ``name-3.png``... if this run already wrote it."""
     candidate, n = target, 1

@@ -26,6 +26,7 @@ from insightray.cli.common import (
     export_app,
     finish,
     out,
+    print_warnings,
     train_app,
     unique_path,
 )
@@ -76,9 +77,14 @@ def detect(
 
     With --sr, each DICOM input's boxes are also written as a DICOM Structured Report (TID 1500
     Measurement Report, one planar ROI per box) named after the source SOP Instance UID.
+
+    Each result carries the out-of-distribution guard's "warnings" and "ood_score" (when the
+    model has a reference profile): an MR slice or a knee radiograph is named, not answered
+    with an empty list as if no finding were there.
     """
     from insightray.engine import load_predictor, write_overlay
     from insightray.imaging import read_image
+    from insightray.monitoring.guard import OodGuard
 
     if sr_dir is not None:
         from insightray.pacs.sr import write_sr
@@ -92,9 +98,15 @@ def detect(
         iou_threshold=iou,
     )
 
+    guard = OodGuard.for_model(predictor, model, "detection")
+
     def work(path: Path) -> tuple[LoadedImage, DetectionResult]:
         image = read_image(path)
-        result = predictor.predict_images([image], [str(path)])[0]
+
+        def run() -> list[DetectionResult]:
+            return predictor.predict_images([image], [str(path)])
+
+        result = (run() if guard is None else guard.run(run, [image]))[0]
         if sr_dir is not None:
             write_sr(path, sr_dir, detection=(result, predictor.card))
         return image, result
@@ -134,6 +146,7 @@ def _print_detections(result: DetectionResult) -> None:
         box_px = " ".join(f"{v:.0f}" for v in found.box_px)
         table.add_row(found.class_name, f"{found.score:.3f}", box_px, box_mm)
     out.print(table)
+    print_warnings(result.warnings)
 
 
 @train_app.command("detect")

@@ -21,6 +21,7 @@ from insightray.cli.common import (
     evaluate_app,
     finish,
     out,
+    print_warnings,
     train_app,
     unique_path,
 )
@@ -53,20 +54,28 @@ def classify_fracture(
     """Classify bone radiographs as fractured or not, at the model card's operating point.
 
     Per image: the fracture probability, the label at the card's threshold, the model name
-    and version, and with --cam the path of a Grad-CAM heatmap overlaid on the image. With
-    --sr, a DICOM Structured Report per DICOM input (TID 1500, one image-level finding).
+    and version, the out-of-distribution guard's "warnings" and "ood_score", and with --cam
+    the path of a Grad-CAM heatmap overlaid on the image. With --sr, a DICOM Structured Report
+    per DICOM input (TID 1500, one image-level finding).
     """
     from insightray.engine import load_predictor
     from insightray.explain import gradcam_heatmap, save_overlay
     from insightray.imaging import read_image
+    from insightray.monitoring.guard import OodGuard
 
     predictor = load_predictor(model, task="classification")
+    guard = OodGuard.for_model(predictor, model, "classification")
     card = predictor.card
     taken: set[Path] = set()
 
     def work(path: Path) -> tuple[FractureResult, Path | None]:
-        pixels = read_image(path).pixels
-        result = predictor.predict_arrays([pixels])[0]
+        image = read_image(path)
+        pixels = image.pixels
+
+        def run() -> list[FractureResult]:
+            return predictor.predict_arrays([pixels])
+
+        result = (run() if guard is None else guard.run(run, [image]))[0]
         if sr_dir is not None:
             from insightray.pacs.sr import write_sr
 
@@ -118,6 +127,8 @@ def _print_rows(rows: list[dict[str, Any]]) -> None:
             row["heatmap"] or "-",
         )
     out.print(table)
+    for row in rows:
+        print_warnings(tuple(f"{row['image']}: {text}" for text in row["warnings"]))
 
 
 @train_app.command("fracture")

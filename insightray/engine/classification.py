@@ -12,7 +12,7 @@ Example:
     >>> import numpy as np
     >>> result = predictor.predict_arrays([np.zeros((300, 200), np.float32)])[0]
     >>> sorted(result.to_dict())
-    ['label', 'probability', 'threshold']
+    ['label', 'ood_score', 'probability', 'threshold', 'warnings']
 """
 
 from __future__ import annotations
@@ -60,11 +60,17 @@ class FractureResult:
         probability: Probability of a fracture, in ``[0, 1]``.
         label: ``"fractured"`` or ``"not_fractured"`` at ``threshold``.
         threshold: The operating point used.
+        warnings: Why the image looks unlike the model's training images (see
+            :mod:`insightray.monitoring.guard`); empty when all is well or unchecked.
+        ood_score: Out-of-distribution score (above 1: beyond the guard's threshold);
+            ``None`` when the model has no reference profile or the guard did not run.
     """
 
     probability: float
     label: str
     threshold: float
+    warnings: tuple[str, ...] = ()
+    ood_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON form (probability rounded to 5 decimals)."""
@@ -72,6 +78,8 @@ class FractureResult:
             "probability": round(self.probability, 5),
             "label": self.label,
             "threshold": round(self.threshold, 5),
+            "warnings": list(self.warnings),
+            "ood_score": self.ood_score,
         }
 
 

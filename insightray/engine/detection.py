@@ -94,6 +94,10 @@ class DetectionResult:
         pixel_spacing: ``(row, column)`` millimetres per pixel, if known.
         model_name: Name from the model card.
         model_version: Version from the model card.
+        warnings: Why the image looks unlike the model's training images (see
+            :mod:`insightray.monitoring.guard`); empty when all is well or unchecked.
+        ood_score: Out-of-distribution score (above 1: beyond the guard's threshold);
+            ``None`` when the model has no reference profile or the guard did not run.
     """
 
     path: str
@@ -102,6 +106,8 @@ class DetectionResult:
     pixel_spacing: tuple[float, float] | None
     model_name: str
     model_version: str
+    warnings: tuple[str, ...] = ()
+    ood_score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON contract the CLI prints per image.
@@ -110,7 +116,8 @@ class DetectionResult:
             >>> DetectionResult("a.png", (), (10, 20), None, "yolov5n", "1.0").to_dict()
             ... # doctest: +NORMALIZE_WHITESPACE
             {'image': 'a.png', 'model': {'name': 'yolov5n', 'version': '1.0'},
-             'original_size': [10, 20], 'pixel_spacing_mm': None, 'detections': []}
+             'original_size': [10, 20], 'pixel_spacing_mm': None, 'detections': [],
+             'warnings': [], 'ood_score': None}
         """
         return {
             "image": self.path,
@@ -118,6 +125,8 @@ class DetectionResult:
             "original_size": list(self.original_size),
             "pixel_spacing_mm": None if self.pixel_spacing is None else list(self.pixel_spacing),
             "detections": [detection.to_dict() for detection in self.detections],
+            "warnings": list(self.warnings),
+            "ood_score": self.ood_score,
         }
 
 

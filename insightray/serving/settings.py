@@ -21,8 +21,10 @@ from typing import Any
 from insightray.config import insightray_home
 from insightray.errors import ConfigError
 
-__all__ = ["ServeSettings", "available_cpus"]
+__all__ = ["OOD_ACTIONS", "ServeSettings", "available_cpus"]
 
+#: What the service may do with an out-of-distribution image (see ``ood_action``).
+OOD_ACTIONS = ("flag", "refuse")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -66,6 +68,9 @@ class ServeSettings:
         cache_entries: Result cache size (entries).
         inference_threads: Parallel inference workers.
         torch_threads: Torch intra-op threads per worker.
+        ood_action: What to do with an image the out-of-distribution guard warns about:
+            ``flag`` (answer, with the warnings and ``ood_score`` in the result) or ``refuse``
+            (answer 422 ``OutOfDistributionError`` naming the warnings).
     """
 
     home: Path
@@ -83,6 +88,7 @@ class ServeSettings:
     cache_entries: int = 256
     inference_threads: int = field(default_factory=_default_inference_threads)
     torch_threads: int = field(default_factory=_default_torch_threads)
+    ood_action: str = "flag"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -96,6 +102,10 @@ class ServeSettings:
             raise ConfigError("rate/batch settings", "must not be negative", "check the values")
         if self.inference_threads < 1 or self.torch_threads < 1:
             raise ConfigError("threads", "must be at least 1", "set a positive thread count")
+        if self.ood_action not in OOD_ACTIONS:
+            raise ConfigError(
+                f"ood_action {self.ood_action!r}", "unknown action", "set flag or refuse"
+            )
 
     @property
     def keys_dir(self) -> Path:

@@ -183,3 +183,16 @@ def test_operator_guide_names_every_setting() -> None:
     guide = (ROOT / "docs" / "operations.md").read_text()
     missing = sorted(v for v in SETTINGS_VARIABLES if f"`{v}`" not in guide)
     assert not missing, f"docs/operations.md does not describe {missing}"
+
+
+def test_alert_rules_use_the_services_ood_series() -> None:
+    from insightray.serving.hosting.metrics import ServiceMetrics
+
+    rules_file = ROOT / "deploy" / "prometheus" / "insightray-alerts.yml"
+    groups = yaml.safe_load(rules_file.read_text())["groups"]
+    expressions = " ".join(rule["expr"] for group in groups for rule in group["rules"])
+    metrics = ServiceMetrics()
+    metrics.observe_ood("m", "1", 2.0, True)
+    exposed = metrics.render().decode()
+    for series in ("insightray_ood_images_total", "insightray_ood_score_bucket"):
+        assert series in expressions and series in exposed

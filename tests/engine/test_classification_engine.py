@@ -60,7 +60,13 @@ def test_predictions_match_the_model_and_the_threshold(card_path: Path) -> None:
     for result in results:
         assert result.threshold == 0.5
         assert result.label == ("fractured" if result.probability >= 0.5 else "not_fractured")
-        assert set(result.to_dict()) == {"probability", "label", "threshold"}
+        assert set(result.to_dict()) == {
+            "probability",
+            "label",
+            "threshold",
+            "warnings",
+            "ood_score",
+        }
     low = FracturePredictor(
         predictor.model,
         dataclasses.replace(predictor.card, thresholds={"operating_point": 0.0}),

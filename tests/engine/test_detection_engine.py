@@ -183,7 +183,10 @@ def test_result_json_matches_the_cli_contract() -> None:
     detection = Detection(1, "mass", 0.5, (1.0, 2.0, 3.0, 4.0), (0.1, 0.2, 0.3, 0.4))
     result = DetectionResult("a.dcm", (detection,), (100, 200), (0.2, 0.1), "yolov5n", "0.1.0")
     data = json.loads(json.dumps(result.to_dict()))
-    assert set(data) == {"image", "model", "original_size", "pixel_spacing_mm", "detections"}
+    assert set(data) == {
+        "image", "model", "original_size", "pixel_spacing_mm", "detections", "warnings", "ood_score"
+    }  # fmt: skip
+    assert data["warnings"] == [] and data["ood_score"] is None  # not checked by a guard
     assert data["model"] == {"name": "yolov5n", "version": "0.1.0"}
     assert data["original_size"] == [100, 200] and data["pixel_spacing_mm"] == [0.2, 0.1]
     assert data["detections"] == [

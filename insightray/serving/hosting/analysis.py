@@ -29,6 +29,7 @@ from insightray.serving import images
 from insightray.serving.deps import Principal, Services
 from insightray.serving.hosting.inference import DetectionRunner, FractureRunner
 from insightray.serving.hosting.rollout import ModelEntry
+from insightray.serving.hosting.screening import screen
 from insightray.serving.storage.db.models import Result, Study, new_id
 from insightray.serving.storage.studies import decode_study, get_study, study_bytes
 
@@ -54,6 +55,7 @@ async def analyze(
     entry = selection.served
     image = await run_in_threadpool(decode_study, services, study)
     output, _ = await services.host.predict_image(entry, image, study.sha256)
+    screen(services, entry, output)  # counts the guard's outcome; 422 when set to refuse
     runner = await services.host.image_runner(entry)
     heat, candidates = None, list[Any]()
     if isinstance(runner, FractureRunner):
@@ -90,6 +92,8 @@ def _response(
         "model": {"name": entry.name, "version": entry.version},
         "findings": findings,
         "fracture": fracture,
+        "warnings": list(output.warnings),
+        "ood_score": output.ood_score,
         "image_url": f"/v1/results/{result_id}/image",
         "heatmap_url": f"/v1/results/{result_id}/heatmap" if has_heatmap else None,
     }

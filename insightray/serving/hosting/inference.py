@@ -34,6 +34,7 @@ from insightray.errors import InsightRayError, ServiceUnavailableError
 from insightray.explain.gradcam import gradcam_heatmap
 from insightray.imaging import LoadedImage
 from insightray.models.catalog import find_task
+from insightray.monitoring.guard import OodGuard
 from insightray.serving.hosting.batching import DynamicBatcher
 from insightray.serving.hosting.cache import CacheKey, ResultCache
 from insightray.serving.hosting.metrics import ServiceMetrics
@@ -85,6 +86,7 @@ class DetectionRunner:
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.predictor = load_predictor(entry.card_path, task="detection")
+        self.guard = OodGuard.for_predictor(self.predictor, entry.card_path)
         self.threshold = self.predictor.conf_threshold  # the card's operating point
         self.predictor.conf_threshold = min(CANDIDATE_FLOOR, self.threshold)
 
@@ -99,13 +101,18 @@ class DetectionRunner:
         return dataclasses.replace(result, detections=kept), weaker
 
     def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
-        """One :class:`~insightray.engine.DetectionResult` per image, as one batch."""
-        return self.predictor.predict_arrays(
-            [image.pixels for image in images],
-            [image.meta.pixel_spacing for image in images],
-            ["study"] * len(images),
-            batch_size=max(1, len(images)),
-        )
+        """One :class:`~insightray.engine.DetectionResult` per image, as one batch, each with
+        the out-of-distribution guard's ``warnings`` and ``ood_score``."""
+
+        def run() -> list[Any]:
+            return self.predictor.predict_arrays(
+                [image.pixels for image in images],
+                [image.meta.pixel_spacing for image in images],
+                ["study"] * len(images),
+                batch_size=max(1, len(images)),
+            )
+
+        return run() if self.guard is None else self.guard.run(run, images)
 
 
 class FractureRunner:
@@ -114,12 +121,17 @@ class FractureRunner:
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
         self.predictor = load_predictor(entry.card_path, task="classification")
+        self.guard = OodGuard.for_predictor(self.predictor, entry.card_path)
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one use at a time
 
     def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
         """One fracture result (``probability``, ``label``, ``threshold``) per image."""
-        with self._lock:
+
+        def run() -> list[Any]:
             return list(self.predictor.predict_arrays([image.pixels for image in images]))
+
+        with self._lock:
+            return run() if self.guard is None else self.guard.run(run, images)
 
     def heatmap(self, image: LoadedImage) -> NDArray[np.float32]:
         """Grad-CAM heat in ``[0, 1]`` at the image's size."""

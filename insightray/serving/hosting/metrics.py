@@ -2,7 +2,7 @@
 
 Series: requests and their latency per route template (never the raw path, which holds ids),
 predictions and their latency per model version, batch sizes, queue depth, cache hits and
-misses.
+misses, and the out-of-distribution guard's outcomes and scores.
 
 Example:
     >>> metrics = ServiceMetrics()
@@ -21,6 +21,7 @@ __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_OOD_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 100.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
 
 
@@ -29,6 +30,19 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.ood = Counter(
+            "insightray_ood_images_total",
+            "Images checked by the out-of-distribution guard, by outcome (ok, flagged).",
+            ("model", "version", "outcome"),
+            registry=self.registry,
+        )
+        self.ood_score = Histogram(
+            "insightray_ood_score",
+            "Out-of-distribution scores (1 is the guard's threshold).",
+            ("model", "version"),
+            buckets=_OOD_BUCKETS,
+            registry=self.registry,
+        )
         self.requests = Counter(
             "insightray_requests_total",
             "HTTP requests by method, route template and status code.",
@@ -74,6 +88,12 @@ class ServiceMetrics:
             ("model", "version", "outcome"),
             registry=self.registry,
         )
+
+    def observe_ood(self, model: str, version: str, score: float | None, flagged: bool) -> None:
+        """Count one guarded image (flagged or not) and its out-of-distribution score."""
+        self.ood.labels(model, version, "flagged" if flagged else "ok").inc()
+        if score is not None:
+            self.ood_score.labels(model, version).observe(score)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one HTTP request and its latency."""

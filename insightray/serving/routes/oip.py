@@ -24,6 +24,7 @@ from insightray.models.catalog import find_task
 from insightray.serving.deps import Analyst, AuditDep, ModelsReader, Services, ServicesDep
 from insightray.serving.hosting.inference import DetectionRunner
 from insightray.serving.hosting.rollout import ModelEntry
+from insightray.serving.hosting.screening import screen
 
 router = APIRouter(prefix="/v2/models", tags=["open inference protocol v2"])
 
@@ -107,6 +108,7 @@ async def infer(
     entry = selection.served
     image, digest = _image(body.inputs[0])
     output, _ = await services.host.predict_image(entry, image, digest)
+    screen(services, entry, output)
     runner = await services.host.image_runner(entry)
     if isinstance(runner, DetectionRunner):
         output, _ = runner.operating(output)  # the findings, without the weaker candidates
@@ -118,6 +120,7 @@ async def infer(
         "model_version": entry.version,
         "id": body.id or "",
         "outputs": _outputs(output.to_dict()),
+        "parameters": {"warnings": list(output.warnings), "ood_score": output.ood_score},
     }
 
 

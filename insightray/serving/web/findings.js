@@ -157,6 +157,18 @@ export class FindingsPanel {
     show($("#findings-empty"), !this.detection && !this.fracture);
     this.#renderDetection();
     this.#renderFracture();
+    this.#renderOodBanner();
+  }
+
+  /** A banner over the image when a model's out-of-distribution guard warned about it. */
+  #renderOodBanner() {
+    const flagged = [this.detection, this.fracture].filter((r) => r?.warnings?.length);
+    const lines = flagged.map((r) => `${modelText(r.model)}: ${r.warnings.join("; ")}`);
+    const banner = $("#ood-banner");
+    banner.replaceChildren(
+      ...(lines.length ? [h("strong", {}, "Image outside the model's training data. "), lines.join(" | ")] : []),
+    );
+    show(banner, lines.length > 0);
   }
 
   #colors() {
