@@ -77,7 +77,15 @@ def test_pacs_listen_receives_analyses_and_stops_on_ctrl_c(
     command = [sys.executable, "-m", "insightray.cli", "pacs", "listen", "--rules", str(rules),
                "--allow", "MODALITY", "--port", str(port), "--work", str(work)]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    # A shell that starts the test suite in the background ignores SIGINT, and children inherit
+    # that: give the listener the default disposition, as a terminal's Ctrl+C finds it.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 60
         while True:  # bounded: until the listener accepts, or 60 s
@@ -93,7 +101,7 @@ def test_pacs_listen_receives_analyses_and_stops_on_ctrl_c(
         while not audit.is_file() and time.monotonic() < deadline + 60:
             time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=180)  # a loaded 2-core machine is slow
+        stdout, stderr = process.communicate(timeout=120)  # a loaded 2-core machine is slow
     finally:
         if process.poll() is None:
             stop_process(process)  # type: ignore[arg-type]
