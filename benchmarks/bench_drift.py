@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from insightray.imaging import image_paths
 from insightray.monitoring.drift import DriftReport, compare_tables
 from insightray.monitoring.embedding import Embedder
-from insightray.monitoring.profile import Sample, image_paths, measure
+from insightray.monitoring.profile import Sample, measure
 
 Index = NDArray[np.int64]
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data"

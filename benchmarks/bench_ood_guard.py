@@ -39,10 +39,9 @@ from sklearn.datasets import load_sample_images
 
 from insightray.engine import load_predictor
 from insightray.errors import InsightRayError
-from insightray.imaging import ImageMeta, LoadedImage, read_image
+from insightray.imaging import ImageMeta, LoadedImage, image_paths, read_image
 from insightray.models.catalog import resolve_card
 from insightray.monitoring.guard import OodGuard
-from insightray.monitoring.profile import image_paths
 
 SHARED = Path(__file__).resolve().parents[1] / "../shared/data"
 OTHER_MODALITIES = {"MR", "US", "CT", "NM"}

@@ -72,9 +72,10 @@ def profile(
 ) -> None:
     """Store a model's reference profile (profile.json) in its folder, from its training data."""
     from insightray.engine import load_predictor
+    from insightray.imaging import image_paths
     from insightray.models.catalog import resolve_card
     from insightray.monitoring.embedding import Embedder, module_of
-    from insightray.monitoring.profile import RADIOGRAPH_MODALITIES, build_profile, image_paths
+    from insightray.monitoring.profile import RADIOGRAPH_MODALITIES, build_profile
 
     card_path = resolve_card(model, default="")
     predictor = load_predictor(card_path)
@@ -123,8 +124,9 @@ def drift(
 
     The embedding is the model's (--model, or the reference model, or the default detector).
     """
+    from insightray.imaging import image_paths
     from insightray.monitoring.drift import compare_tables
-    from insightray.monitoring.profile import image_paths, load_profile
+    from insightray.monitoring.profile import load_profile
 
     reference_card = _model_card(reference)
     stored = load_profile(reference_card) if reference_card is not None else None

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from insightray.cli.common import optimize_app, out
-from insightray.errors import ConfigError, InputNotFoundError
+from insightray.errors import ConfigError
 
 
 @optimize_app.command("detect")
@@ -40,19 +40,11 @@ def optimize_detect(
 ) -> None:
     """Quantise a detector to INT8; the new folder runs with `detect --model OUT`."""
     from insightray.engine.quantize import quantize_detector
-    from insightray.imaging import expand_inputs
+    from insightray.imaging import image_paths
 
     if not int8:
         raise ConfigError("optimize detect", "no method chosen", "pass --int8")
-    if calibration.is_file():
-        root = calibration.parent
-        lines = calibration.read_text(encoding="utf-8").split()
-        paths = [root / line for line in lines]
-    elif calibration.is_dir():
-        paths = expand_inputs([calibration])
-    else:
-        raise InputNotFoundError(str(calibration), "no such folder or list", "check the path")
-    chosen = sorted(paths)[:images]
+    chosen = sorted(image_paths(calibration))[:images]
     card = quantize_detector(
         model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
     )

@@ -28,8 +28,9 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
+from insightray.engine.predictor import weights_path
 from insightray.engine.preprocessing import PreparedImage, prepare_input
-from insightray.engine.weights import load_model
+from insightray.engine.weights import input_channels, load_model
 from insightray.errors import ConfigError
 from insightray.imaging import LoadedImage, read_image
 from insightray.models import ModelCard, model_defaults
@@ -109,9 +110,8 @@ class FracturePredictor:
         self.threshold = card.thresholds.operating_point
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
-        defaults = model_defaults(card.name)
-        self.channels = card.preprocessing.channels or defaults.in_channels or 1
-        self.gradcam_layer = card.explain.cam_layer or defaults.cam_layer or ""
+        self.channels = input_channels(card) or 1
+        self.gradcam_layer = card.explain.cam_layer or model_defaults(card.name).cam_layer or ""
         preprocessing = card.preprocessing
         if preprocessing.mean is None and preprocessing.std is None:  # cards of before 0.2
             preprocessing = dataclasses.replace(preprocessing, mean=(GRAY_MEAN,), std=(GRAY_STD,))
@@ -171,7 +171,4 @@ def open_fracture_predictor(
         raise ConfigError(
             f"backend {backend!r}", "the fracture classifier runs on torch only", "use torch"
         )
-    if card.weights_file is None:
-        raise ConfigError(str(card_path), "the card names no weights_file", "train the model")
-    model = load_model(card, card_path.parent / card.weights_file)
-    return FracturePredictor(model, card, device=device)
+    return FracturePredictor(load_model(card, weights_path(card, card_path)), card, device=device)

@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from insightray.engine.export import export_onnx
 from insightray.engine.preprocessing import prepare_image
-from insightray.engine.weights import load_model
+from insightray.engine.weights import input_channels, load_model
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 from insightray.imaging import read_image
@@ -120,7 +120,7 @@ def quantize_detector(
     quantization = import_extra("onnxruntime.quantization", "export")
     onnx = import_extra("onnx", "export")
     network = load_model(parent, card_path.parent / parent.weights_file)
-    channels = int(parent.preprocessing.channels or 3)
+    channels = input_channels(parent) or 3
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:

@@ -37,6 +37,7 @@ from insightray.models import ModelCard, create_model, model_defaults, save_card
 from insightray.models.catalog import CARD_FILE, sha256_file
 
 __all__ = [
+    "input_channels",
     "load_model",
     "load_weights",
     "safetensors_available",
@@ -119,7 +120,7 @@ def load_model(card: ModelCard, weights_path: str | Path, verify: bool = True) -
     if verify:
         verify_checksum(card, path)
     kwargs: dict[str, Any] = dict(card.preprocessing.model_kwargs)
-    channels = card.preprocessing.channels or model_defaults(card.name).in_channels
+    channels = input_channels(card)
     if channels is not None:
         kwargs.setdefault("in_channels", channels)
     model = create_model(card.name, num_classes=len(card.labels), **kwargs)
@@ -136,11 +137,19 @@ def load_model(card: ModelCard, weights_path: str | Path, verify: bool = True) -
     return model.eval()
 
 
+def input_channels(card: ModelCard) -> int | None:
+    """The image channels the card's model takes: the card's, else its builder's default.
+
+    ``None`` for models that take no images (text models).
+    """
+    return card.preprocessing.channels or model_defaults(card.name).in_channels
+
+
 def write_model(folder: str | Path, model: nn.Module, card: ModelCard) -> ModelCard:
     """Write a model folder: the weights, and ``card.json`` naming them with their SHA-256.
 
-    Every trainer saves its result through this function, so every model folder has the same
-    layout and its card always matches its weights.
+    The detector, fracture and BiLSTM-CRF trainers save their results through this function,
+    so their model folders share one layout and the card always matches its weights.
 
     Returns:
         The card as written, with ``weights_file`` and ``weights_sha256`` filled in.

@@ -6,7 +6,14 @@ Example:
 """
 
 from insightray.imaging.dicom import read_phi
-from insightray.imaging.io import detect_format, expand_inputs, read_image, save_png, write_png
+from insightray.imaging.io import (
+    detect_format,
+    expand_inputs,
+    image_paths,
+    read_image,
+    save_png,
+    write_png,
+)
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage, Window
 
 __all__ = [
@@ -16,6 +23,7 @@ __all__ = [
     "Window",
     "detect_format",
     "expand_inputs",
+    "image_paths",
     "read_image",
     "read_phi",
     "save_png",

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from insightray.errors import (
     ConfigError,
     EmptyFileError,
+    InputError,
     InputNotFoundError,
     UnsupportedFormatError,
 )
@@ -162,6 +163,32 @@ def expand_inputs(paths: Iterable[str | Path]) -> list[Path]:
             files.append(path)
         else:
             raise InputNotFoundError(str(path), "the path does not exist", "check the spelling")
+    return files
+
+
+#: Files an image folder is searched for (and DICOM files without a suffix).
+IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""})
+
+
+def image_paths(source: str | Path) -> list[Path]:
+    """The images of a folder (recursive), or of a ``.txt`` list (paths relative to the list).
+
+    Raises:
+        InputNotFoundError: The folder or list does not exist.
+        InputError: It holds no images.
+    """
+    path = Path(source)
+    if path.suffix == ".txt" and path.is_file():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        files = [path.parent / line.strip() for line in lines if line.strip()]
+    else:
+        found = expand_inputs([path])
+        files = [file for file in found if file.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise InputError(str(path), "no images found", "give a folder of images or a .txt list")
+    for file in files:
+        if not file.is_file():
+            raise InputNotFoundError(str(file), "listed but missing", "fix the list")
     return files
 
 

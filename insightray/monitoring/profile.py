@@ -27,8 +27,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from insightray.engine import Predictor
-from insightray.errors import ConfigError, InputError, InputNotFoundError
-from insightray.imaging import LoadedImage, expand_inputs, read_image
+from insightray.errors import ConfigError
+from insightray.imaging import LoadedImage, read_image
 from insightray.models import ModelCard
 from insightray.monitoring.embedding import Embedder, module_of
 from insightray.monitoring.features import CATEGORICAL, FeatureTable, image_features
@@ -36,13 +36,11 @@ from insightray.monitoring.scoring import DistanceModel
 
 __all__ = [
     "EMBEDDING_FILE",
-    "IMAGE_SUFFIXES",
     "PROFILE_FILE",
     "RADIOGRAPH_MODALITIES",
     "ReferenceProfile",
     "Sample",
     "build_profile",
-    "image_paths",
     "load_profile",
     "measure",
     "output_features",
@@ -54,8 +52,6 @@ EMBEDDING_FILE = "profile.npz"
 PROFILE_VERSION = 1
 #: DICOM modalities of projection radiographs (computed, digital, conventional).
 RADIOGRAPH_MODALITIES = ("CR", "DX", "RG")
-#: Files an image folder is searched for (and DICOM files without a suffix).
-IMAGE_SUFFIXES = frozenset({".dcm", ".dicom", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ""})
 #: Principal components kept of the embedding and of the intensity features.
 EMBEDDING_COMPONENTS = 32
 INTENSITY_COMPONENTS = 8
@@ -177,28 +173,6 @@ def load_profile(card_path: str | Path) -> ReferenceProfile | None:
             str(path), f"its {EMBEDDING_FILE} is missing or unreadable", "build it again"
         ) from error
     return ReferenceProfile.from_dict(json.loads(path.read_text(encoding="utf-8")), embedding)
-
-
-def image_paths(source: str | Path) -> list[Path]:
-    """The images of a folder (recursive), or of a ``.txt`` list (paths relative to the list).
-
-    Raises:
-        InputNotFoundError: The folder or list does not exist.
-        InputError: It holds no images.
-    """
-    path = Path(source)
-    if path.suffix == ".txt" and path.is_file():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        files = [path.parent / line.strip() for line in lines if line.strip()]
-    else:
-        found = expand_inputs([path])
-        files = [file for file in found if file.suffix.lower() in IMAGE_SUFFIXES]
-    if not files:
-        raise InputError(str(path), "no images found", "give a folder of images or a .txt list")
-    for file in files:
-        if not file.is_file():
-            raise InputNotFoundError(str(file), "listed but missing", "fix the list")
-    return files
 
 
 def output_features(result: Any) -> dict[str, float]:
