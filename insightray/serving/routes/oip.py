@@ -115,12 +115,13 @@ async def infer(
     await audit.arecord(
         "oip.infer", model_name=entry.name, model_version=entry.version, input_sha256=digest,
     )  # fmt: skip
+    result = output.to_dict()
     return {
         "model_name": entry.name,
         "model_version": entry.version,
         "id": body.id or "",
-        "outputs": _outputs(output.to_dict()),
-        "parameters": {"warnings": list(output.warnings), "ood_score": output.ood_score},
+        "outputs": _outputs(result),
+        "parameters": {"warnings": result["warnings"], "ood_score": result["ood_score"]},
     }
 
 
