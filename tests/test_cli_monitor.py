@@ -65,11 +65,17 @@ def test_drift_bone_x_rays_against_the_detector_profile(
 ) -> None:
     current = _list(tmp_path, "bones.txt", bones[::120])
     args = ("--reference", "cxr-tbx11k-yolov5s", "--permutations", "100", "--json")
-    code, stdout, stderr = cli("monitor", "drift", "--current", str(current), *args)
+    page = tmp_path / "report" / "drift.html"
+    code, stdout, stderr = cli(
+        "monitor", "drift", "--current", str(current), *args, "--html", str(page)
+    )
     assert code == 0, stderr
     report = json.loads(stdout)
     assert report["drift"] is True and report["current_images"] == len(bones[::120])
     assert "embedding" in report["drifted_features"]
+    text = page.read_text()
+    assert 'class="drift">drift</span>' in text and 'alt="embedding"' in text
+    assert text.count("data:image/png;base64,") == len(report["features"])
     features = {item["feature"]: item for item in report["features"]}
     assert features["photometric"]["test"] == "chi2" and features["mean"]["test"] == "ks"
     same = _list(tmp_path, "val.txt", tbx[:16])

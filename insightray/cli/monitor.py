@@ -115,6 +115,10 @@ def drift(
         int, typer.Option("--permutations", min=10, help="Permutations of the MMD test.")
     ] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a self-contained HTML report with the plots."),
+    ] = None,
 ) -> None:
     """Do the current images differ from the reference? Prints "drift": true or false.
 
@@ -123,6 +127,8 @@ def drift(
     are Benjamini-Hochberg corrected together at --alpha.
 
     The embedding is the model's (--model, or the reference model, or the default detector).
+    --html writes the plots behind the verdict: overlaid histograms, category shares and the
+    embedding's two leading principal components.
     """
     from insightray.imaging import image_paths
     from insightray.monitoring.drift import compare_tables
@@ -146,10 +152,16 @@ def drift(
         alpha=alpha,
         permutations=permutations,
     )
+    if html is not None:
+        from insightray.monitoring.drift_html import write_html_report
+
+        write_html_report(html, reference_table, current_sample.table, report)
     if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         _print_report(report)
+        if html is not None:
+            out.print(f"wrote {html}")
 
 
 def _groups(paths: list[Path], pattern: str) -> list[str]:
