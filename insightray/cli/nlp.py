@@ -40,6 +40,12 @@ def analyze(
         bool, typer.Option("--no-classify", help="Skip disease ranking.")
     ] = False,
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="Diseases to show.")] = 5,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Show the words behind the best disease (integrated gradients)."
+        ),
+    ] = False,
 ) -> None:
     """Entities with negation, uncertainty, history, experiencer and time; ranked diseases."""
     from insightray.nlp.pipeline import ClinicalPipeline, PipelineConfig
@@ -51,7 +57,7 @@ def analyze(
             raise InputNotFoundError(str(file), "the file does not exist", "check the path")
         text = file.read_text(encoding="utf-8")
     config = PipelineConfig(classify=not no_classify, classifier=model, top_k=top_k)
-    result = ClinicalPipeline(config=config).analyze(str(text), reference_date)
+    result = ClinicalPipeline(config=config).analyze(str(text), reference_date, explain=explain)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     if as_json:
@@ -81,6 +87,9 @@ def analyze(
     if result.diseases:
         ranked = ", ".join(f"{d.label} {d.score:.2f}" for d in result.diseases)
         out.print(f"Diseases ({result.classifier}): {ranked}", highlight=False)
+    if result.explanation is not None:
+        words = ", ".join(f"{w.text} {w.weight:+.2f}" for w in result.explanation.top())
+        out.print(f"Words behind {result.explanation.label}: {words}", highlight=False)
 
 
 def _fractions(text: str) -> tuple[float, float, float]:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from insightray.errors import InputError, InsightRayError
+from insightray.nlp.attribution import TextExplanation, explain_text
 from insightray.nlp.classifier import DiseaseClassifier, DiseasePrediction
 from insightray.nlp.context import (
     ContextAnalyzer,
@@ -139,6 +140,7 @@ class ClinicalResult:
         warnings: Anything the user must know (fallbacks, missing models).
         report_score: How much the text reads as a radiology report, in ``[0, 1]``.
         abstained: Why the classifier gave no ranking (``None``: it did not abstain).
+        explanation: The words behind the best disease (integrated gradients), when asked.
     """
 
     text: str
@@ -151,6 +153,7 @@ class ClinicalResult:
     warnings: tuple[str, ...] = ()
     report_score: float = 0.0
     abstained: str | None = None
+    explanation: TextExplanation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dictionary for JSON."""
@@ -213,13 +216,18 @@ class ClinicalPipeline:
                 self._warnings.append(f"no disease predictions: {error}")
 
     def analyze(
-        self, text: str, reference_date: date | datetime | str | None = None
+        self,
+        text: str,
+        reference_date: date | datetime | str | None = None,
+        *,
+        explain: bool = False,
     ) -> ClinicalResult:
         """Run the whole pipeline on ``text``.
 
         Args:
             text: Clinical or patient text.
             reference_date: The note's date: relative times ("3 days ago") become dates.
+            explain: Also attribute the best disease to the words of the text.
 
         Raises:
             InputError: The text is empty.
@@ -230,6 +238,7 @@ class ClinicalPipeline:
         diseases: tuple[DiseasePrediction, ...] = ()
         report_score = self.findings.report_score(text)
         abstained = None
+        explanation = None
         if self.classifier is not None and report_score >= REPORT_THRESHOLD:
             abstained = (
                 f"the text reads as a radiology report (score {report_score:.2f}); the disease "
@@ -239,6 +248,8 @@ class ClinicalPipeline:
         elif self.classifier is not None:
             ranked = self.classifier.rank(text, top_k=self.config.top_k)
             diseases = tuple(DiseasePrediction(label, score) for label, score in ranked)
+            if explain:
+                explanation = explain_text(self.classifier.loaded, text, diseases[0].label)
         return ClinicalResult(
             text=text,
             sentences=found.sentences,
@@ -250,6 +261,7 @@ class ClinicalPipeline:
             warnings=tuple(self._warnings),
             report_score=round(report_score, 3),
             abstained=abstained,
+            explanation=explanation,
         )
 
     def _entities(self, text: str) -> list[Any]:

@@ -160,10 +160,10 @@ class TextRunner:
         self.pipeline = ClinicalPipeline(extractor=tagger, classifier=ranker)
         self._lock = threading.Lock()  # spaCy pipelines are not documented as thread-safe
 
-    def analyze(self, text: str) -> dict[str, Any]:
-        """``ClinicalResult.to_dict()`` of ``text``."""
+    def analyze(self, text: str, explain: bool = False) -> dict[str, Any]:
+        """``ClinicalResult.to_dict()`` of ``text`` (with the word attributions if ``explain``)."""
         with self._lock:
-            return self.pipeline.analyze(text).to_dict()
+            return self.pipeline.analyze(text, explain=explain).to_dict()
 
 
 class AssistantRunner:

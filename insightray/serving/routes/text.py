@@ -21,6 +21,9 @@ class TextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(min_length=1, max_length=100_000)
+    explain: bool = Field(
+        False, description="Also attribute the best disease to the words (integrated gradients)."
+    )
 
 
 @router.post("/analyze")
@@ -36,7 +39,7 @@ async def analyze_text(
     ner = (await run_in_threadpool(registry.choose, "ner", user)).served
     classifier = (await run_in_threadpool(registry.choose, "text-classification", user)).served
     runner = await run_in_threadpool(services.host.loader.text_runner, ner, classifier)
-    result = await services.host.run(runner.analyze, body.text)
+    result = await services.host.run(runner.analyze, body.text, body.explain)
     seconds = time.perf_counter() - started
     for entry in (ner, classifier):
         services.metrics.observe_prediction("text", entry.name, entry.version, seconds)

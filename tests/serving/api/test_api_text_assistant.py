@@ -30,6 +30,13 @@ def test_text_analyze_returns_entities_with_context_and_versions(api: Api) -> No
     assert entities["pneumonia"]["uncertain"] is True
     assert NOTE[entities["Cough"]["start"] : entities["Cough"]["end"]] == "Cough"
     assert body["diseases"] and 0 <= body["diseases"][0]["score"] <= 1
+    assert body["explanation"] is None
+    explained = api.client.post(
+        "/v1/text/analyze",
+        json={"text": "itchy red rash with dry scaly patches", "explain": True},
+        headers=api.as_role("researcher"),
+    ).json()["explanation"]
+    assert explained["method"] == "integrated-gradients" and len(explained["words"]) == 7
     assert body["models"] == [
         {"name": "ner-ncbi-bilstm-crf", "version": "1.0.0"},
         {"name": "textcls-symptom2disease-minilm", "version": "1.0.0"},
