@@ -266,7 +266,7 @@ def _binary_values(tensor: InputTensor, data: bytes) -> NDArray[Any]:
 
 
 def _shaped(tensor: InputTensor, values: NDArray[Any]) -> NDArray[Any]:
-    """Check the values against the datatype's range and the shape, and reshape them."""
+    """Check the values against the datatype's range and the shape; as that datatype."""
     datatype = _accepted_datatype(tensor)
     if any(side < 0 for side in tensor.shape) or math.prod(tensor.shape) != values.size:
         raise InputError(
@@ -282,4 +282,4 @@ def _shaped(tensor: InputTensor, values: NDArray[Any]) -> NDArray[Any]:
                 f"{datatype} values must be whole numbers from 0 to {info.max}",
                 "send integers in range, or FP32 in [0, 1]",
             )
-    return values.reshape(tensor.shape)
+    return values.astype(DATATYPES[datatype], copy=False).reshape(tensor.shape)

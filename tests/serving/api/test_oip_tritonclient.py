@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 from numpy.typing import NDArray
+from tritonclient.utils import InferenceServerException
 
 from insightray.imaging import read_image
 from insightray.models import load_card
@@ -29,9 +31,6 @@ from insightray.serving.security.users import create_api_key
 from insightray.serving.settings import ServeSettings
 from tests.serving.api.conftest import DETECTOR, DETECTOR_VERSION, FAST
 from tests.serving.reliability.server import create_users, serve_in_thread
-
-httpclient = pytest.importorskip("tritonclient.http", reason="pip install 'tritonclient[http]'")
-from tritonclient.utils import InferenceServerException  # noqa: E402
 
 FRACTURE = "fracture-roboflow-lite0"
 FRACTURE_VERSION = load_card(bundled_models_dir() / FRACTURE / "card.json").version
