@@ -167,6 +167,13 @@ def _decode(
 ) -> LoadedImage:
     if not any(tag in ds for tag in PIXEL_DATA_TAGS):
         kind = _sop_class_name(ds)
+        if _is_image_object(ds, kind):  # pydicom stops quietly where a cut file ends
+            raise CorruptFileError(
+                subject,
+                f"this DICOM image ({kind}) ends before its pixel data: the file is "
+                "truncated or damaged",
+                "copy or export it again from the PACS or modality",
+            )
         raise NoPixelDataError(
             subject,
             f"this DICOM object ({kind}) has no pixel data",
@@ -378,8 +385,24 @@ def _spacing(ds: Dataset) -> tuple[tuple[float, float] | None, str | None]:
     return None, None
 
 
+def _is_image_object(ds: Dataset, sop_class_name: str) -> bool:
+    """Whether a data set should hold pixels: an image storage class; or, with no SOP
+    class at all, Image Pixel attributes (Rows is type 1 there) or nothing after the file
+    meta header (a file cut there). Reports, structure sets and presentation states
+    name their own class and are not images."""
+    if "Image Storage" in sop_class_name:
+        return True
+    known = (
+        ds.get("SOPClassUID")
+        or ds.get("Modality")
+        or "MediaStorageSOPClassUID" in getattr(ds, "file_meta", {})
+    )
+    return not known and ("Rows" in ds or len(ds) == 0)
+
+
 def _sop_class_name(ds: Dataset) -> str:
-    uid = ds.get("SOPClassUID")
+    meta = getattr(ds, "file_meta", None)
+    uid = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
     if uid:
         return UID(str(uid)).name or str(uid)
     return str(ds.get("Modality") or "unknown SOP class")

@@ -24,14 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from insightray.errors import PayloadTooLargeError
 from insightray.models.catalog import find_task
 from insightray.serving.deps import Services
-from insightray.serving.handlers import error_body, install_error_handlers
+from insightray.serving.handlers import error_response, install_error_handlers
 from insightray.serving.hosting.cache import ResultCache
 from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
 from insightray.serving.hosting.metrics import ServiceMetrics
@@ -94,7 +94,8 @@ def create_app(
         description=(
             "Authenticate with `POST /v1/auth/token` (OAuth2 password flow) and send "
             "`Authorization: Bearer <token>`, or send an API key as `X-API-Key`. "
-            'Errors are JSON `{"error": {"type", "message"}}`.'
+            'Errors are JSON `{"error": {"type", "message"}}`; on the Open Inference '
+            'Protocol routes (`/v2`), the protocol\'s `{"error": "message"}`.'
         ),
         lifespan=lifespan,
     )
@@ -229,8 +230,8 @@ class _BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_bytes:
             error = self._error(int(declared))
-            body = error_body(type(error).__name__, str(error))
-            await JSONResponse(body, status_code=413)(scope, receive, send)
+            kind, path = type(error).__name__, scope["path"]
+            await error_response(path, kind, str(error), 413)(scope, receive, send)
             return
         received = 0
 

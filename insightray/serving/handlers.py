@@ -1,5 +1,10 @@
 """Every error becomes a JSON answer ``{"error": {"type", "message"}}``; nothing leaks.
 
+The Open Inference Protocol's routes (``/v2`` and below) answer in that protocol's own
+error shape instead, ``{"error": "<message>"}``, and with 400 where the rest of the API
+answers 422 (the protocol's "typically 400"); authentication, permission, size and rate
+errors keep their status there too (401, 403, 413, 429).
+
 User errors (:class:`~insightray.errors.InsightRayError`) keep their one-line message and get
 a 4xx status by type (413 oversized, 415 wrong type, 422 malformed input, 401, 403, 404,
 409, 429 with ``Retry-After``, 503 for a model or backend that is not there). Anything else is
@@ -36,7 +41,7 @@ from insightray.errors import (
     UnsupportedTransferSyntaxError,
 )
 
-__all__ = ["error_body", "install_error_handlers", "status_of"]
+__all__ = ["error_body", "error_response", "install_error_handlers", "is_oip_path", "status_of"]
 
 log = logging.getLogger("insightray.serving")
 
@@ -69,8 +74,23 @@ def status_of(error: InsightRayError) -> int:
 
 
 def error_body(kind: str, message: str) -> dict[str, dict[str, str]]:
-    """The JSON shape of every error answer."""
+    """The JSON shape of every error answer outside the Open Inference Protocol."""
     return {"error": {"type": kind, "message": message}}
+
+
+def is_oip_path(path: str) -> bool:
+    """Whether ``path`` is one of the Open Inference Protocol's routes (``/v2...``)."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
+def error_response(
+    path: str, kind: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """The error answer for a request on ``path``: the protocol's shape on ``/v2`` routes."""
+    if is_oip_path(path):
+        status = 400 if status == DEFAULT_STATUS else status
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+    return JSONResponse(error_body(kind, message), status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -79,7 +99,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InsightRayError)
     async def insightray_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, InsightRayError)
-        return _insightray_response(error)
+        return _insightray_response(request.url.path, error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: Exception) -> JSONResponse:
@@ -89,19 +109,18 @@ def install_error_handlers(app: FastAPI) -> None:
             where = ".".join(str(part) for part in item.get("loc", ()))
             problems.append(f"{where}: {item.get('msg', 'invalid')}")
         message = "request: " + "; ".join(problems) + ". Fix the request and retry."
-        return JSONResponse(error_body("ValidationError", message), status_code=422)
+        return error_response(request.url.path, "ValidationError", message, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
         if isinstance(error.__cause__, InsightRayError):  # e.g. a body over the size limit
-            return _insightray_response(error.__cause__)
+            return _insightray_response(request.url.path, error.__cause__)
         kind = {404: "NotFoundError", 405: "MethodNotAllowed"}.get(error.status_code, "HTTPError")
         detail = error.detail if isinstance(error.detail, str) else "request refused"
-        return JSONResponse(
-            error_body(kind, f"{request.url.path}: {detail}."),
-            status_code=error.status_code,
-            headers=dict(error.headers or {}),
+        message = f"{request.url.path}: {detail}."
+        return error_response(
+            request.url.path, kind, message, error.status_code, dict(error.headers or {})
         )
 
     @app.exception_handler(DataError)
@@ -111,7 +130,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "request: it holds a value the database cannot look up or store (a NUL "
             "character?). Fix the request and retry."
         )
-        return JSONResponse(error_body("InputError", message), status_code=422)
+        return error_response(request.url.path, "InputError", message, 422)
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, error: Exception) -> JSONResponse:
@@ -119,14 +138,13 @@ def install_error_handlers(app: FastAPI) -> None:
         place = f"{frame[0].filename}:{frame[0].lineno}" if frame else "?"
         log.error("internal error %s at %s on %s", type(error).__name__, place, request.url.path)
         message = "internal error: the request failed on the server. Report it; nothing was lost."
-        return JSONResponse(error_body("InternalError", message), status_code=500)
+        return error_response(request.url.path, "InternalError", message, 500)
 
 
-def _insightray_response(error: InsightRayError) -> JSONResponse:
+def _insightray_response(path: str, error: InsightRayError) -> JSONResponse:
     headers = {}
     if isinstance(error, RateLimitedError):
         headers["Retry-After"] = str(max(1, math.ceil(error.retry_after_s)))
     if isinstance(error, AuthenticationError):
         headers["WWW-Authenticate"] = "Bearer"
-    body = error_body(type(error).__name__, str(error))
-    return JSONResponse(body, status_code=status_of(error), headers=headers)
+    return error_response(path, type(error).__name__, str(error), status_of(error), headers)

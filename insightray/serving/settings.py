@@ -58,6 +58,10 @@ class ServeSettings:
             ``None`` reads or creates ``<home>/keys/data.key``.
         token_ttl_s: Lifetime of issued JWTs in seconds.
         max_upload_bytes: Largest accepted upload.
+        max_image_pixels: Largest accepted image (rows x columns x samples), checked from
+            the header before any pixel is decoded: larger uploads and OIP tensors answer
+            413. The default, 40 megapixels, is above the largest radiographs (a 4096 x
+            5625 mammogram is 23 megapixels).
         deidentify: De-identify DICOM uploads on ingest (PS3.15 Basic Profile).
         pseudonym_map: Keep an encrypted patient-ID -> pseudonym mapping.
         redis_url: Share rate limits through Redis (``redis://host:6379/0``).
@@ -78,6 +82,7 @@ class ServeSettings:
     data_key: str | None = field(default=None, repr=False)
     token_ttl_s: int = 3600
     max_upload_bytes: int = 64 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
     deidentify: bool = True
     pseudonym_map: bool = False
     redis_url: str | None = None
@@ -95,7 +100,8 @@ class ServeSettings:
         if not self.database_url:
             url = f"sqlite:///{self.home / 'insightray.db'}"
             object.__setattr__(self, "database_url", url)
-        for name in ("token_ttl_s", "max_upload_bytes", "rate_burst", "batch_max_size"):
+        positive = ("token_ttl_s", "max_upload_bytes", "max_image_pixels", "rate_burst")
+        for name in (*positive, "batch_max_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be at least 1", f"set INSIGHTRAY_{name.upper()}")
         if self.rate_per_s <= 0 or self.batch_max_delay_ms < 0 or self.cache_entries < 0:

@@ -1,8 +1,9 @@
 """The HTTP routes, one router per area; :data:`ROUTERS` is what the app includes.
 
 Every ``/v1`` and ``/v2/models`` route needs credentials and a permission (see
-:func:`insightray.serving.deps.require`); only the health routes, ``POST /v1/auth/token``
-and the viewer's static files are open.
+:func:`insightray.serving.deps.require`); only the health routes, the Open Inference
+Protocol's server metadata (``GET /v2``), ``POST /v1/auth/token`` and the viewer's static
+files are open.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ PUBLIC_PATHS = frozenset(
         "/readyz",
         "/v2/health/live",
         "/v2/health/ready",
+        "/v2",
+        "/v2/",
         "/",
         "/static",
         "/docs",

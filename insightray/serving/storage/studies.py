@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from insightray.errors import NotFoundError
+from insightray.errors import ImageSizeError, NotFoundError
 from insightray.imaging import LoadedImage, read_image
 from insightray.imaging.deid import deidentify_upload, upload_patient_id
 from insightray.imaging.types import Output
@@ -55,10 +55,21 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
     Raises:
         EmptyFileError: No bytes (422).
         UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF (415).
+        ImageSizeError: More pixels than ``settings.max_image_pixels`` (413), refused
+            from the header, before decoding.
         InputError: A damaged file, no pixel data, several frames... (422).
     """
     deidentify = services.settings.deidentify
-    upload = read_upload(data, strict=deidentify)  # the one parse; 4xx if unusable
+    limit = services.settings.max_image_pixels
+    try:
+        upload = read_upload(data, strict=deidentify, max_pixels=limit)  # the one parse
+    except ImageSizeError as error:  # the imaging layer's hint names the CLI's --max-pixels
+        raise ImageSizeError(
+            "upload",
+            error.problem,
+            "downsample or crop the image, or ask an administrator to raise "
+            "INSIGHTRAY_MAX_IMAGE_PIXELS",
+        ) from None
     source_format = upload.source_format
     stored = data
     if source_format == "dicom" and deidentify:

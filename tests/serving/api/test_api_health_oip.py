@@ -53,5 +53,6 @@ def test_oip_metadata_and_infer_match_the_engine(api: Api, shared_data: Path) ->
     assert np.allclose(outputs["scores"]["data"], [d.score for d in expected], atol=1e-5)
     wrong = {**tensor, "shape": [3, 5]}
     bad = api.client.post(url, json={"inputs": [wrong]}, headers=headers)
-    assert bad.status_code == 422 and bad.json()["error"]["type"] == "InputError"
-    assert api.client.get("/v2/models/nope", headers=headers).status_code == 404
+    assert bad.status_code == 400 and "do not fill shape" in bad.json()["error"]
+    missing = api.client.get("/v2/models/nope", headers=headers)
+    assert missing.status_code == 404 and missing.json()["error"].startswith("model nope")

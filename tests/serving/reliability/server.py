@@ -23,18 +23,31 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
 import httpx
+import uvicorn
+from fastapi import FastAPI
 
 from insightray.serving.security.users import create_user
 from insightray.serving.settings import ServeSettings
 from insightray.serving.storage.db import Database
 
-__all__ = ["PASSWORD", "ServiceProcess", "bearer", "create_users", "free_port", "insightray_cli"]
+__all__ = [
+    "PASSWORD",
+    "ServiceProcess",
+    "bearer",
+    "create_users",
+    "free_port",
+    "insightray_cli",
+    "serve_in_thread",
+]
 
 PASSWORD = "correct horse battery staple"
 #: Variables of the caller that the service may keep.
@@ -47,6 +60,26 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI) -> Iterator[str]:
+    """Serve ``app`` with uvicorn (real HTTP) on a loopback port from a thread; yields the
+    base URL. Faster than :class:`ServiceProcess` where the test shares loaded models."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=60)
 
 
 def insightray_cli() -> str:
