@@ -1,4 +1,5 @@
-"""Explanations of model outputs: Grad-CAM heatmaps for the image classifiers.
+"""Explanations of model outputs: Grad-CAM heatmaps for the image classifiers, EigenCAM for the
+detector (word attributions of the text classifier live in :mod:`insightray.nlp.attribution`).
 
 Example:
     >>> from insightray.explain import gradcam_heatmap, save_overlay
@@ -6,6 +7,7 @@ Example:
 
 from __future__ import annotations
 
+from insightray.explain.eigencam import eigencam_heatmap
 from insightray.explain.gradcam import (
     gradcam_heatmap,
     heatmap_rgba,
@@ -14,4 +16,11 @@ from insightray.explain.gradcam import (
     target_layer,
 )
 
-__all__ = ["gradcam_heatmap", "heatmap_rgba", "overlay_heatmap", "save_overlay", "target_layer"]
+__all__ = [
+    "eigencam_heatmap",
+    "gradcam_heatmap",
+    "heatmap_rgba",
+    "overlay_heatmap",
+    "save_overlay",
+    "target_layer",
+]

@@ -37,6 +37,7 @@ from insightray.engine.classification import FracturePredictor
 from insightray.engine.preprocessing import to_unit_gray
 from insightray.errors import ConfigError
 from insightray.imaging import save_png
+from insightray.imaging.transforms import LetterboxInfo
 
 __all__ = ["gradcam_heatmap", "heatmap_rgba", "overlay_heatmap", "save_overlay", "target_layer"]
 
@@ -44,7 +45,7 @@ FloatArray = NDArray[np.float32]
 
 # Grad-CAM hooks the model's layer while it runs; one computation at a time per process keeps
 # concurrent callers from reading each other's activations.
-_HOOK_LOCK = threading.Lock()
+HOOK_LOCK = threading.Lock()
 
 
 def target_layer(model: nn.Module, name: str) -> nn.Module:
@@ -79,19 +80,27 @@ def gradcam_heatmap(predictor: FracturePredictor, image: NDArray[Any]) -> FloatA
     prepared = predictor.prepare(pixels)
     layer = target_layer(predictor.model, predictor.gradcam_layer)
     batch = torch.from_numpy(prepared.tensor[None]).to(predictor.device)
-    with _HOOK_LOCK, GradCAM(model=predictor.model, target_layers=[layer]) as cam:
+    with HOOK_LOCK, GradCAM(model=predictor.model, target_layers=[layer]) as cam:
         raw = cam(input_tensor=batch, targets=[BinaryClassifierOutputTarget(1)])[0]
     heat = np.nan_to_num(np.asarray(raw, dtype=np.float32))
-    info = prepared.letterbox
+    return to_original_size(heat, prepared.letterbox, prepared.crop)
+
+
+def to_original_size(
+    heat: FloatArray, info: LetterboxInfo, crop: tuple[int, int, int, int]
+) -> FloatArray:
+    """A heatmap over the network input, without its letterbox padding, resized to the
+    ``crop`` region ``(top, left, bottom, right)`` of the original image it was taken from
+    and placed on a map the original's size (zero outside the crop), clipped to ``[0, 1]``."""
     rows, cols = info.original_size
     left, top = info.pad
     new_rows, new_cols = round(rows * info.scale[1]), round(cols * info.scale[0])
     unpadded = heat[top : top + new_rows, left : left + new_cols]
-    crop_top, crop_left, crop_bottom, crop_right = prepared.crop
+    crop_top, crop_left, crop_bottom, crop_right = crop
     region = cv2.resize(
         unpadded, (crop_right - crop_left, crop_bottom - crop_top), interpolation=cv2.INTER_LINEAR
     )
-    full = np.zeros(pixels.shape, dtype=np.float32)
+    full = np.zeros((rows, cols), dtype=np.float32)
     full[crop_top:crop_bottom, crop_left:crop_right] = region
     return np.clip(full, 0.0, 1.0)
 

@@ -1,0 +1,75 @@
+"""EigenCAM for the chest X-ray detector: where in the film the detector's features concentrate.
+
+A detector has no single logit to take gradients of, so the heatmap is the class-agnostic
+EigenCAM (Muhammad & Yeasin, 2020): for each feature map that feeds the Detect head (the three
+scales of YOLOv5's neck), the activations are projected on their first principal component
+(``grad-cam``'s :func:`get_2d_projection`), each map is brought to the network input's size
+and scaled to ``[0, 1]``, and the scales are averaged. The letterbox padding is then removed
+and the map resized to the original image, like :func:`~insightray.explain.gradcam_heatmap`.
+
+Only PyTorch detectors (``backend="torch"``) can be explained: an ONNX graph exposes no
+intermediate activations.
+
+Example:
+    >>> from insightray.engine import load_predictor
+    >>> import numpy as np
+    >>> predictor = load_predictor(task="detection", backend="torch")
+    >>> heat = eigencam_heatmap(predictor, np.random.default_rng(0).random((90, 120)))
+    >>> heat.shape, bool(0 <= heat.min() and heat.max() <= 1)
+    ((90, 120), True)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+from insightray.engine.backends import TorchBackend
+from insightray.engine.detection import DetectionPredictor
+from insightray.engine.preprocessing import prepare_image, to_unit_gray
+from insightray.errors import ConfigError
+from insightray.explain.gradcam import HOOK_LOCK, to_original_size
+
+__all__ = ["eigencam_heatmap"]
+
+
+def eigencam_heatmap(predictor: DetectionPredictor, image: NDArray[Any]) -> NDArray[np.float32]:
+    """EigenCAM of the detector for one image, ``(H, W)`` float32 in ``[0, 1]``.
+
+    Raises:
+        ConfigError: The predictor does not run a PyTorch model with a Detect head.
+    """
+    backend = predictor.backend
+    model = getattr(backend, "model", None)
+    sources = getattr(model, "detect_sources", None)
+    if not isinstance(backend, TorchBackend) or model is None or sources is None:
+        raise ConfigError(
+            "explanation", "only a PyTorch YOLO detector can be explained", "use --backend torch"
+        )
+    pixels = to_unit_gray(image)
+    tensor, info = prepare_image(
+        pixels, predictor.image_size, predictor.channels, predictor.pad_value
+    )
+    captured: list[torch.Tensor] = []
+    hook = model.detect.register_forward_pre_hook(
+        lambda _module, args: captured.extend(feature.detach() for feature in args[0])
+    )
+    try:
+        with HOOK_LOCK, torch.no_grad():
+            model(torch.tensor(tensor[None], device=backend.device))
+    finally:
+        hook.remove()
+    rows, cols = info.size
+    maps = []
+    for feature in captured:
+        projection = get_2d_projection(feature.float().cpu().numpy())[0]
+        resized = cv2.resize(np.asarray(projection, np.float32), (cols, rows))
+        span = float(resized.max() - resized.min())
+        maps.append((resized - resized.min()) / span if span > 0 else np.zeros_like(resized))
+    heat = np.mean(maps, axis=0).astype(np.float32)
+    return to_original_size(heat, info, (0, 0, *info.original_size))
