@@ -119,7 +119,9 @@ def _evaluator(settings: FederatedSettings, model: Any, keys: list[str]) -> Any:
     from insightray.training.metrics.roc import roc_auc
 
     items = load_fracture_items(settings.eval_data)
-    images = load_prepared(items, settings.train_config().preprocessing, settings.image_size)
+    config = settings.train_config()
+    cache = Path(settings.out) / "cache"
+    images = load_prepared(items, config.preprocessing, settings.image_size, cache)
     labels = np.array([item.label for item in items], dtype=np.int64)
 
     def evaluate(

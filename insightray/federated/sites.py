@@ -113,9 +113,9 @@ def assign_sites(
         shares = sizes if label_skew == 0 else rng.dirichlet(sizes * n_sites / label_skew)
         bounds = np.round(np.cumsum(shares) * len(names)).astype(int)
         start = 0
-        for site, stop in enumerate(bounds):
+        for index, stop in enumerate(bounds):
             for name in names[start:stop]:
-                sites[site][name] = groups[name]
+                sites[index][name] = groups[name]
             start = stop
     for index, site in enumerate(sites):
         if not site:

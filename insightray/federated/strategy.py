@@ -5,9 +5,9 @@ SecAgg+ workflow drives), never a home-made aggregation:
 
 - :class:`GuardedFedAvg` / :class:`GuardedFedProx` add two checks in front of Flower's
   sample-weighted mean: a reply whose arrays have the wrong count or shape, are not floating
-  point, or hold a NaN or infinity, is dropped (logged without any site data); a round with fewer valid replies
-  than ``min_sites`` is skipped (the global model stays as it was) and logged. Each round's
-  outcome is kept in :attr:`GuardedFedAvg.rounds`.
+  point, or hold a NaN or infinity, is dropped (logged without any site data); a round with
+  fewer valid replies than ``min_sites`` is skipped (the global model stays as it was) and
+  logged. Each round's outcome is kept in :attr:`GuardedFedAvg.rounds`.
 - With ``dp_clip > 0`` the strategy is wrapped in Flower's
   ``DifferentialPrivacyClientSideFixedClipping``: the sites clip their update to ``dp_clip``
   (Flower's ``fixedclipping_mod``) and the server adds Gaussian noise of standard deviation
