@@ -70,8 +70,10 @@ server_app = ServerApp()
 @server_app.main()
 def _server_main(grid: Grid, context: Context) -> None:
     from insightray.training.fracture import build_classifier
+    from insightray.training.runtime import seed_everything
 
     settings = FederatedSettings.from_run_config(context.run_config)
+    seed_everything(settings.seed)
     sites = int(context.run_config.get("sites", settings.min_sites))
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,7 @@ from insightray.federated.results import (
 from insightray.federated.settings import FederatedSettings
 from insightray.federated.sites import SUMMARY_FILE, TEST_FOLDER, assign_sites, site_folders
 from insightray.federated.sites import write_sites as write_site_folders
+from insightray.training.fracture.dataset import load_fracture_items
 
 __all__ = ["FederatedResult", "prepare_sites", "simulate"]
 
@@ -75,8 +76,6 @@ def prepare_sites(
     seed: int = 0,
 ) -> Path:
     """A folder of site splits: ``data`` itself if it is one, else a fresh split in ``out``."""
-    from insightray.training.fracture.dataset import load_fracture_items
-
     source = Path(data)
     if (source / SUMMARY_FILE).is_file():
         if len(site_folders(source)) != sites:
@@ -111,8 +110,10 @@ def simulate(
         data, sites, root / "sites", label_skew=label_skew, size_skew=size_skew, seed=settings.seed
     )
     test = split / TEST_FOLDER
+    largest = max(len(load_fracture_items(folder)) for folder in site_folders(split))
     settings = dataclasses.replace(
         settings,
+        max_site_images=largest,
         out=str((root / "server").resolve()),
         eval_data=str(test.resolve()) if test.is_dir() else "",
     )
@@ -171,14 +172,13 @@ def _evaluate_test(test: Path, settings: FederatedSettings, server: Path) -> dic
     from insightray.federated.results import load_global
     from insightray.federated.site import set_arrays, shared_keys
     from insightray.training.fracture import build_classifier, evaluate_scores, load_prepared
-    from insightray.training.fracture.dataset import load_fracture_items
     from insightray.training.fracture.trainer import predict_prepared
 
     config = settings.train_config()
     model = build_classifier(dataclasses.replace(config, pretrained=False))
     set_arrays(model, shared_keys(model), load_global(server))
     items = load_fracture_items(test)
-    images = load_prepared(items, config.preprocessing, config.image_size)
+    images = load_prepared(items, config.preprocessing, config.image_size, server / "cache")
     labels = np.array([item.label for item in items], dtype=np.int64)
     scores = predict_prepared(model, images, torch.device("cpu"))
     report = evaluate_scores(labels, scores, threshold=0.5, groups=[i.group for i in items])
