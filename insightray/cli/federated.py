@@ -91,7 +91,7 @@ def simulate(
     min_sites: Annotated[
         int, typer.Option("--min-sites", min=1, help="Fewer replies: round skipped.")
     ] = 2,
-    img: Annotated[int, typer.Option("--img", min=32, help="Input side.")] = 96,
+    img: Annotated[int, typer.Option("--img", min=32, help="Input side.")] = 64,
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0, help="Noise multiplier.")] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0, help="Update L2 clip.")] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg", help="SecAgg+ aggregation.")] = False,
@@ -157,7 +157,7 @@ def server(
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
     mu: Annotated[float, typer.Option("--mu", min=0.0)] = 0.01,
     min_sites: Annotated[int, typer.Option("--min-sites", min=1)] = 2,
-    img: Annotated[int, typer.Option("--img", min=32)] = 96,
+    img: Annotated[int, typer.Option("--img", min=32)] = 64,
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0)] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0)] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg")] = False,

@@ -31,6 +31,7 @@ from flwr.client.mod import fixedclipping_mod, secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 from flwr.common import NDArrays, Scalar
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 from flwr.compat.common import recorddict_compat
 from flwr.server import LegacyContext, ServerConfig
 from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
@@ -54,6 +55,13 @@ def _client_fn(context: Context) -> Client:
     return FractureSite(context).to_client()
 
 
+def _secagg_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``secaggplus_mod`` on SecAgg+ rounds; plain rounds pass straight through."""
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, ctxt, call_next)
+    return call_next(msg, ctxt)
+
+
 def _clip_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
     """Flower's ``fixedclipping_mod`` on rounds whose config asks for clipping (DP runs)."""
     if msg.metadata.message_type == MessageType.TRAIN:
@@ -63,7 +71,7 @@ def _clip_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) 
     return call_next(msg, ctxt)
 
 
-client_app = ClientApp(client_fn=_client_fn, mods=[secaggplus_mod, _clip_when_asked])
+client_app = ClientApp(client_fn=_client_fn, mods=[_secagg_when_asked, _clip_when_asked])
 server_app = ServerApp()
 
 

@@ -58,7 +58,7 @@ class FederatedSettings:
 
     model: str = "efficientnet_lite0"
     pretrained: bool = True
-    image_size: int = 96
+    image_size: int = 64
     batch_size: int = 16
     lr: float = 1e-3
     local_epochs: int = 1

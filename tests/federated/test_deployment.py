@@ -171,7 +171,7 @@ def test_a_site_killed_mid_round_does_not_stop_the_round(tiny_sites: Path, tmp_p
     home, audit = tmp_path / "flower", tmp_path / "audit"
     link = SuperLink(home, port=free_port())
     nodes = _start_nodes(home, link.address, tiny_sites, audit)
-    settings = _settings(tmp_path / "server", rounds=1, min_sites=2, round_timeout=120)
+    settings = _settings(tmp_path / "server", rounds=1, min_sites=2, round_timeout=360)
     killer_done = threading.Event()
 
     def kill_when_training() -> None:
@@ -186,7 +186,7 @@ def test_a_site_killed_mid_round_does_not_stop_the_round(tiny_sites: Path, tmp_p
 
     threading.Thread(target=kill_when_training, daemon=True).start()
     try:
-        submit_run(home, link.address, {**settings.to_run_config(), "sites": SITES}, timeout=1200)
+        submit_run(home, link.address, {**settings.to_run_config(), "sites": SITES}, timeout=1800)
     finally:
         killer_done.wait(5)
         for node in nodes:
