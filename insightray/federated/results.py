@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from insightray.engine.classification import GRAY_MEAN, GRAY_STD
 from insightray.engine.weights import write_model
@@ -38,7 +39,7 @@ def read_rounds(folder: Path) -> dict[str, Any]:
     return data
 
 
-def load_global(folder: Path) -> list[np.ndarray]:
+def load_global(folder: Path) -> list[NDArray[Any]]:
     """The server's final arrays (``global.npz``), in order."""
     with np.load(folder / "global.npz") as archive:
         return [archive[f"arr_{index}"] for index in range(len(archive.files))]

@@ -98,7 +98,7 @@ class FractureSite(NumPyClient):
         train_config = dataclasses.replace(settings.train_config(seed), pretrained=False)
         items = load_fracture_items(str(node["data"]))
         images = load_prepared(
-            items, train_config.preprocessing, train_config.image_size, node.get("cache") or None
+            items, train_config.preprocessing, train_config.image_size, str(node.get("cache", ""))
         )
         labels = np.array([item.label for item in items], dtype=np.int64)
         model = build_classifier(train_config)

@@ -86,3 +86,9 @@ def test_settings_round_trip_and_checks() -> None:
         FederatedSettings(strategy="scaffold")
     with pytest.raises(ConfigError):
         FederatedSettings(dp_noise=1.0)
+
+
+def test_client_sampling_takes_a_fraction_but_never_fewer_than_min_sites() -> None:
+    sampled = guarded(_strategy(fraction=0.5, min_sites=2))  # type: ignore[arg-type]
+    assert sampled.num_fit_clients(10)[0] == 5
+    assert sampled.num_fit_clients(3)[0] == 2
