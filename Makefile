@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		--constraint constraints.txt --editable '.[all,dev]'
+	# insightray[federated]: Flower's own pins conflict with this stack (see pyproject.toml).
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps \
+		--constraint constraints.txt flwr grpcio grpcio-health-checking iterators \
+		pycryptodome tomli tomli-w prompt-toolkit wcwidth opacus opt-einsum
 	touch $(STAMP)
 
 setup: $(STAMP)

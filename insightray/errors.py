@@ -133,3 +133,7 @@ class PayloadTooLargeError(InputError):
 
 class OutOfDistributionError(InputError):
     """An image is unlike what the model was trained on, and the service refuses such images."""
+
+
+class FederatedRunError(InsightRayError):
+    """A Flower process failed, or a federated run did not finish."""

@@ -14,6 +14,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     admin,
     demo,
     detect,
+    federated,
     fracture,
     imaging,
     monitor,

@@ -23,6 +23,7 @@ from insightray.training.fracture.evaluation import (
 )
 from insightray.training.fracture.losses import LOSSES, build_loss
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images
+from insightray.training.fracture.steps import LocalFit, StepRunner, train_local_epochs
 from insightray.training.fracture.trainer import (
     FractureTrainResult,
     build_classifier,
@@ -37,6 +38,8 @@ __all__ = [
     "FractureEvaluation",
     "FractureTrainConfig",
     "FractureTrainResult",
+    "LocalFit",
+    "StepRunner",
     "build_classifier",
     "build_loss",
     "config_from_dict",
@@ -46,5 +49,6 @@ __all__ = [
     "load_fracture_config",
     "load_prepared",
     "train_fracture",
+    "train_local_epochs",
     "write_debug_images",
 ]

@@ -51,7 +51,6 @@ from insightray.models import (
 )
 from insightray.models.catalog import sha256_file
 from insightray.models.classification import load_pretrained
-from insightray.training.fracture.augmentation import FractureAugmentation
 from insightray.training.fracture.config import FractureTrainConfig, config_to_dict
 from insightray.training.fracture.dataset import (
     FractureItem,
@@ -61,8 +60,8 @@ from insightray.training.fracture.dataset import (
     split_by_group,
 )
 from insightray.training.fracture.evaluation import FractureEvaluation, evaluate_scores
-from insightray.training.fracture.losses import build_loss
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images
+from insightray.training.fracture.steps import StepRunner, memory_format
 from insightray.training.metrics.calibration import plot_reliability_diagram
 from insightray.training.metrics.roc import roc_auc
 from insightray.training.runtime import make_run_dir, seed_everything, select_device, set_threads
@@ -137,45 +136,10 @@ def predict_prepared(
     probabilities = []
     with torch.inference_mode():
         for batch in _batches(images, batch_size):
-            logits = model(_memory_format(batch.to(device), device)).reshape(len(batch), -1)
+            logits = model(memory_format(batch.to(device), device)).reshape(len(batch), -1)
             probabilities.append(torch.sigmoid(logits[:, -1].float()).cpu().numpy())
     model.train(was_training)
     return np.concatenate(probabilities).astype(np.float64)  # type: ignore[no-any-return]
-
-
-def _memory_format(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    # channels_last runs depthwise and 3x3 convolutions markedly faster on CPUs.
-    return batch.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else batch
-
-
-def _lr_lambda(total: int, warmup: int) -> Callable[[int], float]:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(total - warmup, 1)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor
-
-
-def _optimizer(config: FractureTrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": config.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=True)
-    return torch.optim.AdamW(groups, lr=config.lr)
-
-
-def _order(labels: NDArray[np.int64], sampler: str, rng: np.random.Generator) -> NDArray[Any]:
-    """One epoch of indices: a permutation, or a class-balanced draw with replacement."""
-    if sampler == "balanced":
-        weights = np.where(labels == 1, 1 / labels.sum(), 1 / (labels.size - labels.sum()))
-        return rng.choice(labels.size, labels.size, replace=True, p=weights / weights.sum())
-    return rng.permutation(labels.size)
 
 
 def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTrainResult:
@@ -202,7 +166,7 @@ def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTra
         raise ConfigError("val_fraction", "the validation split is empty", "use e.g. 0.15")
     _write_json(out / "config.json", config_to_dict(config))
     _write_json(out / "split.json", {name: _names(part) for name, part in _parts(splits)})
-    negatives, positives = class_counts(splits.train)
+    _, positives = class_counts(splits.train)
     log(
         f"data: {len(splits.train)} train / {len(splits.val)} val / {len(splits.test)} test "
         f"images ({positives} fractured in train)"
@@ -220,47 +184,20 @@ def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTra
     model = build_classifier(config).to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = build_loss(
-        config.loss,
-        negatives=negatives,
-        positives=positives,
-        focal_gamma=config.focal_gamma,
-        label_smoothing=config.label_smoothing,
-    )
     per_epoch = math.ceil(len(splits.train) / config.batch_size)
     total = config.max_steps or config.epochs * per_epoch
     eval_every = config.eval_every or per_epoch
-    optimizer = _optimizer(config, model)
-    warmup = max(1, round(total * config.warmup_fraction))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(total, warmup))
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
-    augment = FractureAugmentation(config.augment)
-    rng = np.random.default_rng(config.seed)
+    runner = StepRunner(model, config, train_x, train_y, device, total)
 
     best_auc, best_step, best_state, stale = -1.0, 0, _state(model), 0
     history: list[dict[str, Any]] = []
-    order: list[int] = []
     running = 0.0
     model.train()
     step = 0
     while step < total:
-        if len(order) < config.batch_size:
-            order.extend(int(i) for i in _order(train_y, config.sampler, rng))
-        chosen, order = order[: config.batch_size], order[config.batch_size :]
-        images = np.stack([augment(train_x[i].astype(np.float32), rng) for i in chosen])
-        batch = torch.from_numpy((images[:, None] - GRAY_MEAN) / GRAY_STD).to(device)
-        targets = torch.from_numpy(train_y[chosen].astype(np.float32)).to(device)
-        with torch.autocast(device_type=device.type, enabled=use_amp):
-            logits = model(_memory_format(batch, device)).reshape(len(chosen), -1)[:, -1]
-            loss = loss_fn(logits.float(), targets)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
+        loss = runner.step()
         step += 1
-        running += float(loss.detach())
+        running += loss
         if step % eval_every and step != total:
             continue
         auc = roc_auc(val_y, predict_prepared(model, val_x, device))
@@ -269,7 +206,7 @@ def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTra
             "epoch": round(step / per_epoch, 2),
             "loss": running / eval_every,
             "val_auc": auc,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": runner.lr,
             "seconds": round(time.perf_counter() - started, 1),
         }
         running = 0.0

@@ -1,0 +1,241 @@
+"""Federated verbs: ``federated split``, ``simulate``, ``server`` and ``client``.
+
+All run on Flower's deployment engine (``insightray[federated]``); Flower is imported inside
+the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from insightray.cli.common import app, err, out
+
+federated_app = typer.Typer(
+    help="Federated training across sites on Flower (FedAvg/FedProx, SecAgg+, DP).",
+    no_args_is_help=True,
+)
+app.add_typer(federated_app, name="federated")
+
+Sites = Annotated[int, typer.Option("--sites", min=2, help="Number of sites.")]
+LabelSkew = Annotated[
+    float, typer.Option("--label-skew", min=0.0, help="0: same fracture rate at every site.")
+]
+SizeSkew = Annotated[float, typer.Option("--size-skew", min=0.0, help="0: equal site sizes.")]
+
+
+def _flower() -> None:
+    from insightray.extras import import_extra
+
+    import_extra("flwr", "federated")
+
+
+@federated_app.command("split")
+def split(
+    data: Annotated[Path, typer.Option("--data", help="Labelled folder (images.csv + group).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Empty folder for the sites.")],
+    sites: Sites = 3,
+    label_skew: LabelSkew = 0.5,
+    size_skew: SizeSkew = 0.5,
+    test_fraction: Annotated[
+        float, typer.Option("--test-fraction", min=0.0, max=0.9, help="Groups held out.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+) -> None:
+    """Make non-IID sites by source group (copies of one image never reach two sites)."""
+    from insightray.federated.sites import assign_sites, write_sites
+    from insightray.training.fracture.dataset import load_fracture_items
+
+    plan = assign_sites(
+        load_fracture_items(data),
+        sites,
+        label_skew=label_skew,
+        size_skew=size_skew,
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    summary = write_sites(plan, out_dir)
+    for index, site in enumerate(summary["sites"]):
+        out.print(
+            f"site_{index}: {site['images']} images, {site['groups']} groups, "
+            f"{site['fractured']} fractured",
+            highlight=False,
+        )
+    test = summary["test"]
+    out.print(f"test: {test['images']} images, {test['groups']} groups", highlight=False)
+
+
+def _settings(**values: Any) -> Any:
+    from insightray.federated.settings import FederatedSettings
+
+    return FederatedSettings(**{k: v for k, v in values.items() if v is not None})
+
+
+@federated_app.command("simulate")
+def simulate(
+    data: Annotated[Path, typer.Option("--data", help="Labelled folder, or a split's folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")],
+    task: Annotated[str, typer.Option("--task", help="Only fracture for now.")] = "fracture",
+    sites: Sites = 3,
+    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
+    strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
+    mu: Annotated[float, typer.Option("--mu", min=0.0, help="FedProx coefficient.")] = 0.01,
+    local_epochs: Annotated[int, typer.Option("--local-epochs", min=1)] = 1,
+    fraction: Annotated[
+        float, typer.Option("--fraction", min=0.01, max=1.0, help="Sites sampled per round.")
+    ] = 1.0,
+    min_sites: Annotated[
+        int, typer.Option("--min-sites", min=1, help="Fewer replies: round skipped.")
+    ] = 2,
+    img: Annotated[int, typer.Option("--img", min=32, help="Input side.")] = 64,
+    dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0, help="Noise multiplier.")] = 0.0,
+    dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0, help="Update L2 clip.")] = 0.0,
+    secagg: Annotated[bool, typer.Option("--secagg", help="SecAgg+ aggregation.")] = False,
+    label_skew: LabelSkew = 0.5,
+    size_skew: SizeSkew = 0.5,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+) -> None:
+    """Run a federation on this machine (SuperLink + one SuperNode per site, on loopback).
+
+    Writes OUT/model (for `evaluate fracture --model OUT/model`), OUT/metrics.json (per
+    round: replies, skipped, loss, held-out AUC, epsilon) and OUT/rounds.png.
+    """
+    from insightray.errors import ConfigError
+
+    _flower()
+    if task != "fracture":
+        raise ConfigError("--task", f"{task!r} is not federated yet", "use --task fracture")
+    from insightray.federated.simulation import simulate as run
+
+    settings = _settings(
+        rounds=rounds,
+        strategy=strategy,
+        mu=mu,
+        local_epochs=local_epochs,
+        fraction=fraction,
+        min_sites=min_sites,
+        image_size=img,
+        dp_noise=dp_noise,
+        dp_clip=dp_clip,
+        secagg=secagg,
+        seed=seed,
+    )
+    result = run(
+        data,
+        settings,
+        sites=sites,
+        out=out_dir,
+        label_skew=label_skew,
+        size_skew=size_skew,
+        log=lambda line: err.print(line, highlight=False),
+    )
+    for record in result.rounds["rounds"]:
+        status = "skipped" if record["skipped"] else f"{record['replies']} sites"
+        auc = record.get("eval_auc")
+        eps = record.get("epsilon")
+        out.print(
+            f"round {record['round']}: {status}"
+            + ("" if auc is None else f", held-out AUC {auc:.4f}")
+            + ("" if eps is None else f", epsilon {eps:.2f}"),
+            highlight=False,
+        )
+    if result.test is not None:
+        low, high = result.test["auc_ci"]
+        out.print(f"test AUC {result.test['auc']:.4f} [{low:.4f}, {high:.4f}]", highlight=False)
+    out.print(f"{result.seconds:.0f} s -> {result.card_path}", highlight=False)
+
+
+@federated_app.command("server")
+def server(
+    out_dir: Annotated[Path, typer.Option("--out", help="Where the global model goes.")],
+    sites: Sites = 3,
+    rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
+    strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
+    mu: Annotated[float, typer.Option("--mu", min=0.0)] = 0.01,
+    min_sites: Annotated[int, typer.Option("--min-sites", min=1)] = 2,
+    img: Annotated[int, typer.Option("--img", min=32)] = 64,
+    dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0)] = 0.0,
+    dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0)] = 0.0,
+    secagg: Annotated[bool, typer.Option("--secagg")] = False,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 9091,
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
+    cert: Annotated[Path | None, typer.Option("--cert", help="Server certificate.")] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="Server private key.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", min=0.0, help="Seconds to let sites connect.")
+    ] = 30.0,
+) -> None:
+    """Coordinate a federation: start a SuperLink, wait for the sites, run, write the model."""
+    from insightray.errors import ConfigError
+
+    _flower()
+    from insightray.federated.deployment import SuperLink, Tls, submit_run
+    from insightray.federated.results import read_rounds, write_federated_model
+
+    if not insecure and (ca is None or cert is None or key is None):
+        raise ConfigError("server", "TLS needs --ca, --cert and --key", "or pass --insecure")
+    tls = None if insecure else Tls(ca, cert, key)  # type: ignore[arg-type]
+    settings = _settings(
+        rounds=rounds,
+        strategy=strategy,
+        mu=mu,
+        min_sites=min_sites,
+        image_size=img,
+        dp_noise=dp_noise,
+        dp_clip=dp_clip,
+        secagg=secagg,
+        out=str((out_dir / "server").resolve()),
+    )
+    home = out_dir / "flower"
+    link = SuperLink(home, host=host, port=port, tls=tls)
+    err.print(f"SuperLink on {host}:{port} (pid {link.pid}); waiting {wait:.0f} s for sites")
+    try:
+        time.sleep(wait)
+        client_address = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"
+        submit_run(home, client_address, {**settings.to_run_config(), "sites": sites}, tls=tls)
+    finally:
+        link.stop()
+    rounds_record = read_rounds(Path(settings.out))
+    card = write_federated_model(out_dir / "model", settings, rounds_record, f"{sites} sites")
+    out.print(json.dumps({"model": str(out_dir / "model"), "card": card.lineage.settings}))
+
+
+@federated_app.command("client")
+def client(
+    data: Annotated[Path, typer.Option("--data", help="This site's labelled folder.")],
+    server_address: Annotated[str, typer.Option("--server", help="SuperLink HOST:PORT.")],
+    ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Prepared-image cache.")] = None,
+    port: Annotated[int, typer.Option("--port", help="Local ClientApp API port.")] = 9094,
+    audit: Annotated[
+        Path | None, typer.Option("--audit", help="Keep a copy of every update sent here.")
+    ] = None,
+) -> None:
+    """Join a federation as one site: start a SuperNode; images never leave this machine."""
+    from insightray.errors import ConfigError
+
+    _flower()
+    from insightray.federated.deployment import SuperNode, Tls
+
+    if not insecure and ca is None:
+        raise ConfigError("client", "TLS needs --ca", "or pass --insecure")
+    node_config: dict[str, str | int] = {"data": str(data.resolve())}
+    if cache is not None:
+        node_config["cache"] = str(cache.resolve())
+    if audit is not None:
+        node_config["audit"] = str(audit.resolve())
+    home = Path(cache or data.resolve().parent) / ".flower"
+    tls = None if insecure else Tls(ca)  # type: ignore[arg-type]
+    node = SuperNode(home, server_address, node_config, port=port, tls=tls, name="site")
+    err.print(f"SuperNode pid {node.pid} connected to {server_address}; Ctrl-C to leave")
+    try:
+        node.process.wait()
+    finally:
+        node.stop()

@@ -1,0 +1,172 @@
+"""The Flower app: the ServerApp the coordinator runs and the ClientApp every site runs.
+
+Flower's deployment engine loads these two objects (``insightray.federated.apps:server_app``
+and ``:client_app``) in its own processes: ``flwr-serverapp`` beside the SuperLink and
+``flwr-clientapp`` beside each SuperNode. The server drives Flower's ``DefaultWorkflow``
+with the strategy of :func:`~insightray.federated.strategy.build_strategy`; with ``secagg``
+its fit step is Flower's ``SecAggPlusWorkflow`` (each pair of sites masks its updates, the
+server can only unmask the sum). The client runs :class:`~insightray.federated.site.
+FractureSite` behind Flower's ``secaggplus_mod`` and, when the server asks for clipping,
+``fixedclipping_mod``.
+
+At the end the server writes ``global.npz`` (the final arrays, in
+:func:`~insightray.federated.site.shared_keys` order) and ``rounds.json`` (one record per
+round: replies, rejections, failures, skipped, loss, server-side AUC when ``eval_data`` is
+set, and epsilon) into the run's ``out`` folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flwr.app import Context, Message
+from flwr.app.message_type import MessageType
+from flwr.client import Client
+from flwr.client.mod import fixedclipping_mod, secaggplus_mod
+from flwr.clientapp import ClientApp
+from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import NDArrays, Scalar
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat
+from flwr.server import LegacyContext, ServerConfig
+from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+from flwr.serverapp import Grid, ServerApp
+
+from insightray.federated.privacy import PrivacyBudget
+from insightray.federated.settings import FederatedSettings
+from insightray.federated.site import FractureSite, get_arrays, set_arrays, shared_keys
+from insightray.federated.strategy import build_strategy, guarded
+
+__all__ = ["client_app", "server_app"]
+
+logger = logging.getLogger("insightray.federated")
+
+GLOBAL_FILE = "global.npz"
+ROUNDS_FILE = "rounds.json"
+CLIPPING_KEY = "clipping_norm"
+
+
+def _client_fn(context: Context) -> Client:
+    return FractureSite(context).to_client()
+
+
+def _secagg_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``secaggplus_mod`` on SecAgg+ rounds; plain rounds pass straight through."""
+    if RECORD_KEY_CONFIGS in msg.content.config_records:
+        return secaggplus_mod(msg, ctxt, call_next)
+    return call_next(msg, ctxt)
+
+
+def _clip_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
+    """Flower's ``fixedclipping_mod`` on rounds whose config asks for clipping (DP runs)."""
+    if msg.metadata.message_type == MessageType.TRAIN:
+        config = recorddict_compat.recorddict_to_fitins(msg.content, keep_input=True).config
+        if CLIPPING_KEY in config:
+            return fixedclipping_mod(msg, ctxt, call_next)
+    return call_next(msg, ctxt)
+
+
+client_app = ClientApp(client_fn=_client_fn, mods=[_secagg_when_asked, _clip_when_asked])
+server_app = ServerApp()
+
+
+@server_app.main()
+def _server_main(grid: Grid, context: Context) -> None:
+    from insightray.training.fracture import build_classifier
+    from insightray.training.runtime import seed_everything
+
+    settings = FederatedSettings.from_run_config(context.run_config)
+    seed_everything(settings.seed)
+    sites = int(context.run_config.get("sites", settings.min_sites))
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_classifier(settings.train_config())
+    keys = shared_keys(model)
+    initial = get_arrays(model, keys)
+    evaluate_fn = _evaluator(settings, model, keys) if settings.eval_data else None
+    strategy = build_strategy(settings, initial, sites=sites, evaluate_fn=evaluate_fn)
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=settings.rounds, round_timeout=settings.round_timeout),
+        strategy=strategy,
+    )
+    fit_workflow = None
+    if settings.secagg:
+        fit_workflow = SecAggPlusWorkflow(
+            num_shares=max(3, sites),
+            reconstruction_threshold=settings.min_sites,
+            max_weight=float(settings.max_site_images),
+            clipping_range=_clipping_range(initial, settings),
+            quantization_range=2**24,
+            timeout=settings.round_timeout,
+        )
+    DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
+    final = legacy.state.array_records["parameters"].to_numpy_ndarrays()
+    np.savez(out / GLOBAL_FILE, *final)
+    records = _round_records(settings, strategy, legacy, sites)
+    (out / ROUNDS_FILE).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
+
+
+def _clipping_range(initial: NDArrays, settings: FederatedSettings) -> float:
+    """SecAgg+ clips every value to +-range before quantising: leave room above the weights."""
+    largest = max(float(np.abs(array).max()) for array in initial if array.size)
+    headroom = 4.0 * largest if not settings.private else 4.0 * largest + settings.dp_clip
+    return float(2 ** math.ceil(math.log2(max(headroom, 1.0))))
+
+
+def _evaluator(settings: FederatedSettings, model: Any, keys: list[str]) -> Any:
+    """Server-side AUC of each round's global model on ``eval_data`` (simulation only)."""
+    import torch
+
+    from insightray.training.fracture import load_prepared
+    from insightray.training.fracture.dataset import load_fracture_items
+    from insightray.training.fracture.trainer import predict_prepared
+    from insightray.training.metrics.roc import roc_auc
+
+    items = load_fracture_items(settings.eval_data)
+    config = settings.train_config()
+    cache = Path(settings.out) / "cache"
+    images = load_prepared(items, config.preprocessing, settings.image_size, cache)
+    labels = np.array([item.label for item in items], dtype=np.int64)
+
+    def evaluate(
+        server_round: int, arrays: NDArrays, config: dict[str, Scalar]
+    ) -> tuple[float, dict[str, Scalar]]:
+        set_arrays(model, keys, arrays)
+        scores = predict_prepared(model, images, torch.device("cpu"))
+        auc = roc_auc(labels, scores) if 0 < labels.sum() < labels.size else float("nan")
+        logger.info("round %d: eval AUC %.4f", server_round, auc)
+        return 0.0, {"auc": auc}
+
+    return evaluate
+
+
+def _round_records(
+    settings: FederatedSettings, strategy: Any, legacy: LegacyContext, sites: int
+) -> dict[str, Any]:
+    rounds = guarded(strategy).rounds
+    budget = PrivacyBudget(settings.dp_delta) if settings.private else None
+    sampled = max(settings.min_sites, round(settings.fraction * sites))
+    aucs = dict(legacy.history.metrics_centralized.get("auc", []))
+    for record in rounds:
+        if budget is not None and not record["skipped"]:
+            # Under DP every site reports weight 1: the round's weight is its reply count.
+            epsilon = budget.add_round(
+                noise=settings.dp_noise, sampled=sampled, sites=sites, replies=record["weight"]
+            )
+            record["epsilon"] = None if math.isinf(epsilon) else epsilon
+        if record["round"] in aucs:
+            record["eval_auc"] = float(aucs[record["round"]])
+    return {
+        "settings": settings.to_run_config(),
+        "sites": sites,
+        "initial_eval_auc": float(aucs[0]) if 0 in aucs else None,
+        "epsilon": None if budget is None or math.isinf(budget.epsilon) else budget.epsilon,
+        "delta": settings.dp_delta if budget is not None else None,
+        "rounds": rounds,
+    }

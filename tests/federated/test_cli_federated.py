@@ -1,0 +1,53 @@
+"""The federated verbs from the command line: split writes sites, bad input fails cleanly."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run_cli
+
+
+def test_split_writes_disjoint_sites(shared_data: Path, tmp_path: Path) -> None:
+    source = shared_data / "fracture" / "bone_fracture_roboflow"
+    if not source.is_dir():
+        pytest.skip("bone_fracture_roboflow not in the shared data")
+    done = run_cli(
+        "federated",
+        "split",
+        "--data",
+        str(source),
+        "--sites",
+        "3",
+        "--out",
+        str(tmp_path / "sites"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "site_2:" in done.stdout and "test:" in done.stdout
+    summary = json.loads((tmp_path / "sites" / "sites.json").read_text())
+    assert len(summary["sites"]) == 3
+    total = sum(s["images"] for s in summary["sites"]) + summary["test"]["images"]
+    assert total == 938
+    again = run_cli("federated", "split", "--data", str(source), "--out", str(tmp_path / "sites"))
+    assert again.returncode == 2 and "already holds a site split" in again.stderr
+
+
+def test_simulate_refuses_an_unknown_task_and_dp_noise_without_clip(tmp_path: Path) -> None:
+    done = run_cli(
+        "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "ner"
+    )
+    assert done.returncode == 2 and "--task fracture" in done.stderr
+    done = run_cli(
+        "federated",
+        "simulate",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path),
+        "--dp-noise",
+        "1.0",
+    )
+    assert done.returncode == 2 and "--dp-clip" in done.stderr
+    assert "Traceback" not in done.stderr
