@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,8 +61,11 @@ def last_linear(model: nn.Module) -> nn.Linear:
 class ClassifierProbe:
     """Probabilities, last-layer MC-dropout samples and embeddings of a one-logit classifier.
 
+    The probe hooks a private copy of the model, so the caller's model (a served one, used by
+    other threads) is never touched.
+
     Args:
-        model: The network; it is put in eval mode.
+        model: The network.
         dropout: Dropout probability applied to the embedding in the MC passes.
         seed: Seed of the dropout masks (the same seed gives the same samples).
     """
@@ -69,8 +73,8 @@ class ClassifierProbe:
     def __init__(self, model: nn.Module, dropout: float = 0.2, seed: int = 0) -> None:
         if not 0 < dropout < 1:
             raise ConfigError(f"dropout {dropout}", "it must lie in (0, 1)", "use e.g. 0.2")
-        self.model = model.eval()
-        self.head = last_linear(model)
+        self.model = copy.deepcopy(model).eval()
+        self.head = last_linear(self.model)
         self.dropout = dropout
         self.generator = torch.Generator().manual_seed(seed)
         self._captured: list[torch.Tensor] = []

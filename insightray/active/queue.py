@@ -15,8 +15,9 @@ tta           -                                               flip disagreement
 random        uniform (the baseline)                          uniform
 ============  ==============================================  ===========================
 
-Images already labelled (``labelled``) are left out of the ranking and, for ``coreset``,
-count as covered.
+Images already labelled (``labelled``, compared as strings with ``paths``) are left out of
+the ranking and, for ``coreset``, count as covered. A ``reader`` other than the file reader
+lets the service rank its stored studies by id.
 
 Example:
     >>> from insightray.engine import load_predictor  # doctest: +SKIP
@@ -28,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,9 +64,18 @@ CLASSIFIER_STRATEGIES = ("entropy", "margin", "bald", "coreset", "random")
 DETECTOR_STRATEGIES = ("entropy", "margin", "tta", "random")
 
 
+Reader = Callable[[str], NDArray[Any]]
+
+
+def read_pixels(path: str) -> NDArray[Any]:
+    """The default reader: a file's pixels through :func:`~insightray.imaging.read_image`."""
+    return read_image(path).pixels
+
+
 @dataclass(frozen=True)
 class QueueItem:
-    """One image to label and its informativeness (higher: label it sooner)."""
+    """One image to label (a file path, or whatever key the reader takes, such as a study
+    id) and its informativeness (higher: label it sooner)."""
 
     path: str
     score: float
@@ -94,15 +104,16 @@ class LabelQueue:
 
 def _probe_images(
     predictor: FracturePredictor,
-    paths: Sequence[Path],
+    keys: Sequence[str],
     probe: ClassifierProbe,
-    passes: int,
-    batch_size: int,
+    options: dict[str, Any],
+    passes: int = 0,
 ) -> ProbeOutput:
     parts: list[ProbeOutput] = []
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start : start + batch_size]
-        tensors = [predictor.prepare(read_image(path).pixels).tensor for path in chunk]
+    batch_size, reader = options["batch_size"], options["reader"]
+    for start in range(0, len(keys), batch_size):
+        chunk = keys[start : start + batch_size]
+        tensors = [predictor.prepare(reader(key)).tensor for key in chunk]
         parts.append(probe(torch.from_numpy(np.stack(tensors)), passes))
     if not parts:
         return ProbeOutput(np.zeros(0), np.zeros((passes, 0)), np.zeros((0, 0), np.float32))
@@ -115,17 +126,17 @@ def _probe_images(
 
 def _classifier_scores(
     predictor: FracturePredictor,
-    pool: Sequence[Path],
-    labelled: Sequence[Path],
+    pool: Sequence[str],
+    labelled: Sequence[str],
     strategy: str,
     n: int,
     options: dict[str, Any],
 ) -> tuple[list[int], NDArray[np.float64]]:
     probe = ClassifierProbe(predictor.model, options["dropout"], options["seed"])
     passes = options["passes"] if strategy == "bald" else 0
-    out = _probe_images(predictor, pool, probe, passes, options["batch_size"])
+    out = _probe_images(predictor, pool, probe, options, passes)
     if strategy == "coreset":
-        covered = _probe_images(predictor, labelled, probe, 0, options["batch_size"])
+        covered = _probe_images(predictor, labelled, probe, options)
         centres = covered.embeddings if len(labelled) else None
         return k_center_greedy(out.embeddings, n, centres, options["seed"])
     if strategy == "bald":
@@ -138,11 +149,16 @@ def _classifier_scores(
 
 
 def _detector_scores(
-    predictor: DetectionPredictor, pool: Sequence[Path], strategy: str, n: int, batch_size: int
+    predictor: DetectionPredictor,
+    pool: Sequence[str],
+    strategy: str,
+    n: int,
+    options: dict[str, Any],
 ) -> tuple[list[int], NDArray[np.float64]]:
     signals = []
+    batch_size, reader = options["batch_size"], options["reader"]
     for start in range(0, len(pool), batch_size):
-        images = [read_image(path).pixels for path in pool[start : start + batch_size]]
+        images = [reader(key) for key in pool[start : start + batch_size]]
         signals.extend(detection_uncertainty(predictor, images, batch_size))
     scores = np.array([getattr(s, strategy) for s in signals], np.float64)
     return _top(scores, n), scores
@@ -164,12 +180,13 @@ def rank_for_labelling(
     dropout: float = 0.2,
     seed: int = 0,
     batch_size: int = 8,
+    reader: Reader = read_pixels,
 ) -> LabelQueue:
     """The ``n`` most informative of ``paths`` under ``strategy`` (see the module docstring).
 
     Args:
         predictor: A fracture classifier or a detector from ``load_predictor``.
-        paths: Unlabelled image files (DICOM, PNG, JPEG).
+        paths: Unlabelled image files (DICOM, PNG, JPEG), or keys ``reader`` reads.
         strategy: One of :data:`CLASSIFIER_STRATEGIES` or :data:`DETECTOR_STRATEGIES`.
         n: Queue length.
         labelled: Images already labelled: excluded, and covered for ``coreset``.
@@ -177,6 +194,7 @@ def rank_for_labelling(
         dropout: Dropout probability of those passes.
         seed: Seed of ``random``, the dropout masks and core-set's first pick.
         batch_size: Images per forward pass.
+        reader: Maps a path (key) to 2-D pixels; by default reads the file.
 
     Raises:
         ConfigError: A strategy the model's task does not offer, or ``n`` below 1.
@@ -189,21 +207,26 @@ def rank_for_labelling(
     if strategy not in offered:
         kind = "detector" if detector else "classifier"
         raise ConfigError(f"strategy {strategy!r}", f"not offered for a {kind}", f"use {offered}")
-    done = {Path(p).resolve() for p in labelled}
-    pool = sorted({Path(p) for p in paths if Path(p).resolve() not in done})
+    done = sorted({str(p) for p in labelled})
+    pool = sorted({str(p) for p in paths} - set(done))
     if not pool:
         raise InputNotFoundError("label queue", "no unlabelled image is left", "add images")
-    options = {"passes": passes, "dropout": dropout, "seed": seed, "batch_size": batch_size}
+    options = {
+        "passes": passes,
+        "dropout": dropout,
+        "seed": seed,
+        "batch_size": batch_size,
+        "reader": reader,
+    }
     if strategy == "random":
         scores = random_scores(len(pool), seed)
         order = _top(scores, n)
     elif isinstance(predictor, DetectionPredictor):
-        order, scores = _detector_scores(predictor, pool, strategy, n, batch_size)
+        order, scores = _detector_scores(predictor, pool, strategy, n, options)
     else:
-        labelled_paths = sorted(Path(p) for p in labelled)
-        order, scores = _classifier_scores(predictor, pool, labelled_paths, strategy, n, options)
+        order, scores = _classifier_scores(predictor, pool, done, strategy, n, options)
     if strategy == "coreset":  # scores are the pick-time distances, already in pick order
-        items = tuple(QueueItem(str(pool[i]), float(s)) for i, s in zip(order, scores, strict=True))
+        items = tuple(QueueItem(pool[i], float(s)) for i, s in zip(order, scores, strict=True))
     else:
-        items = tuple(QueueItem(str(pool[i]), float(scores[i])) for i in order)
+        items = tuple(QueueItem(pool[i], float(scores[i])) for i in order)
     return LabelQueue(strategy, f"{predictor.card.name} {predictor.card.version}", items)

@@ -16,6 +16,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     detect,
     fracture,
     imaging,
+    label,
     monitor,
     ner,
     nlp,

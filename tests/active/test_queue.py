@@ -7,6 +7,8 @@ model says 0.5. Every uncertainty strategy must put that blend first.
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from insightray.engine import load_predictor
 from insightray.engine.classification import FracturePredictor
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging import read_image, write_png
+from tests.test_cli_detect import cli
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +105,21 @@ def test_detector_queue_on_real_chest_xrays(shared_data: Path, one_thread: None)
         assert all(0.0 <= s <= 1.0 for s in scores)
     with pytest.raises(ConfigError):
         rank_for_labelling(predictor, paths, "bald", n=3)
+
+
+def test_cli_label_queue_json(three_images: dict[str, Path], tmp_path: Path) -> None:
+    folder = tmp_path / "pool"
+    folder.mkdir()
+    for name, path in three_images.items():
+        shutil.copy(path, folder / f"{name}{path.suffix}")
+    code, stdout, stderr = cli("label", "queue", "--data", str(folder), "--n", "3", "--json")
+    assert code == 0, stderr
+    items = json.loads(stdout)["items"]
+    assert Path(items[0]["path"]).stem == "ambiguous"
+    assert [i["score"] for i in items] == sorted((i["score"] for i in items), reverse=True)
+    code, _, stderr = cli("label", "queue", "--data", str(folder), "--strategy", "tta")
+    assert code != 0 and "not offered for a classifier" in stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, stderr = cli("label", "queue", "--data", str(empty))
+    assert code != 0 and "error" in stderr

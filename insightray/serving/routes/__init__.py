@@ -14,6 +14,7 @@ from insightray.serving.routes import (
     assistant,
     auth,
     health,
+    labels,
     models,
     oip,
     reports,
@@ -31,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports.router,
     assistant.router,
     models.router,
+    labels.router,
     oip.router,
     health.router,
 )
