@@ -7,11 +7,14 @@ SQLite the export also trains the fracture classifier for a few steps.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from insightray.cli.common import app
 from insightray.config import data_root
 from insightray.serving.storage.db.models import AuditRecord
 from insightray.serving.storage.labels import export_labels
@@ -109,6 +112,19 @@ def test_box_labels_round_trip_through_the_yolo_export(api: Api, tmp_path: Path)
     assert [int(c) for c in classes] == [0, 1]
     assert parsed.ravel().tolist() == pytest.approx([v for b in boxes for v in b["box"]], abs=0.01)
     assert 'names: ["fracture", "line"]' in (tmp_path / "data.yaml").read_text()
+
+    settings = api.services.settings  # the CLI verb writes the same export
+    env = {"INSIGHTRAY_HOME": str(settings.home), "INSIGHTRAY_DATABASE_URL": settings.database_url}
+    args = ["label", "export", "--task", "detection", "--out", str(tmp_path / "cli"), "--json"]
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classes"] == ["fracture", "line"]
+    cli_labels = (tmp_path / "cli" / "labels" / f"{study['id']}.txt").read_text()
+    assert cli_labels == label_path(image).read_text()
+    missing = CliRunner().invoke(
+        app, ["label", "export", "--task", "fracture", "--out", str(tmp_path / "none")], env=env
+    )
+    assert missing.exit_code != 0  # nothing labelled for fracture
 
 
 @pytest.mark.parametrize(
