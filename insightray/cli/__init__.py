@@ -22,6 +22,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     nlp,
     optimize,
     pacs,
+    pretrain,
     report,
     serve,
 )
