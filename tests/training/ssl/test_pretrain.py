@@ -25,6 +25,7 @@ from insightray.training.ssl import (
     SslObjective,
     pretrain,
 )
+from tests.engine.fracture_helpers import make_labelled_folder
 from tests.test_cli_detect import cli
 
 
@@ -108,6 +109,16 @@ def test_checkpoint_loads_into_classifier_via_cli_init(
     name = next(k for k in weights if k.endswith("weight") and weights[k].ndim == 4)
     assert torch.equal(classifier.state_dict()[name], weights[name])
     assert "_fc.weight" not in weights  # the head is left to the classifier
+
+    labelled = make_labelled_folder(tmp_path / "labelled", count=12)
+    code, _, stderr = cli(
+        "train", "fracture", "--data", str(labelled), "--model", "efficientnet_lite0",
+        "--steps", "2", "--img", "48", "--batch", "4", "--device", "cpu",
+        "--out", str(tmp_path / "run"), "--init", str(out),
+    )  # fmt: skip
+    assert code == 0, stderr
+    card = json.loads((tmp_path / "run" / "model" / "card.json").read_text())
+    assert card["lineage"]["parent"].endswith("backbone.safetensors")
 
 
 def test_yolo_backbone_loads_into_the_detector(unlabelled: Path, tmp_path: Path) -> None:
