@@ -25,6 +25,7 @@ EXTRA_MODULES = (
     "highdicom",
     "dicomweb_client",
     "pynetdicom",
+    "lightly",
 )
 
 _SCRIPT = textwrap.dedent(

@@ -17,11 +17,13 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     federated,
     fracture,
     imaging,
+    label,
     monitor,
     ner,
     nlp,
     optimize,
     pacs,
+    pretrain,
     report,
     serve,
 )

@@ -160,6 +160,10 @@ def train_fracture_command(
         typer.Option("--debug-images", min=0, help="Save each preprocessing step of N images."),
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Run folder.")] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option("--init", help="Start from weights: a file, or a `pretrain` output folder."),
+    ] = None,
 ) -> None:
     """Train a fracture classifier; writes metrics, reliability diagrams and model/card.json."""
     from insightray.training.fracture import (
@@ -181,6 +185,7 @@ def train_fracture_command(
         "seed": seed,
         "debug_images": debug_images,
         "out": None if out_dir is None else str(out_dir),
+        "init_weights": None if init is None else str(_init_weights(init)),
     }
     if config_file is not None:
         config = load_fracture_config(config_file, **overrides)
@@ -236,3 +241,11 @@ def evaluate_fracture(
     table.add_row("specificity", f"{record['specificity']:.4f}")
     table.add_row("ECE", f"{record['ece']:.4f}")
     out.print(table)
+
+
+def _init_weights(path: Path) -> Path:
+    """A weights file, or the backbone a ``pretrain`` folder's card names."""
+    card = path / "card.json"
+    if path.is_dir() and card.is_file():
+        return path / str(json.loads(card.read_text(encoding="utf-8")).get("weights_file", ""))
+    return path

@@ -15,6 +15,7 @@ from insightray.serving.routes import (
     assistant,
     auth,
     health,
+    labels,
     models,
     oip,
     reports,
@@ -32,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     reports.router,
     assistant.router,
     models.router,
+    labels.router,
     oip.router,
     health.router,
 )

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from insightray.serving.storage.db.labels import ImageLabel
 from insightray.serving.storage.db.models import (
     ApiKey,
     AuditRecord,
@@ -27,6 +28,7 @@ __all__ = [
     "AuditRecord",
     "Base",
     "Database",
+    "ImageLabel",
     "ModelVersion",
     "PseudonymMap",
     "Result",
