@@ -14,10 +14,12 @@ from insightray.serving.routes import (
     assistant,
     auth,
     health,
+    measurements,
     models,
     oip,
     reports,
     studies,
+    study_tags,
     text,
 )
 
@@ -26,6 +28,8 @@ __all__ = ["PUBLIC_PATHS", "ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     studies.router,
+    study_tags.router,
+    measurements.router,
     analysis.router,
     text.router,
     reports.router,
