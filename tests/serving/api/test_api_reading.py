@@ -159,3 +159,14 @@ print(payload.width, payload.height, len(payload.data), (after - before) // 1024
     width, height, size, grown_mib = (int(v) for v in out.stdout.split())
     assert (width, height) == (2048, 2048) and size == 2048 * 2048 * 2
     assert grown_mib < 800, f"the process grew by {grown_mib} MiB (2,009 MiB before levels)"
+
+
+def test_heatmap_colours_at_most_the_hottest_fifth() -> None:
+    from insightray.serving.images import heat_alpha
+
+    diffuse = np.random.default_rng(0).uniform(0.26, 0.99, (450, 170)).astype(np.float32)
+    assert (heat_alpha(diffuse) > 0).mean() <= 0.2
+    focal = np.zeros((64, 64), np.float32)
+    focal[30:34, 30:34] = 1.0
+    assert (heat_alpha(focal) > 0).sum() == 16
+    assert not heat_alpha(np.full((8, 8), 0.3, np.float32)).any()
