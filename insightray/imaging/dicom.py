@@ -9,7 +9,7 @@ window given by the caller) -> MONOCHROME1 inversion, so bright always means den
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
@@ -287,7 +287,10 @@ def stored_windows(ds: Dataset) -> list[tuple[int, str, float, float]]:
         centers = _numbers(ds.get("WindowCenter"))
         widths = _numbers(ds.get("WindowWidth"))
         names = ds.get("WindowCenterWidthExplanation")
-    labels = [str(name) for name in (names if isinstance(names, list | tuple) else [names])]
+    # A multi-valued explanation is a pydicom MultiValue (a MutableSequence, not a list):
+    # str() of it would give "['WINDOW1', 'WINDOW2']" as one label.
+    many = isinstance(names, Sequence) and not isinstance(names, str | bytes)
+    labels = [str(name).strip() for name in (names if many else [names])]
     windows = []
     for index, (center, width) in enumerate(zip(centers, widths, strict=False)):
         if width <= 0:

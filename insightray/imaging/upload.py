@@ -1,10 +1,11 @@
 """Uploads: an image sent as bytes, read once into everything a viewer and a store need.
 
 :func:`read_upload` sniffs the format, parses a DICOM file ONCE and returns its modality
-values, the values a viewer shows (MONOCHROME1 inverted), the stored windows in those
-units and the technical metadata. The parsed data set travels inside the result
-(:attr:`ParsedUpload.dataset`) so that de-identification (:mod:`insightray.imaging.deid`)
-and re-encoding need no second parse; callers outside the imaging package never touch it.
+values, the values a viewer shows (as stored: a MONOCHROME1 image is inverted on display),
+the stored windows in those units and the technical metadata. The parsed data set travels
+inside the result (:attr:`ParsedUpload.dataset`) so that de-identification
+(:mod:`insightray.imaging.deid`) and re-encoding need no second parse; callers outside the
+imaging package never touch it.
 
 Example:
     >>> upload = read_upload(open("chest.dcm", "rb").read(), strict=True)  # doctest: +SKIP
@@ -14,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -26,7 +28,19 @@ from insightray.imaging.dicom import decode_dicom, read_dataset, read_part10, st
 from insightray.imaging.io import detect_format, read_image
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage
 
-__all__ = ["ParsedUpload", "full_range_window", "read_upload", "viewer_values"]
+__all__ = [
+    "ParsedUpload",
+    "full_range_window",
+    "read_upload",
+    "reading_attributes",
+    "viewer_values",
+]
+
+#: Header attributes a reader wants on screen that never identify a patient.
+SAFE_ATTRIBUTES = ("Laterality", "ImageLaterality", "PatientOrientation")
+#: Free-text attributes PS3.15's Basic Profile removes (they may name a patient): kept only
+#: when the service does not de-identify.
+DESCRIPTION_ATTRIBUTES = ("StudyDescription", "SeriesDescription")
 
 
 @dataclass(frozen=True)
@@ -96,28 +110,48 @@ def read_upload(
     )  # fmt: skip
     values = viewer_values(image)
     low, high = _range(values)
-    inverted = image.meta.photometric == "MONOCHROME1"
     windows = [
-        {"name": label or f"Window {index + 1}", "center": low + high - c if inverted else c,
-         "width": width}
-        for index, label, c, width in stored_windows(dataset)
-    ]  # fmt: skip
+        {"name": label or f"Window {index + 1}", "center": center, "width": width}
+        for index, label, center, width in stored_windows(dataset)
+    ]
     return ParsedUpload("dicom", image, values, [*windows, full_range_window(low, high)], dataset)
+
+
+def reading_attributes(upload: ParsedUpload, *, deidentified: bool) -> dict[str, str | None]:
+    """Laterality, orientation and (without de-identification) the study and series
+    descriptions of a DICOM upload, each ``None`` when absent; ``{}`` for other formats."""
+    if upload.dataset is None:
+        return {}
+    names = SAFE_ATTRIBUTES + (() if deidentified else DESCRIPTION_ATTRIBUTES)
+    found: dict[str, str | None] = {}
+    for keyword in names:
+        value = upload.dataset.get(keyword)
+        many = isinstance(value, Sequence) and not isinstance(value, str | bytes)
+        text = "\\".join(str(v) for v in value) if many else str(value or "")
+        found[_snake(keyword)] = text.strip() or None
+    if not found.get("laterality"):
+        found["laterality"] = found.pop("image_laterality", None)
+    else:
+        found.pop("image_laterality", None)
+    return found
+
+
+def _snake(keyword: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in keyword).lstrip("_")
 
 
 def viewer_values(image: LoadedImage) -> NDArray[np.float32]:
     """Pixel values for a viewer from an image read with ``output="modality"``.
 
-    DICOM: values after the modality LUT, MONOCHROME1 inverted (``min + max - value``) so
-    bright means dense. PNG/JPEG/TIFF: the stored sample values (0-255 for 8 bits).
+    DICOM: values after the modality LUT, as stored, so that the file's WindowCenter and
+    WindowWidth apply to them unchanged; a MONOCHROME1 image is inverted by the viewer when it
+    displays them (the study says its ``photometric``), never in the values.
+    PNG/JPEG/TIFF: the stored sample values (0-255 for 8 bits).
     """
     if image.meta.source_format != "dicom":
         top = float(2 ** max(1, min(image.meta.bits_stored, 16)) - 1)
         return np.asarray(image.pixels * np.float32(top), dtype=np.float32)
-    values = image.pixels
-    if image.meta.photometric == "MONOCHROME1":
-        values = np.float32(values.min() + values.max()) - values
-    return np.asarray(values, dtype=np.float32)
+    return np.asarray(image.pixels, dtype=np.float32)
 
 
 def full_range_window(low: float, high: float) -> dict[str, Any]:

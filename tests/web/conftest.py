@@ -44,6 +44,12 @@ CHROMIUM_ARGS = [
 ]
 READER = ("reader", "reading-room-passphrase-7")
 NEWCOMER = ("newcomer", "newcomer-passphrase-42")
+#: A clinician for the reading-tool tests (a worklist of their own) and a researcher, whose
+#: role may not see identifying DICOM values.
+RADIOLOGIST = ("radiologist", "light-box-passphrase-31")
+ANALYST = ("analyst", "research-passphrase-58")
+USERS = ((READER, "clinician"), (NEWCOMER, "clinician"), (RADIOLOGIST, "clinician"),
+         (ANALYST, "researcher"))  # fmt: skip
 #: MedQuAD documents of the assistant's small index: gout, shingles, migraine, celiac disease.
 KNOWLEDGE = (
     "MedQuAD/4_MPlus_Health_Topics_QA/0000409.xml",
@@ -147,8 +153,8 @@ def service(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         [
             (["index", "build", "--data", str(knowledge), "--threads", "1"], None),
             *(
-                (["users", "create", name, "--role", "clinician", "--password-stdin"], password)
-                for name, password in (READER, NEWCOMER)
+                (["users", "create", name, "--role", role, "--password-stdin"], password)
+                for (name, password), role in USERS
             ),
         ],
         env,
@@ -169,6 +175,17 @@ def service(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         yield running
     finally:
         stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def docs_images() -> Path:
+    """Where the documentation's screenshots go: ``docs/images`` when
+    ``INSIGHTRAY_DOCS_IMAGES=1`` (to refresh them), else beside the other screenshots."""
+    if os.environ.get("INSIGHTRAY_DOCS_IMAGES") == "1":
+        return REPO / "docs" / "images"
+    folder = Path(os.environ.get("INSIGHTRAY_WEB_SCREENSHOTS", REPO / "runs" / "web-screenshots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 @pytest.fixture(scope="session")

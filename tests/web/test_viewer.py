@@ -36,6 +36,28 @@ COLOURED_PIXELS = """() => {
   return count;
 }"""
 
+#: The fraction of the image's on-screen area that is tinted at all (any colour, not grey).
+TINTED_FRACTION = """() => {
+  const canvas = document.querySelector("#canvas");
+  const [ox, oy] = canvas.dataset.offset.split(",").map(Number);
+  const scale = Number(canvas.dataset.scale), dpr = window.devicePixelRatio || 1;
+  const size = canvas.dataset.level.split("x").map(Number);
+  const full = [Number(canvas.dataset.fullWidth || size[0]),
+                Number(canvas.dataset.fullHeight || size[1])];
+  const x0 = Math.max(0, Math.round(ox * dpr)), y0 = Math.max(0, Math.round(oy * dpr));
+  const w = Math.min(canvas.width - x0, Math.round(full[0] * scale * dpr));
+  const h = Math.min(canvas.height - y0, Math.round(full[1] * scale * dpr));
+  const data = canvas.getContext("2d").getImageData(x0, y0, w, h).data;
+  let tinted = 0;
+  for (let i = 0; i < data.length; i += 4) {
+    const r = data[i], g = data[i + 1], b = data[i + 2];
+    if (Math.max(r, g, b) - Math.min(r, g, b) > 12) tinted++;
+  }
+  return tinted / (w * h);
+}"""
+
+BACKGROUND = "(element) => getComputedStyle(element).backgroundColor"
+
 DROP_FILE = """([selector, name, type, payload]) => {
   const bytes = Uint8Array.from(atob(payload), (c) => c.charCodeAt(0));
   const transfer = new DataTransfer();
@@ -229,11 +251,22 @@ def test_fracture_heatmap_toggle(page: Page, shared_data: Path, screenshots: Pat
     wait_canvas(page, "heatmap", "off")
     plain = coloured(page)
     shot(page, screenshots, "09-fracture-result")
+    # The bar has the colour of the decision: red only at or above the operating point.
+    verdict = page.locator("#fracture-verdict").inner_text()
+    red, green, _ = (
+        int(v) for v in re.findall(r"\d+", page.locator("#prob-fill").evaluate(BACKGROUND))[:3]
+    )
+    if verdict == "No fracture suspected":
+        assert green > red, f"a negative result drawn in rgb({red}, {green}, ...)"
+    else:
+        assert red > green, f"a positive result drawn in rgb({red}, {green}, ...)"
 
     page.check("#heatmap-toggle")
     wait_canvas(page, "heatmap", "on")
     page.wait_for_function(f"() => ({COLOURED_PIXELS})() > {plain + 1000}")
     half = coloured(page)
+    tinted = float(page.evaluate(TINTED_FRACTION))
+    assert tinted < 0.5, f"the heatmap tints {tinted:.0%} of the film by default"
     shot(page, screenshots, "10-fracture-heatmap")
     page.locator("#heatmap-opacity").fill("0.9")
     expect(page.locator("#heatmap-opacity-value")).to_have_text("90%")
@@ -292,7 +325,7 @@ def test_page_talks_only_to_the_service(
     assert response is not None
     policy = response.headers["content-security-policy"]
     assert "default-src 'self'" in policy and "connect-src 'self'" in policy
-    sign_in(page)
+    sign_in(page, NEWCOMER)  # the reader has this file already: it would be a duplicate
     page.select_option("#auto-task", "")
     page.set_input_files("#file-input", str(shared_data / CHEST))
     expect(page.locator(".study").first).to_be_visible()

@@ -16,10 +16,12 @@ from insightray.serving.routes import (
     auth,
     health,
     labels,
+    measurements,
     models,
     oip,
     reports,
     studies,
+    study_tags,
     text,
 )
 
@@ -28,6 +30,8 @@ __all__ = ["PUBLIC_PATHS", "ROUTERS"]
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
     studies.router,
+    study_tags.router,
+    measurements.router,
     analysis.router,
     text.router,
     reports.router,

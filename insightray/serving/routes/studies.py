@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Response, UploadFile
+from fastapi import APIRouter, File, Query, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from insightray.errors import PayloadTooLargeError
-from insightray.imaging.upload import viewer_values
 from insightray.serving import images
 from insightray.serving.deps import AuditDep, ServicesDep, StudyDeleter, StudyReader, StudyWriter
 from insightray.serving.hosting.analysis import result_summary
+from insightray.serving.hosting.triage import study_triage
+from insightray.serving.storage.db.models import Result, Study
 from insightray.serving.storage.studies import (
     decode_study,
     delete_study,
@@ -35,8 +36,13 @@ async def upload_study(
     services: ServicesDep,
     who: StudyWriter,
     audit: AuditDep,
+    response: Response,
 ) -> dict[str, Any]:
-    """Upload an image; DICOM is de-identified on ingest, then stored encrypted."""
+    """Upload an image; DICOM is de-identified on ingest, then stored encrypted.
+
+    The same image again (same de-identified content hash) answers 200 with the existing
+    study and ``"duplicate": true`` instead of making a second one.
+    """
     limit = services.settings.max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
@@ -44,16 +50,21 @@ async def upload_study(
             "upload", f"the file is over the limit of {limit:,} bytes", "send a smaller file"
         )
     async with audit.failures("study.upload"):  # success: audited by ingest, with the row
-        study = await run_in_threadpool(ingest, services, who, data, audit.started)
-    return study_json(study, [])
+        study, duplicate = await run_in_threadpool(ingest, services, who, data, audit.started)
+    if not duplicate:
+        return study_json(study, [])
+    # The same image again: no second study; 200 with the existing one, flagged.
+    results = await run_in_threadpool(study_results, services, study.id)
+    body = _with_triage(services, study, results)
+    response.status_code = 200
+    return {**body, "duplicate": True}
 
 
 @router.get("")
 def list_all(services: ServicesDep, who: StudyReader, audit: AuditDep) -> dict[str, Any]:
     """The caller's studies (admins: everyone's), newest first."""
     items = [
-        study_json(study, [result_summary(result) for result in results])
-        for study, results in list_studies(services, who)
+        _with_triage(services, study, results) for study, results in list_studies(services, who)
     ]
     audit.record("study.list")
     return {"items": items}
@@ -68,9 +79,16 @@ def fetch(
 ) -> dict[str, Any]:
     """One study with summaries of its results."""
     study = get_study(services, who, study_id)
-    results = [result_summary(result) for result in study_results(services, study.id)]
+    body = _with_triage(services, study, study_results(services, study.id))
     audit.record("study.read", study_id=study.id)
-    return study_json(study, results)
+    return body
+
+
+def _with_triage(services: ServicesDep, study: Study, results: list[Result]) -> dict[str, Any]:
+    """The study's API form with its results and the worklist's AI summary (``triage``)."""
+    body = study_json(study, [result_summary(result) for result in results])
+    body["triage"] = study_triage(services, results)
+    return body
 
 
 @router.delete("/{study_id}", status_code=204)
@@ -109,15 +127,28 @@ def pixels(
     services: ServicesDep,
     who: StudyReader,
     audit: AuditDep,
+    max_side: Annotated[int, Query(ge=16, le=images.MAX_LEVEL_SIDE)] = images.OVERVIEW_SIDE,
+    region: Annotated[str | None, Query(pattern=r"^\d+,\d+,\d+,\d+$")] = None,
 ) -> Response:
-    """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``."""
+    """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``.
+
+    A level of the image no longer than ``max_side`` on either side (the whole image by
+    default, downsampled by area averaging when larger), or of ``region`` (``x,y,w,h`` in
+    full-resolution pixels) for a tile at full detail. ``X-Full-Width/Height`` give the
+    image's size, ``X-Region`` the part sent; min and max are the whole image's, so every
+    level and tile shares one value scale.
+    """
     study = get_study(services, who, study_id)
     image = decode_study(services, study, "modality")
-    payload = images.pixel_payload(viewer_values(image))
+    box = None if region is None else tuple(int(part) for part in region.split(","))
+    payload = images.pixel_level(image, max_side, box)  # type: ignore[arg-type]
     audit.record("study.pixels", study_id=study.id)
     headers = {
         "X-Image-Width": str(payload.width),
         "X-Image-Height": str(payload.height),
+        "X-Full-Width": str(payload.full_width),
+        "X-Full-Height": str(payload.full_height),
+        "X-Region": ",".join(str(v) for v in payload.region),
         "X-Value-Min": repr(payload.value_min),
         "X-Value-Max": repr(payload.value_max),
         "Cache-Control": "no-store",

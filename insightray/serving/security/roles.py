@@ -35,6 +35,7 @@ class Permission(StrEnum):
     USERS_ADMIN = "users_admin"
     AUDIT_READ = "audit_read"
     METRICS_READ = "metrics_read"
+    PHI_READ = "phi_read"
 
 
 _CLINICAL = frozenset(
@@ -46,15 +47,17 @@ _CLINICAL = frozenset(
         Permission.TEXT,
         Permission.ASSISTANT,
         Permission.MODELS_READ,
+        Permission.PHI_READ,
     }
 )
 
 #: Clinicians work with their patients' studies; researchers do the same on (de-identified)
-#: data but cannot delete; admins run the service and may do everything; auditors read the
+#: data but cannot delete and never see identifying header values (PHI_READ: names, IDs,
+#: dates in the tag browser); admins run the service and may do everything; auditors read the
 #: audit trail, metrics and the model registry, and never see images or results.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLINICIAN: _CLINICAL,
-    Role.RESEARCHER: _CLINICAL - {Permission.STUDY_DELETE},
+    Role.RESEARCHER: _CLINICAL - {Permission.STUDY_DELETE, Permission.PHI_READ},
     Role.ADMIN: frozenset(Permission),
     Role.AUDITOR: frozenset(
         {Permission.AUDIT_READ, Permission.METRICS_READ, Permission.MODELS_READ}

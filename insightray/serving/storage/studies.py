@@ -26,10 +26,11 @@ from insightray.errors import ImageSizeError, NotFoundError
 from insightray.imaging import LoadedImage, read_image
 from insightray.imaging.deid import deidentify_upload, upload_patient_id
 from insightray.imaging.types import Output
-from insightray.imaging.upload import ParsedUpload, read_upload
+from insightray.imaging.upload import ParsedUpload, read_upload, reading_attributes
 from insightray.serving import images
 from insightray.serving.deps import Principal, Services
 from insightray.serving.security.roles import Role
+from insightray.serving.storage.blobstore import sha256_hex
 from insightray.serving.storage.db.models import Result, Study, utc_now
 from insightray.serving.storage.pseudonyms import remember_pseudonym
 
@@ -48,9 +49,14 @@ __all__ = [
 SEE_ALL = frozenset({Role.ADMIN})
 
 
-def ingest(services: Services, who: Principal, data: bytes, started: float | None = None) -> Study:
+def ingest(
+    services: Services, who: Principal, data: bytes, started: float | None = None
+) -> tuple[Study, bool]:
     """Store an upload as a new study, audited (``study.upload``, latency from ``started``)
-    in the transaction that adds its row.
+    in the transaction that adds its row; return it and ``False``.
+
+    The same image sent again (the same de-identified bytes, so the same content hash) makes
+    no second study: the caller's live study with that hash comes back with ``True``.
 
     Raises:
         EmptyFileError: No bytes (422).
@@ -74,6 +80,13 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
     stored = data
     if source_format == "dicom" and deidentify:
         stored = _deidentify(services, upload)
+    existing = _live_copy(services, who, sha256_hex(stored))
+    if existing is not None:
+        services.record(
+            who, "study.upload", "duplicate", started, study_id=existing.id,
+            input_sha256=existing.sha256,
+        )  # fmt: skip
+        return existing, True
     low, high = upload.value_range
     windows = upload.windows
     meta = upload.meta
@@ -94,9 +107,12 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
             "bits_stored": meta.bits_stored,
             "body_part": meta.body_part,
             "view": meta.view,
+            "spacing_source": meta.spacing_source,
+            **reading_attributes(upload, deidentified=source_format == "dicom" and deidentify),
             "transfer_syntax": meta.transfer_syntax,
             "value_range": [low, high],
             "windows": windows,
+            "window_units": "modality",
             "deidentified": source_format == "dicom" and deidentify,
         },
     )
@@ -107,7 +123,19 @@ def ingest(services: Services, who: Principal, data: bytes, started: float | Non
             who, "study.upload", "ok", started, session, study_id=study.id, input_sha256=sha256
         )
         session.expunge(study)
-    return study
+    return study, False
+
+
+def _live_copy(services: Services, who: Principal, sha256: str) -> Study | None:
+    """The caller's own live study stored under ``sha256``, if any."""
+    query = select(Study).where(
+        Study.sha256 == sha256, Study.status != "deleted", Study.owner_id == who.user_id
+    )
+    with services.db.session(read_only=True) as session:
+        study = session.scalars(query.order_by(Study.created_at)).first()
+        if study is not None:
+            session.expunge(study)
+        return study
 
 
 def _deidentify(services: Services, upload: ParsedUpload) -> bytes:
@@ -224,11 +252,28 @@ def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:
         "width": study.width,
         "height": study.height,
         "pixel_spacing": study.pixel_spacing,
-        "windows": study.meta.get("windows", []),
+        "spacing_source": study.meta.get("spacing_source"),
+        "windows": _windows(study),
+        "photometric": study.meta.get("photometric"),
+        "body_part": study.meta.get("body_part"),
+        "view": study.meta.get("view"),
+        "laterality": study.meta.get("laterality"),
+        "study_description": study.meta.get("study_description"),
+        "series_description": study.meta.get("series_description"),
         "status": study.status,
         "created_at": study.created_at.isoformat(),
         "results": list(results),
     }
+
+
+def _windows(study: Study) -> list[dict[str, Any]]:
+    """The study's windows in modality units. Studies stored before ``window_units`` kept a
+    MONOCHROME1 image's windows in inverted units (``min + max - center``): undone here."""
+    windows: list[dict[str, Any]] = study.meta.get("windows", [])
+    if study.meta.get("window_units") or study.meta.get("photometric") != "MONOCHROME1":
+        return windows
+    low, high = study.meta.get("value_range", [0.0, 0.0])
+    return [{**w, "center": low + high - w["center"]} for w in windows]
 
 
 def _visible(study: Study, who: Principal) -> bool:

@@ -86,6 +86,14 @@ export class Api {
   analyse(studyId, task) {
     return this.json("POST", `/v1/studies/${encodeURIComponent(studyId)}/analyze`, { task });
   }
+  measurements(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/measurements`); }
+  saveMeasurement(studyId, body) {
+    return this.json("POST", `/v1/studies/${encodeURIComponent(studyId)}/measurements`, body);
+  }
+  deleteMeasurement(studyId, id) {
+    return this.json("DELETE", `/v1/studies/${encodeURIComponent(studyId)}/measurements/${encodeURIComponent(id)}`);
+  }
+  tags(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/tags`); }
   analyseText(text) { return this.json("POST", "/v1/text/analyze", { text }); }
   ask(question, conversationId) {
     const body = { question };
@@ -106,9 +114,13 @@ export class Api {
     return body;
   }
 
-  /** The uint16 pixels of a study with the headers that give their meaning. */
-  async pixels(studyId) {
-    const response = await this.#fetch(`/v1/studies/${encodeURIComponent(studyId)}/pixels`, { method: "GET" });
+  /**
+   * The uint16 pixels of a study with the headers that give their meaning: a downsampled level
+   * of a large image first (the service's default), or a full-detail `region` [x, y, w, h].
+   */
+  async pixels(studyId, region = null) {
+    const query = region ? `?region=${region.map((v) => Math.round(v)).join(",")}` : "";
+    const response = await this.#fetch(`/v1/studies/${encodeURIComponent(studyId)}/pixels${query}`, { method: "GET" });
     if (!response.ok) this.#fail(response.status, await parseBody(response));
     const number = (name) => Number(response.headers.get(name));
     const width = number("X-Image-Width");
@@ -120,6 +132,9 @@ export class Api {
     return {
       width,
       height,
+      fullWidth: number("X-Full-Width") || width,
+      fullHeight: number("X-Full-Height") || height,
+      region: (response.headers.get("X-Region") || `0,0,${width},${height}`).split(",").map(Number),
       data: littleEndianUint16(buffer),
       valueMin: number("X-Value-Min"),
       valueMax: number("X-Value-Max"),

@@ -4,11 +4,14 @@
 
 import { Api } from "./api.js";
 import { AssistantPanel } from "./assistant.js";
-import { $, $$, confirmDialog, formatTime, probabilityText, setError, show, toast } from "./dom.js";
+import { $, $$, confirmDialog, formatTime, setError, show, toast } from "./dom.js";
 import { FindingsPanel } from "./findings.js";
 import { ReportPanel } from "./report.js";
+import { MeasurementsPanel } from "./measurements.js";
+import { TagBrowser } from "./tags.js";
 import { RadiographViewer } from "./viewer.js";
-import { contentKind, Worklist } from "./worklist.js";
+import { windowPresets } from "./windows.js";
+import { contentKind, studyTitle, Worklist } from "./worklist.js";
 
 const AUTO_TASK_KEY = "insightray.autoTask";
 
@@ -20,6 +23,8 @@ const findings = new FindingsPanel(viewer, api, {
 const worklist = new Worklist(api, { onSelect: openStudy, onUploaded: studyUploaded });
 new ReportPanel(api);
 new AssistantPanel(api);
+const measurements = new MeasurementsPanel(viewer, api);
+const tags = new TagBrowser(api);
 
 let current = null;       // the open study
 let presets = [];         // window presets of the open study
@@ -92,6 +97,8 @@ function closeStudy() {
   findings.clear();
   findings.setStudyOpen(false);
   presets = [];
+  measurements.setStudy(null);
+  tags.setStudy(null);
   const placeholder = document.createElement("option");
   placeholder.textContent = "Window";
   $("#preset-select").replaceChildren(placeholder);
@@ -114,9 +121,23 @@ async function openStudy(study) {
     const pixels = await api.pixels(study.id);
     if (number !== loadNumber) return;
     presets = windowPresets(study, pixels);
-    viewer.setImage({ ...pixels, spacing: study.pixel_spacing ?? null }, presets[0]);
+    viewer.setImage({
+      width: pixels.fullWidth,
+      height: pixels.fullHeight,
+      levelWidth: pixels.width,
+      levelHeight: pixels.height,
+      data: pixels.data,
+      valueMin: pixels.valueMin,
+      valueMax: pixels.valueMax,
+      spacing: study.pixel_spacing ?? null,
+      spacingSource: study.spacing_source ?? null,
+      monochrome1: study.photometric === "MONOCHROME1",
+      unit: study.modality === "CT" ? "HU" : "value",
+    }, presets[0]);
     fillPresets();
     setToolsEnabled(true);
+    measurements.setStudy(study);
+    tags.setStudy(study);
   } catch (error) {
     if (number !== loadNumber) return;
     setError($("#stage-error"), `The image cannot be shown: ${error.message}`);
@@ -131,21 +152,6 @@ async function openStudy(study) {
       if (number === loadNumber) findings.setError(`Results: ${error.message}`);
     }
   }
-}
-
-/** The study's DICOM windows, then the full value range unless one of them is it. */
-function windowPresets(study, pixels) {
-  const list = (study.windows ?? [])
-    .filter((w) => Number.isFinite(w.center) && Number.isFinite(w.width) && w.width > 0)
-    .map((w, i) => ({ name: w.name || `Window ${i + 1}`, center: w.center, width: w.width }));
-  const full = {
-    name: "Full range",
-    center: (pixels.valueMin + pixels.valueMax) / 2,
-    width: Math.max(pixels.valueMax - pixels.valueMin, 1),
-  };
-  const same = (a, b) => Math.abs(a.center - b.center) < 0.5 && Math.abs(a.width - b.width) < 1;
-  if (!list.some((w) => same(w, full))) list.push(full);
-  return list;
 }
 
 function fillPresets() {
@@ -189,8 +195,9 @@ async function analyse(task, study = current) {
   try {
     const result = await api.analyse(id, task);
     worklist.setStatus(id, null);
-    worklist.replace({ ...study, status: "analysed", results: [...(study.results ?? []), result] });
-    worklist.setSummary(id, summary(result));
+    // The service's study carries the worklist summary ("2 findings", "fracture 99 %").
+    const fresh = await api.study(id).catch(() => null);
+    worklist.replace(fresh ?? { ...study, status: "analysed", results: [...(study.results ?? []), result] });
     if (current?.id === id) {
       current = worklist.studies.find((s) => s.id === id) ?? current;
       findings.addResult(result);
@@ -202,14 +209,6 @@ async function analyse(task, study = current) {
   } finally {
     if (current?.id === id) findings.setBusy(false);
   }
-}
-
-function summary(result) {
-  if (result.task === "fracture" && result.fracture) {
-    return `fracture ${probabilityText(result.fracture.probability, 0)}`;
-  }
-  const count = (result.findings ?? []).length;
-  return `${count} finding${count === 1 ? "" : "s"}`;
 }
 
 function studyUploaded(study, first) {
@@ -310,6 +309,30 @@ const actions = {
   heatmap: () => findings.toggleHeatmap(),
 };
 
+// Full detail where the reader looks: once the view settles on a part of a large image shown
+// finer than its level, that part comes at full resolution (one tile, at most 4096 px a side).
+let tileTimer = 0;
+let tileAsked = "";
+function scheduleTile(state) {
+  if (!current || !state.hasImage || state.levelFactor <= 1) return;
+  clearTimeout(tileTimer);
+  tileTimer = setTimeout(async () => {
+    const region = viewer.visibleRegion();
+    if (!region || viewer.scale * viewer.levelFactor <= 1.05) return;
+    if (Math.max(region[2], region[3]) > 4096) return;
+    const key = `${current.id}:${region.join(",")}`;
+    if (key === tileAsked) return;
+    tileAsked = key;
+    const id = current.id;
+    try {
+      const tile = await api.pixels(id, region);
+      if (current?.id === id) viewer.setTile({ region: tile.region, width: tile.width, height: tile.height, data: tile.data });
+    } catch (error) {
+      toast(`Full detail: ${error.message}`, "error");
+    }
+  }, 300);
+}
+
 for (const button of $$("[data-tool]")) button.addEventListener("click", () => setTool(button.dataset.tool));
 for (const button of $$("[data-action]")) button.addEventListener("click", () => actions[button.dataset.action]());
 
@@ -319,9 +342,19 @@ function updateCorners(state) {
     for (const corner of $$(".corner")) corner.textContent = "";
     return;
   }
-  const spacing = state.spacing ? `${Number(state.spacing[1]).toFixed(3)} mm/px` : "spacing unknown";
-  $("#overlay-tl").textContent = `${current.modality || "Image"} · ${contentKind(current)}\n${state.width} × ${state.height} px\n${spacing}`;
-  $("#overlay-tr").textContent = `Study ${current.id.slice(0, 8)}\n${formatTime(current.created_at)}`;
+  scheduleTile(state);
+  const spacing = state.spacing
+    ? `${Number(state.spacing[1]).toFixed(3)} mm/px${state.spacingSource === "ImagerPixelSpacing" ? " (detector)" : ""}`
+    : "spacing unknown: lengths in px";
+  const level = state.levelFactor > 1 ? `  (level 1:${state.levelFactor.toFixed(1)})` : "";
+  const descriptions = [current.study_description, current.series_description].filter(Boolean).join(" / ");
+  $("#overlay-tl").textContent = [
+    `${studyTitle(current)} · ${contentKind(current)}`,
+    descriptions,
+    `${state.width} × ${state.height} px${level}`,
+    spacing,
+  ].filter(Boolean).join("\n");
+  $("#overlay-tr").textContent = `Study ${current.id.slice(0, 8)}\n${formatTime(current.created_at)}${current.photometric ? `\n${current.photometric}` : ""}`;
   $("#overlay-bl").textContent = `W ${Math.round(state.windowWidth)}  L ${Math.round(state.center)}${state.inverted ? "  INVERTED" : ""}\nZoom ${(state.scale * 100).toFixed(0)}%`;
   const cursor = state.cursor;
   if (cursor) {
@@ -357,6 +390,10 @@ const shortcuts = {
   u: () => fileInput.click(),
   w: () => setTool("wl"),
   p: () => setTool("pan"),
+  l: () => setTool("length"),
+  a: () => setTool("angle"),
+  g: () => setTool("rectangle"),
+  e: () => setTool("ellipse"),
   i: actions.invert,
   r: actions.reset,
   "+": actions["zoom-in"],
@@ -370,6 +407,7 @@ const shortcuts = {
   d: () => analyse("cxr"),
   x: () => analyse("fracture"),
   f: () => selectTab("findings"),
+  m: () => selectTab("tags"),
   t: () => {
     selectTab("report");
     $("#report-text").focus();
@@ -394,6 +432,7 @@ document.addEventListener("keydown", (event) => {
   if ($("#app").hidden) return;
   const typing = isTextEntry(event.target);
   if (event.key === "Escape") {
+    if (viewer.measuring) viewer.measuring = null;
     if (!$("#help").hidden) toggleHelp(false);
     else if (typing) event.target.blur();
     return;

@@ -270,7 +270,10 @@ export class FindingsPanel {
     verdict.className = `verdict ${positive ? "positive" : "negative"}`;
     verdict.textContent = positive ? "Fracture suspected" : "No fracture suspected";
     $("#fracture-label").textContent = label;
-    $("#prob-fill").style.width = percent(probability, 1);
+    // One colour for the decision: below the operating point the bar is never red.
+    const fill = $("#prob-fill");
+    fill.style.width = percent(probability, 1);
+    fill.className = `prob-fill ${positive ? "positive" : "negative"}`;
     $("#prob-threshold").style.left = percent(threshold, 1);
     $("#fracture-probability").textContent = probabilityText(probability);
     $("#fracture-threshold").textContent = `${threshold.toFixed(3)} (model card)`;

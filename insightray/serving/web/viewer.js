@@ -1,6 +1,12 @@
 // The radiograph viewer: window/level applied in the browser to the uint16 pixels the service
 // decoded (pydicom on the server; no DICOM decoding here), zoom, pan, invert, and the AI
-// overlays (detector boxes, Grad-CAM heatmap) drawn in image coordinates on one canvas.
+// overlays (detector boxes, Grad-CAM heatmap) and measurements drawn in image coordinates on
+// one canvas. Image coordinates are always the full-resolution image's; the pixels held may be
+// a smaller level of it (large images), with a full-detail tile over the part being read.
+
+import { angleOf, drawMeasurements, lengthOf, regionStats } from "./measure.js";
+
+const MEASURE_TOOLS = new Set(["length", "angle", "rectangle", "ellipse"]);
 
 const MIN_SCALE = 0.05;
 const MAX_SCALE = 40;
@@ -24,7 +30,9 @@ export class RadiographViewer {
     this.canvas = canvas;
     this.ctx = canvas.getContext("2d");
     this.onChange = onChange;
-    this.image = null;            // {width, height, data: Uint16Array, valueMin, valueMax, spacing}
+    // {width, height (full image), levelWidth, levelHeight, data: Uint16Array (the level),
+    //  valueMin, valueMax, spacing, spacingSource, monochrome1, unit}
+    this.image = null;
     this.buffer = document.createElement("canvas");  // the windowed image at full resolution
     this.lut = new Uint32Array(65536);
     this.center = 0;
@@ -46,6 +54,10 @@ export class RadiographViewer {
     this.drag = null;
     this.framePending = false;
     this.windowDirty = false;
+    this.measurements = [];
+    this.measuring = null;        // the measurement being drawn
+    this.onMeasured = null;       // (measurement) => void, when one is finished
+    this.tile = null;             // {region: [x, y, w, h], width, height, data, canvas}
     this.#bindEvents();
     new ResizeObserver(() => this.#resize()).observe(canvas);
     this.#resize();
@@ -56,17 +68,23 @@ export class RadiographViewer {
    * stay: the findings panel owns them (an analysis may answer before the pixels arrive).
    */
   setImage(image, window) {
-    this.image = image;
-    this.buffer.width = image.width;
-    this.buffer.height = image.height;
-    this.imageData = new ImageData(image.width, image.height);
+    this.image = { levelWidth: image.width, levelHeight: image.height, monochrome1: false, ...image };
+    this.buffer.width = this.image.levelWidth;
+    this.buffer.height = this.image.levelHeight;
+    this.imageData = new ImageData(this.image.levelWidth, this.image.levelHeight);
     this.pixels32 = new Uint32Array(this.imageData.data.buffer);
+    this.tile = null;
+    this.measurements = [];
+    this.measuring = null;
     this.defaultWindow = window || this.fullRange();
     this.reset();
   }
 
   clear() {
     this.image = null;
+    this.tile = null;
+    this.measurements = [];
+    this.measuring = null;
     this.boxes = [];
     this.heatmap = null;
     this.cursor = null;
@@ -155,6 +173,41 @@ export class RadiographViewer {
     this.#schedule();
   }
 
+  /** Saved measurements: [{id, kind, points, value}]. */
+  setMeasurements(items) {
+    this.measurements = items;
+    this.#schedule();
+  }
+
+  /** A full-detail tile {region: [x, y, w, h], width, height, data} over part of a level. */
+  setTile(tile) {
+    if (tile) {
+      tile.canvas = document.createElement("canvas");
+      tile.canvas.width = tile.width;
+      tile.canvas.height = tile.height;
+      tile.imageData = new ImageData(tile.width, tile.height);
+    }
+    this.tile = tile;
+    this.windowDirty = true;
+    this.#schedule();
+  }
+
+  /** The visible part of the image, in full-resolution pixels: [x, y, w, h]. */
+  visibleRegion() {
+    if (!this.image) return null;
+    const rect = this.canvas.getBoundingClientRect();
+    const x0 = Math.max(0, Math.floor(-this.offsetX / this.scale));
+    const y0 = Math.max(0, Math.floor(-this.offsetY / this.scale));
+    const x1 = Math.min(this.image.width, Math.ceil((rect.width - this.offsetX) / this.scale));
+    const y1 = Math.min(this.image.height, Math.ceil((rect.height - this.offsetY) / this.scale));
+    return x1 > x0 && y1 > y0 ? [x0, y0, x1 - x0, y1 - y0] : null;
+  }
+
+  /** How many full-resolution pixels one pixel of the level held stands for. */
+  get levelFactor() {
+    return this.image ? this.image.width / this.image.levelWidth : 1;
+  }
+
   setHeatmap(bitmap) {
     this.heatmap = bitmap;
     this.#schedule();
@@ -177,6 +230,10 @@ export class RadiographViewer {
       width: this.image?.width ?? 0,
       height: this.image?.height ?? 0,
       spacing: this.image?.spacing ?? null,
+      spacingSource: this.image?.spacingSource ?? null,
+      monochrome1: this.image?.monochrome1 ?? false,
+      levelFactor: this.levelFactor,
+      measurements: this.measurements.length,
       center: this.center,
       windowWidth: this.width,
       inverted: this.inverted,
@@ -201,14 +258,22 @@ export class RadiographViewer {
     const { data, valueMin, valueMax } = this.image;
     const step = (valueMax - valueMin) / 65535;
     const lut = this.lut;
+    // MONOCHROME1 stores dense as dark: its display is inverted, the values and window are not.
+    const flip = this.inverted !== Boolean(this.image.monochrome1);
     for (let p = 0; p < 65536; p++) {
       let gray = Math.round(windowValue(valueMin + p * step, this.center, this.width));
-      if (this.inverted) gray = 255 - gray;
+      if (flip) gray = 255 - gray;
       lut[p] = 0xff000000 | (gray << 16) | (gray << 8) | gray;  // RGBA bytes on a little-endian host
     }
     const out = this.pixels32;
     for (let i = 0; i < data.length; i++) out[i] = lut[data[i]];
     this.buffer.getContext("2d").putImageData(this.imageData, 0, 0);
+    if (this.tile) {
+      const tileOut = new Uint32Array(this.tile.imageData.data.buffer);
+      const tileData = this.tile.data;
+      for (let i = 0; i < tileData.length; i++) tileOut[i] = lut[tileData[i]];
+      this.tile.canvas.getContext("2d").putImageData(this.tile.imageData, 0, 0);
+    }
     this.windowDirty = false;
   }
 
@@ -226,6 +291,11 @@ export class RadiographViewer {
       ctx.imageSmoothingEnabled = this.scale < 3;
       ctx.imageSmoothingQuality = "high";
       ctx.drawImage(this.buffer, this.offsetX, this.offsetY, w, h);
+      if (this.tile) {
+        const [tx, ty, tw, th] = this.tile.region;
+        ctx.drawImage(this.tile.canvas, this.offsetX + tx * this.scale, this.offsetY + ty * this.scale,
+          tw * this.scale, th * this.scale);
+      }
       if (this.heatmap && this.showHeatmap) {
         ctx.globalAlpha = this.heatmapOpacity;
         ctx.imageSmoothingEnabled = true;
@@ -233,6 +303,8 @@ export class RadiographViewer {
         ctx.globalAlpha = 1;
       }
       if (this.showBoxes) drawn = this.#drawBoxes(ctx);
+      const toScreen = ([x, y]) => [this.offsetX + x * this.scale, this.offsetY + y * this.scale];
+      drawMeasurements(ctx, this.measurements, toScreen, this.measuring);
       this.#drawScaleBar(ctx);
     }
     const dataset = this.canvas.dataset;
@@ -243,6 +315,11 @@ export class RadiographViewer {
     dataset.inverted = String(this.inverted);
     dataset.scale = this.scale.toFixed(3);
     dataset.offset = `${Math.round(this.offsetX)},${Math.round(this.offsetY)}`;
+    dataset.measurements = String(this.measurements.length);
+    dataset.tile = this.tile ? this.tile.region.join(",") : "";
+    dataset.level = this.image ? `${this.image.levelWidth}x${this.image.levelHeight}` : "";
+    dataset.fullWidth = String(this.image?.width ?? 0);
+    dataset.fullHeight = String(this.image?.height ?? 0);
     this.#emit();
   }
 
@@ -330,8 +407,27 @@ export class RadiographViewer {
 
   #updateCursorClass() {
     const pan = this.tool === "pan" || this.panHeld;
+    const measure = MEASURE_TOOLS.has(this.tool) && !pan;
     this.canvas.classList.toggle("tool-pan", pan);
-    this.canvas.classList.toggle("tool-wl", !pan);
+    this.canvas.classList.toggle("tool-measure", measure);
+    this.canvas.classList.toggle("tool-wl", !pan && !measure);
+  }
+
+  /** A measurement's value from its points and the pixels held. */
+  measure(kind, points) {
+    const { spacing, spacingSource, unit } = this.image;
+    if (kind === "length") return lengthOf(points, spacing, spacingSource);
+    if (kind === "angle") return { value: angleOf(points), unit: "deg", warning: null };
+    return regionStats(kind, points, this.image, spacing, unit || "value");
+  }
+
+  #finishMeasure() {
+    const item = this.measuring;
+    this.measuring = null;
+    item.value = this.measure(item.kind, item.points);
+    this.measurements = [...this.measurements, item];
+    this.#schedule();
+    this.onMeasured?.(item);
   }
 
   #imagePoint(event) {
@@ -349,8 +445,10 @@ export class RadiographViewer {
     if (col < 0 || row < 0 || col >= this.image.width || row >= this.image.height) {
       this.cursor = null;
     } else {
-      const { data, valueMin, valueMax, width } = this.image;
-      const value = valueMin + (data[row * width + col] * (valueMax - valueMin)) / 65535;
+      const { data, valueMin, valueMax, levelWidth, levelHeight, width, height } = this.image;
+      const lcol = Math.min(levelWidth - 1, Math.floor((col * levelWidth) / width));
+      const lrow = Math.min(levelHeight - 1, Math.floor((row * levelHeight) / height));
+      const value = valueMin + (data[lrow * levelWidth + lcol] * (valueMax - valueMin)) / 65535;
       this.cursor = { col, row, value };
     }
     this.#emit();
@@ -364,6 +462,19 @@ export class RadiographViewer {
       canvas.focus();
       canvas.setPointerCapture(event.pointerId);
       const pan = this.tool === "pan" || this.panHeld || event.button === 1 || event.button === 2;
+      if (!pan && MEASURE_TOOLS.has(this.tool)) {
+        const { x, y } = this.#imagePoint(event);
+        const point = [x, y];
+        if (this.measuring?.kind === "angle" && this.measuring.stage === 2) {
+          this.measuring.points[2] = point;
+          this.#finishMeasure();
+          return;
+        }
+        this.measuring = { kind: this.tool, points: [point, [...point]], stage: 1, startX: event.clientX, startY: event.clientY };
+        this.drag = { mode: "measure" };
+        this.#schedule();
+        return;
+      }
       this.drag = {
         mode: pan ? "pan" : "wl",
         x: event.clientX,
@@ -376,6 +487,13 @@ export class RadiographViewer {
       canvas.classList.add("dragging");
     });
     canvas.addEventListener("pointermove", (event) => {
+      if (this.measuring && (this.drag?.mode === "measure" || this.measuring.stage === 2)) {
+        const { x, y } = this.#imagePoint(event);
+        this.measuring.points[this.measuring.points.length - 1] = [x, y];
+        this.#readout(event);
+        this.#schedule();
+        return;
+      }
       if (!this.drag) {
         this.#readout(event);
         return;
@@ -395,6 +513,18 @@ export class RadiographViewer {
     });
     const end = (event) => {
       if (!this.drag) return;
+      if (this.drag.mode === "measure" && this.measuring) {
+        const moved = Math.hypot(event.clientX - this.measuring.startX, event.clientY - this.measuring.startY);
+        if (moved < 3) {
+          this.measuring = null;          // a click, not a drag: nothing measured
+        } else if (this.measuring.kind === "angle") {
+          this.measuring.stage = 2;       // the second arm follows the pointer to a click
+          this.measuring.points.push([...this.measuring.points[1]]);
+        } else {
+          this.#finishMeasure();
+        }
+        this.#schedule();
+      }
       this.drag = null;
       canvas.classList.remove("dragging");
       if (canvas.hasPointerCapture(event.pointerId)) canvas.releasePointerCapture(event.pointerId);

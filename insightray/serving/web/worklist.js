@@ -1,9 +1,18 @@
-// The worklist: the user's studies with their status, and uploads with progress.
+// The worklist: the user's studies with their status and AI summary (from the service, so it
+// survives a reload), sorted and filtered by result, and uploads with progress. A duplicate
+// upload (same de-identified content) offers the study already there.
 
 import { $, formatBytes, formatTime, h, setError, show } from "./dom.js";
 
 const STATUS_LABEL = { stored: "new", analysed: "analysed", analysing: "analysing", failed: "failed" };
-const TASK_LABEL = { cxr: "chest AI", fracture: "fracture AI" };
+const SEVERITY_RANK = { positive: 2, negative: 1, none: 0 };
+
+/** "CR · CHEST PA", or "JPEG" for an image without DICOM attributes. */
+export function studyTitle(study) {
+  const part = [study.body_part, study.view, study.laterality].filter(Boolean).join(" ");
+  const first = study.modality || contentKind(study);
+  return part ? `${first} · ${part}` : first;
+}
 
 /** "DICOM", "PNG" or "JPEG" from a study's content type. */
 export function contentKind(study) {
@@ -23,10 +32,31 @@ export class Worklist {
     this.studies = [];
     this.selectedId = null;
     this.localStatus = new Map();   // study id -> "analysing" | "failed" while the page knows better
-    this.summaries = new Map();     // study id -> short AI summary, e.g. "2 findings"
+    this.sort = "newest";           // "newest" | "severity"
+    this.filter = "all";            // "all" | "positive" | "negative" | "none"
     this.list = $("#study-list");
     this.empty = $("#worklist-empty");
     this.queue = $("#upload-queue");
+    $("#worklist-sort").addEventListener("change", (event) => {
+      this.sort = event.target.value;
+      this.render();
+    });
+    $("#worklist-filter").addEventListener("change", (event) => {
+      this.filter = event.target.value;
+      this.render();
+    });
+  }
+
+  /** The studies as listed: filtered by result, most urgent first when asked. */
+  get visible() {
+    const severity = (s) => s.triage?.severity ?? "none";
+    const listed = this.studies.filter((s) => this.filter === "all" || severity(s) === this.filter);
+    if (this.sort === "severity") {
+      listed.sort((a, b) => SEVERITY_RANK[severity(b)] - SEVERITY_RANK[severity(a)]
+        || (b.triage?.score ?? 0) - (a.triage?.score ?? 0)
+        || String(b.created_at).localeCompare(String(a.created_at)));
+    }
+    return listed;
   }
 
   async refresh() {
@@ -51,20 +81,16 @@ export class Worklist {
 
   /** Select the previous (-1) or next (+1) study. */
   move(delta) {
-    if (!this.studies.length) return;
-    const index = this.studies.findIndex((s) => s.id === this.selectedId);
-    const next = index < 0 ? 0 : Math.min(this.studies.length - 1, Math.max(0, index + delta));
-    this.select(this.studies[next].id);
+    const listed = this.visible;
+    if (!listed.length) return;
+    const index = listed.findIndex((s) => s.id === this.selectedId);
+    const next = index < 0 ? 0 : Math.min(listed.length - 1, Math.max(0, index + delta));
+    this.select(listed[next].id);
   }
 
   setStatus(id, status) {
     if (status) this.localStatus.set(id, status);
     else this.localStatus.delete(id);
-    this.render();
-  }
-
-  setSummary(id, text) {
-    this.summaries.set(id, text);
     this.render();
   }
 
@@ -82,31 +108,32 @@ export class Worklist {
   }
 
   render() {
-    this.list.replaceChildren(...this.studies.map((study) => this.#item(study)));
+    this.list.replaceChildren(...this.visible.map((study) => this.#item(study)));
     show(this.empty, this.studies.length === 0 && this.queue.children.length === 0);
   }
 
   #item(study) {
     const status = this.localStatus.get(study.id) ?? study.status ?? "stored";
     const kind = contentKind(study);
-    const modality = study.modality || (kind === "DICOM" ? "OT" : "IMG");
+    const modality = study.modality || (kind === "DICOM" ? "OT" : kind);
     const size = study.width && study.height ? `${study.width} × ${study.height}` : "";
-    const tasks = [...new Set((study.results ?? []).map((r) => TASK_LABEL[r.task] ?? r.task))];
-    const summary = this.summaries.get(study.id) ?? tasks.join(" · ");
+    const severity = study.triage?.severity ?? "none";
+    const summary = study.triage?.text || "";
+    const title = studyTitle(study);
     return h("li", {
-      class: "study",
+      class: `study severity-${severity}`,
       role: "option",
       tabindex: "-1",
       "aria-selected": String(study.id === this.selectedId),
-      dataset: { id: study.id, status },
+      dataset: { id: study.id, status, severity },
       onclick: () => this.select(study.id),
     },
-      h("div", { class: "study-thumb" }, modality.slice(0, 3)),
-      h("div", { class: "study-title" }, study.modality ? `${study.modality} · ${kind}` : `${kind} image`),
+      h("div", { class: "study-thumb" }, modality.slice(0, 4)),
+      h("div", { class: "study-title", title }, title),
       h("span", { class: `status status-${status}` }, STATUS_LABEL[status] ?? status),
       h("div", { class: "study-sub" }, [size, formatTime(study.created_at)].filter(Boolean).join(" · ")),
       h("div", { class: "study-id" }, study.id.slice(0, 8)),
-      h("div", { class: "study-ai" }, summary),
+      h("div", { class: "study-ai", title: summary }, summary),
     );
   }
 
@@ -120,6 +147,10 @@ export class Worklist {
       const { promise } = this.api.upload(file, row.progress);
       try {
         const study = await promise;
+        if (study.duplicate) {
+          row.duplicate(study);
+          continue;
+        }
         row.done();
         this.replace(study);
         this.hooks.onUploaded(study, first);
@@ -153,6 +184,21 @@ export class Worklist {
           element.remove();
           show(this.empty, this.studies.length === 0 && this.queue.children.length === 0);
         }, 2500);
+      },
+      duplicate: (study) => {
+        element.classList.add("duplicate");
+        bar.style.width = "100%";
+        state.textContent = "already here";
+        setError(error, `The same image is already in the worklist (study ${study.id.slice(0, 8)}, ${formatTime(study.created_at)}).`);
+        if (!this.studies.some((s) => s.id === study.id)) this.replace(study);
+        const close = () => {
+          element.remove();
+          show(this.empty, this.studies.length === 0 && this.queue.children.length === 0);
+        };
+        element.append(
+          h("button", { class: "btn btn-secondary btn-sm", type: "button", onclick: () => { close(); this.select(study.id); } }, "Open it"),
+          h("button", { class: "btn btn-ghost btn-sm", type: "button", onclick: close }, "Dismiss"),
+        );
       },
       fail: (message) => {
         element.classList.add("failed");

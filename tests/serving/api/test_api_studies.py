@@ -58,10 +58,13 @@ def test_preview_and_pixels_for_the_viewer(api: Api) -> None:
     low, high = float(pixels.headers["X-Value-Min"]), float(pixels.headers["X-Value-Max"])
     values = np.frombuffer(pixels.content, "<u2").reshape(height, width)
     restored = low + values.astype(np.float64) * (high - low) / 65535
-    modality = read_image(path, output="modality").pixels
-    expected = modality.min() + modality.max() - modality  # MONOCHROME1 inverted
+    expected = read_image(path, output="modality").pixels  # as stored; the viewer inverts
     assert np.abs(restored - expected).max() <= (high - low) / 65535
-    assert study["windows"][0]["width"] == 30000 and study["windows"][-1]["name"] == "Full range"
+    assert study["photometric"] == "MONOCHROME1"
+    # The file's own window, unchanged: WC 15000 / WW 30000 (it once showed as L 12315).
+    assert study["windows"][0] == {"name": "Window 1", "center": 15000.0, "width": 30000.0}
+    assert study["windows"][-1]["name"] == "Full range"
+    assert (study["body_part"], study["view"]) == ("CHEST", "PA")
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ __all__ = [
     "ApiKey",
     "AuditRecord",
     "Base",
+    "Measurement",
     "ModelVersion",
     "PseudonymMap",
     "Result",
@@ -137,6 +138,22 @@ class Result(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     output_sha256: Mapped[str] = mapped_column(String(64))
     image_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class Measurement(Base):
+    """A reader's length, angle or region measurement on a study, in image pixel coordinates
+    of the full-resolution image; ``value`` holds what was measured (mm or px, degrees, or the
+    region's statistics in modality units)."""
+
+    __tablename__ = "measurements"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    study_id: Mapped[str] = mapped_column(ForeignKey("studies.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    points: Mapped[Any] = mapped_column(JSON)
+    value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 

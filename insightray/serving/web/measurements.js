@@ -1,0 +1,90 @@
+// The measurements card: what the reader measured on the open study, saved with it on the
+// service (so they come back after a reload), each removable.
+
+import { $, h, show, toast } from "./dom.js";
+import { measurementText } from "./measure.js";
+
+const KIND_LABEL = { length: "Length", angle: "Angle", rectangle: "Rectangle", ellipse: "Ellipse" };
+
+export class MeasurementsPanel {
+  /**
+   * @param {import("./viewer.js").RadiographViewer} viewer
+   * @param {import("./api.js").Api} api
+   */
+  constructor(viewer, api) {
+    this.viewer = viewer;
+    this.api = api;
+    this.study = null;
+    this.items = [];
+    viewer.onMeasured = (item) => this.#save(item);
+  }
+
+  /** Load the saved measurements of a study (null: none open). */
+  async setStudy(study) {
+    this.study = study;
+    this.items = [];
+    this.render();
+    if (!study) return;
+    try {
+      const body = await this.api.measurements(study.id);
+      if (this.study?.id !== study.id) return;
+      this.items = body?.items ?? [];
+      this.viewer.setMeasurements(this.items);
+      this.render();
+    } catch (error) {
+      toast(`Measurements: ${error.message}`, "error");
+    }
+  }
+
+  async #save(item) {
+    const study = this.study;
+    if (!study) return;
+    const body = { kind: item.kind, points: item.points.map(([x, y]) => [x, y]) };
+    if (item.kind === "rectangle" || item.kind === "ellipse") body.stats = item.value;
+    try {
+      const saved = await this.api.saveMeasurement(study.id, body);
+      if (this.study?.id !== study.id) return;
+      // Lengths and angles as the service recomputed them; region statistics as measured here.
+      const value = item.kind === "length" || item.kind === "angle" ? saved.value : item.value;
+      this.items = [...this.items, { ...saved, value }];
+      this.viewer.setMeasurements(this.items);
+      this.render();
+    } catch (error) {
+      this.viewer.setMeasurements(this.items);
+      toast(`Measurement not saved: ${error.message}`, "error");
+    }
+  }
+
+  async #remove(item) {
+    const study = this.study;
+    try {
+      await this.api.deleteMeasurement(study.id, item.id);
+      this.items = this.items.filter((m) => m.id !== item.id);
+      this.viewer.setMeasurements(this.items);
+      this.render();
+    } catch (error) {
+      toast(`Delete failed: ${error.message}`, "error");
+    }
+  }
+
+  render() {
+    const card = $("#measure-card");
+    show(card, Boolean(this.study));
+    const list = $("#measure-list");
+    list.replaceChildren(...this.items.map((item) => h("li", {
+      class: "measurement",
+      dataset: { id: item.id, kind: item.kind },
+    },
+      h("span", { class: "measurement-kind" }, KIND_LABEL[item.kind] ?? item.kind),
+      h("span", { class: "measurement-value" }, measurementText(item.kind, item.value)),
+      h("button", {
+        class: "btn btn-ghost btn-sm",
+        type: "button",
+        title: "Delete this measurement",
+        onclick: () => this.#remove(item),
+      }, "×"),
+      item.value?.warning ? h("span", { class: "measurement-warning" }, `* ${item.value.warning}`) : "",
+    )));
+    show($("#measure-empty"), this.items.length === 0);
+  }
+}
