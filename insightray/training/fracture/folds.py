@@ -182,11 +182,11 @@ def train_fracture_folds(config: FractureTrainConfig, folds: int, log: Log = pri
             writer.writerow(
                 [item.path, item.group, item.label, fold_of[i], logits[i], calibrated[i]]
             )
-    result = FoldsResult(out, cards, per_fold, summary, oof_path)
-    (out / "folds.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    cv = FoldsResult(out, cards, per_fold, summary, oof_path)
+    (out / "folds.json").write_text(json.dumps(cv.to_dict(), indent=2) + "\n")
     auc = summary["auc"]
     log(
         f"{folds}-fold AUC {auc['mean']:.4f} [{auc['ci_low']:.4f}, {auc['ci_high']:.4f}]; "
         f"OOF predictions: {oof_path}"
     )
-    return result
+    return cv
