@@ -12,10 +12,12 @@ import sys
 import insightray.cli.assistant  # noqa: F401  (registers ask, chat, index build)
 from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     admin,
+    calibrate,
     demo,
     detect,
     federated,
     fracture,
+    fracture_ensemble,
     imaging,
     label,
     monitor,

@@ -164,13 +164,24 @@ def train_fracture_command(
         Path | None,
         typer.Option("--init", help="Start from weights: a file, or a `pretrain` output folder."),
     ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            min=2,
+            help="Group-aware K-fold cross-validation of the non-test groups: per-fold and "
+            "mean (95 % CI) AUC and ECE, out-of-fold predictions in OUT/oof.csv.",
+        ),
+    ] = None,
 ) -> None:
-    """Train a fracture classifier; writes metrics, reliability diagrams and model/card.json."""
+    """Train a fracture classifier; writes metrics, reliability diagrams and model/card.json
+    (with --folds K: one model per fold under OUT/fold<k>/, oof.csv and folds.json)."""
     from insightray.training.fracture import (
         config_from_dict,
         load_fracture_config,
         train_fracture,
     )
+    from insightray.training.fracture.folds import train_fracture_folds
 
     overrides: dict[str, Any] = {
         "data": None if data is None else str(data.resolve()),
@@ -193,6 +204,22 @@ def train_fracture_command(
         config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
     if not config.data:
         raise ConfigError("train fracture", "no training data given", "pass --data DIR")
+    if folds is not None:
+        cv = train_fracture_folds(config, folds, log=lambda line: err.print(line, highlight=False))
+        for row in cv.per_fold:
+            out.print(
+                f"fold {row['fold']}: {row['images']} images, AUC {row['auc']:.4f}, ECE "
+                f"{row['ece_uncalibrated']:.4f} -> {row['ece_calibrated']:.4f} calibrated",
+                highlight=False,
+            )
+        for name, value in cv.summary.items():
+            out.print(
+                f"{name}: mean {value['mean']:.4f} [95 % CI {value['ci_low']:.4f}, "
+                f"{value['ci_high']:.4f}] over {folds} folds",
+                highlight=False,
+            )
+        out.print(f"out-of-fold predictions: {cv.oof_path}", highlight=False, soft_wrap=True)
+        return
     result = train_fracture(config, log=lambda line: err.print(line, highlight=False))
     test = "" if result.test is None else f", test AUC {result.test.auc:.4f}"
     out.print(
@@ -211,26 +238,52 @@ def evaluate_fracture(
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     reliability: Annotated[
-        Path | None, typer.Option("--reliability", help="Write a reliability diagram PNG.")
+        Path | None,
+        typer.Option(
+            "--reliability",
+            help="Write a reliability diagram PNG (and <stem>_uncalibrated.png for a "
+            "temperature-scaled model).",
+        ),
     ] = None,
+    boxes: Annotated[
+        Path | None,
+        typer.Option(
+            "--boxes",
+            help="YOLO label folder (<image stem>.txt, e.g. DATA/labels): adds the Grad-CAM "
+            "pointing game.",
+        ),
+    ] = None,
+    box_class: Annotated[
+        str, typer.Option("--box-class", help="Box class name in the data.yaml beside --boxes.")
+    ] = "fracture",
     resamples: Annotated[int, typer.Option("--resamples", min=100, help="Bootstrap draws.")] = 2000,
 ) -> None:
-    """ROC AUC (95 % bootstrap CI), sensitivity/specificity at the card's threshold, ECE."""
+    """ROC AUC (95 % bootstrap CI), sensitivity/specificity at the card's threshold, ECE and NLL
+    before/after the card's temperature, and with fracture boxes the Grad-CAM pointing game
+    (share of fractured images whose heatmap peak lies in a box, 95 % CI, chance rate)."""
     from insightray.engine import load_predictor
     from insightray.training.fracture import evaluate_folder
 
     predictor = load_predictor(model, task="classification")
-    scores = evaluate_folder(predictor, data, resamples=resamples, reliability_png=reliability)
+    scores = evaluate_folder(
+        predictor,
+        data,
+        resamples=resamples,
+        reliability_png=reliability,
+        boxes=boxes,
+        box_class=box_class,
+    )
     card = predictor.card
     record = {
         "model": {"name": card.name, "version": card.version},
         "data": str(data),
-        **scores.evaluation.to_dict(),
+        **scores.to_dict(),
     }
     if as_json:
         print(json.dumps(record))
         return
     low, high = record["auc_ci"]
+    calibration = record["calibration"]
     table = Table(title=f"{card.name} {card.version} on {data}", title_justify="left")
     table.add_column("metric")
     table.add_column("value")
@@ -240,6 +293,22 @@ def evaluate_fracture(
     table.add_row("sensitivity", f"{record['sensitivity']:.4f}")
     table.add_row("specificity", f"{record['specificity']:.4f}")
     table.add_row("ECE", f"{record['ece']:.4f}")
+    table.add_row("temperature", f"{calibration['temperature']:.4f}")
+    table.add_row(
+        "ECE / NLL uncalibrated",
+        f"{calibration['ece_before']:.4f} / {calibration['nll_before']:.4f}",
+    )
+    table.add_row(
+        "ECE / NLL calibrated", f"{calibration['ece_after']:.4f} / {calibration['nll_after']:.4f}"
+    )
+    pointing = record["pointing"]
+    if pointing is not None:
+        p_low, p_high = pointing["rate_ci"]
+        table.add_row(
+            "Grad-CAM pointing [95 % CI]",
+            f"{pointing['hits']}/{pointing['images']} = {pointing['rate']:.4f} "
+            f"[{p_low:.4f}, {p_high:.4f}] (chance {pointing['chance']:.4f})",
+        )
     out.print(table)
 
 

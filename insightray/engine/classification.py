@@ -5,6 +5,8 @@ the card's enhancement, a letterbox to the card's input size, then ``(x - mean) 
 model gives one logit; its sigmoid is the probability of a fracture, and the label is
 ``fractured`` when the probability reaches the card's ``thresholds.operating_point`` (chosen on
 the validation split when the model was trained; see ``notes`` and ``metrics`` in the card).
+When the card carries a temperature (``calibration.temperature``, Guo et al., 2017), the
+probability is ``sigmoid(logit / temperature)`` and the operating point is on that scale.
 
 Example:
     >>> from insightray.engine import load_predictor
@@ -42,6 +44,7 @@ __all__ = [
     "FracturePredictor",
     "FractureResult",
     "open_fracture_predictor",
+    "sigmoid",
 ]
 
 #: ``(negative, positive)`` label names.
@@ -108,6 +111,7 @@ class FracturePredictor:
             )
         self.card = card
         self.threshold = card.thresholds.operating_point
+        self.temperature = card.calibration.temperature or 1.0
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.channels = input_channels(card) or 1
@@ -121,11 +125,20 @@ class FracturePredictor:
         """The network input for one image, as the card's preprocessing says."""
         return prepare_input(image, self.preprocessing, self.card.input_size, self.channels)
 
-    def probabilities(self, batch: torch.Tensor) -> NDArray[np.float64]:
-        """Fracture probabilities for a prepared ``(N, channels, H, W)`` batch."""
+    def logits(self, batch: torch.Tensor) -> NDArray[np.float64]:
+        """Raw (uncalibrated) fracture logits for a prepared ``(N, channels, H, W)`` batch."""
         with torch.inference_mode():
             logits = self.model(batch.to(self.device)).reshape(len(batch), -1)[:, -1]
-        return torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64)
+        return np.asarray(logits.float().cpu().numpy(), dtype=np.float64)
+
+    def probabilities(self, batch: torch.Tensor) -> NDArray[np.float64]:
+        """Fracture probabilities for a prepared batch: ``sigmoid(logit / temperature)``, the
+        card's temperature scaling (1 when the card has none)."""
+        return sigmoid(self.logits(batch) / self.temperature)
+
+    def prepared_batch(self, images: Sequence[NDArray[Any]]) -> torch.Tensor:
+        """The network input for decoded images, stacked."""
+        return torch.from_numpy(np.stack([self.prepare(image).tensor for image in images]))
 
     def result(self, probability: float) -> FractureResult:
         """Label a probability at the operating point."""
@@ -138,10 +151,20 @@ class FracturePredictor:
         """Classify decoded images (``[0, 1]`` gray as :func:`read_image` gives, or 8/16-bit)."""
         results: list[FractureResult] = []
         for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            batch = torch.from_numpy(np.stack([self.prepare(image).tensor for image in chunk]))
+            batch = self.prepared_batch(images[start : start + batch_size])
             results.extend(self.result(p) for p in self.probabilities(batch))
         return results
+
+    def predict_logits(
+        self, images: Sequence[NDArray[Any]], batch_size: int = 8
+    ) -> NDArray[np.float64]:
+        """Raw (uncalibrated) logits of decoded images; ``probabilities`` divides them by
+        ``temperature``."""
+        chunks = [
+            self.logits(self.prepared_batch(images[start : start + batch_size]))
+            for start in range(0, len(images), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0)
 
     def predict(self, inputs: Sequence[LoadedImage | NDArray[Any]]) -> list[FractureResult]:
         """Classify images read with :func:`~insightray.imaging.read_image`, or arrays."""
@@ -155,6 +178,11 @@ class FracturePredictor:
     def warm_up(self) -> None:
         """Classify one blank image."""
         self.predict_arrays([np.zeros(self.card.input_size, np.float32)])
+
+
+def sigmoid(logits: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The logistic function, computed without overflow."""
+    return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64))))
 
 
 def open_fracture_predictor(
@@ -171,4 +199,8 @@ def open_fracture_predictor(
         raise ConfigError(
             f"backend {backend!r}", "the fracture classifier runs on torch only", "use torch"
         )
+    if (card.weights_file or "").endswith(".json"):  # an ensemble of classifiers
+        from insightray.engine.classification_ensemble import open_classifier_ensemble
+
+        return open_classifier_ensemble(card, card_path, device)  # type: ignore[return-value]
     return FracturePredictor(load_model(card, weights_path(card, card_path)), card, device=device)

@@ -76,6 +76,12 @@ def gradcam_heatmap(predictor: FracturePredictor, image: NDArray[Any]) -> FloatA
     Returns:
         The heatmap at the original image's size.
     """
+    if not isinstance(predictor, FracturePredictor):
+        raise ConfigError(
+            f"model {predictor.card.name}",
+            "an ensemble has no single network for Grad-CAM",
+            "explain one of its member models (--model MEMBER)",
+        )
     pixels = to_unit_gray(image)
     prepared = predictor.prepare(pixels)
     layer = target_layer(predictor.model, predictor.gradcam_layer)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from insightray.models import classification, detection  # register the builders
 from insightray.models.card import (
     CARD_VERSION,
+    Calibration,
     Explain,
     Lineage,
     ModelCard,
@@ -33,6 +34,7 @@ from insightray.models.registry import (
 
 __all__ = [
     "CARD_VERSION",
+    "Calibration",
     "Explain",
     "Lineage",
     "ModelCard",

@@ -3,9 +3,11 @@
 A card travels with its weights as ``card.json`` (torchxrayvision ships labels and operating
 thresholds with its weights the same way). Its sections are typed and validated:
 :class:`Preprocessing` (how an input becomes a network input), :class:`Thresholds` (the
-operating point), :class:`Explain` (which layer Grad-CAM hooks) and :class:`Lineage` (the parent
-model and what was done to it). ``card_version`` says which layout a file has; version 1 files
-(written before the sections were typed) load as they are.
+operating point), :class:`Explain` (which layer Grad-CAM hooks), :class:`Lineage` (the parent
+model and what was done to it) and the optional :class:`Calibration` (a temperature fitted
+after training; added within layout 2, cards without it read as uncalibrated).
+``card_version`` says which layout a file has; version 1 files (written before the sections
+were typed) load as they are.
 
 Example:
     >>> card = ModelCard("yolov5s", "detection", "1.0.0", ("nodule",), (640, 640),
@@ -31,6 +33,7 @@ from insightray.errors import ConfigError, InputNotFoundError
 __all__ = [
     "CARD_VERSION",
     "LINEAGE_METHODS",
+    "Calibration",
     "Explain",
     "Lineage",
     "ModelCard",
@@ -195,6 +198,44 @@ class Explain:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """How the model's scores were calibrated after training (an optional section: cards
+    without it, of any ``card_version``, have uncalibrated scores).
+
+    Attributes:
+        temperature: Temperature scaling (Guo et al., 2017): the probability is
+            ``sigmoid(logit / temperature)``; ``None`` when uncalibrated.
+        fitted_on: The data the temperature was fitted on (never a set reported as held out).
+    """
+
+    temperature: float | None = None
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        if self.temperature is not None and not 0.0 < self.temperature < 1e6:
+            raise _fail("calibration", f"temperature {self.temperature} is not positive")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (empty when uncalibrated)."""
+        if self.temperature is None:
+            return {}
+        return {"temperature": self.temperature, "fitted_on": self.fitted_on}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        """Read the JSON form."""
+        unknown = sorted(set(data) - {"temperature", "fitted_on"})
+        if unknown:
+            raise _fail("calibration", f"unknown fields {', '.join(unknown)}")
+        temperature = data.get("temperature")
+        try:
+            value = None if temperature is None else float(temperature)
+        except (TypeError, ValueError) as error:
+            raise _fail("calibration", "temperature is not a number") from error
+        return cls(value, str(data.get("fitted_on", "")))
+
+
+@dataclass(frozen=True)
 class Lineage:
     """Where the weights came from.
 
@@ -241,6 +282,7 @@ _SECTIONS: dict[str, Any] = {
     "thresholds": Thresholds,
     "explain": Explain,
     "lineage": Lineage,
+    "calibration": Calibration,
 }
 
 
@@ -262,6 +304,7 @@ class ModelCard:
         thresholds: The operating point.
         explain: How outputs are explained.
         lineage: The parent model and what was done to it.
+        calibration: Score calibration fitted after training (temperature scaling).
         weights_file: Weights file name, relative to the card.
         weights_sha256: Lower-case hex SHA-256 of the weights file.
         training_data: The data sets the weights were trained on.
@@ -280,6 +323,7 @@ class ModelCard:
     thresholds: Thresholds = field(default_factory=Thresholds)
     explain: Explain = field(default_factory=Explain)
     lineage: Lineage = field(default_factory=Lineage)
+    calibration: Calibration = field(default_factory=Calibration)
     weights_file: str | None = None
     weights_sha256: str | None = None
     training_data: str = ""
@@ -314,6 +358,8 @@ class ModelCard:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
             data[item.name] = value.to_dict() if item.name in _SECTIONS else value
+        if not data["calibration"]:  # optional section: uncalibrated cards stay as they were
+            del data["calibration"]
         data["labels"] = list(self.labels)
         data["input_size"] = list(self.input_size)
         data["metrics"] = dict(self.metrics)

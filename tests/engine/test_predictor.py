@@ -69,7 +69,12 @@ def test_a_version_1_card_file_loads_as_it_is(tmp_path: Path) -> None:
     folder = tmp_path / "old"
     shutil.copytree(bundled_models_dir() / "fracture-roboflow-lite0", folder)
     data = json.loads((folder / "card.json").read_text())
-    assert "card_version" not in data and data["preprocessing"]["gradcam_layer"] == "_conv_head"
+    # written back in the version 1 layout (the bundled card was one until 0.2.0): no
+    # card_version, the Grad-CAM layer inside preprocessing, no typed sections
+    for name in ("card_version", "explain", "lineage", "calibration"):
+        data.pop(name, None)
+    data["preprocessing"]["gradcam_layer"] = "_conv_head"
+    (folder / "card.json").write_text(json.dumps(data))
     card = load_card(folder / "card.json")
     assert card.card_version == CARD_VERSION and card.explain.cam_layer == "_conv_head"
     assert "gradcam_layer" not in card.preprocessing.extra

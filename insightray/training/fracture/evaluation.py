@@ -6,7 +6,9 @@ since augmented copies of one image are not independent), the Youden point and t
 fixed sensitivity (0.90 by default), sensitivity, specificity and the confusion matrix at the
 threshold in use, and the expected calibration error. :func:`evaluate_folder` runs a
 predictor over a labelled folder (``images/`` plus ``images.csv`` with ``image`` and
-``fractured``, or the other layouts of :mod:`insightray.training.fracture.dataset`).
+``fractured``, or the other layouts of :mod:`insightray.training.fracture.dataset`), reports
+ECE and NLL before and after the card's temperature (:class:`CalibrationReport`) and, given
+YOLO boxes, the Grad-CAM pointing game (:mod:`insightray.training.fracture.pointing`).
 
 Example:
     >>> report = evaluate_scores([0, 0, 1, 1, 0, 1], [0.1, 0.3, 0.7, 0.9, 0.6, 0.4],
@@ -26,8 +28,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from insightray.engine.classification import FracturePredictor
+from insightray.errors import InputNotFoundError
 from insightray.imaging import read_image
-from insightray.training.fracture.dataset import load_fracture_items
+from insightray.training.fracture.dataset import FractureItem, load_fracture_items
+from insightray.training.fracture.pointing import (
+    PointingGame,
+    box_class_id,
+    peak_in_boxes,
+    read_yolo_boxes,
+    summarise_pointing,
+)
 from insightray.training.metrics.calibration import (
     expected_calibration_error,
     plot_reliability_diagram,
@@ -41,8 +51,16 @@ from insightray.training.metrics.roc import (
     roc_auc,
     youden_point,
 )
+from insightray.training.metrics.temperature import binary_nll, scaled_probabilities
 
-__all__ = ["FolderScores", "FractureEvaluation", "evaluate_folder", "evaluate_scores"]
+__all__ = [
+    "CalibrationReport",
+    "FolderScores",
+    "FractureEvaluation",
+    "calibration_report",
+    "evaluate_folder",
+    "evaluate_scores",
+]
 
 
 @dataclass(frozen=True)
@@ -143,13 +161,73 @@ def evaluate_scores(
 
 
 @dataclass(frozen=True)
+class CalibrationReport:
+    """Calibration of a model's scores on one labelled set, before and after the card's
+    temperature (equal when the card has none).
+
+    Attributes:
+        temperature: The card's temperature (1.0: uncalibrated).
+        ece_before: ECE of ``sigmoid(logit)``.
+        ece_after: ECE of ``sigmoid(logit / temperature)``, the probabilities the model gives.
+        nll_before: Mean negative log-likelihood of ``sigmoid(logit)``.
+        nll_after: The same after temperature scaling.
+    """
+
+    temperature: float
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``evaluate fracture --json``, key ``calibration``)."""
+        return {name: round(value, 5) for name, value in self.__dict__.items()}
+
+
+def calibration_report(
+    labels: ArrayLike, logits: ArrayLike, temperature: float
+) -> CalibrationReport:
+    """ECE and NLL of the raw and the temperature-scaled logits."""
+    before = scaled_probabilities(logits, 1.0)
+    after = scaled_probabilities(logits, temperature)
+    return CalibrationReport(
+        temperature=float(temperature),
+        ece_before=expected_calibration_error(labels, before),
+        ece_after=expected_calibration_error(labels, after),
+        nll_before=binary_nll(labels, before),
+        nll_after=binary_nll(labels, after),
+    )
+
+
+@dataclass(frozen=True)
 class FolderScores:
-    """Per-image probabilities of a labelled folder, with the evaluation."""
+    """Per-image scores of a labelled folder, with the evaluation.
+
+    Attributes:
+        paths: The images.
+        labels: Their 0/1 labels.
+        logits: Raw (uncalibrated) logits.
+        probabilities: The model's probabilities (after its temperature, if any).
+        evaluation: AUC, operating point, ECE of ``probabilities``.
+        calibration: ECE/NLL before and after the card's temperature.
+        pointing: The Grad-CAM pointing game, when boxes were given.
+    """
 
     paths: list[Path]
     labels: list[int]
+    logits: list[float]
     probabilities: list[float]
     evaluation: FractureEvaluation
+    calibration: CalibrationReport
+    pointing: PointingGame | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of the measurements (per-image scores left out)."""
+        return {
+            **self.evaluation.to_dict(),
+            "calibration": self.calibration.to_dict(),
+            "pointing": None if self.pointing is None else self.pointing.to_dict(),
+        }
 
 
 def evaluate_folder(
@@ -159,22 +237,37 @@ def evaluate_folder(
     target_sensitivity: float = 0.9,
     resamples: int = 2000,
     reliability_png: str | Path | None = None,
+    boxes: str | Path | None = None,
+    box_class: str = "fracture",
     batch_size: int = 8,
 ) -> FolderScores:
     """Classify every labelled image of ``data`` and evaluate at the card's operating point.
 
+    Args:
+        predictor: The classifier.
+        data: A labelled folder or CSV (:func:`load_fracture_items`).
+        target_sensitivity: Sensitivity of the fixed-sensitivity point.
+        resamples: Bootstrap resamples (AUC and pointing intervals).
+        reliability_png: Write the reliability diagram of the model's probabilities here;
+            when the card has a temperature, ``<stem>_uncalibrated.png`` beside it shows the
+            raw scores.
+        boxes: Folder of YOLO label files (``<image stem>.txt``): adds the Grad-CAM pointing
+            game on the fractured images (:mod:`~insightray.training.fracture.pointing`).
+        box_class: The box class name looked up in the ``data.yaml`` beside ``boxes``.
+        batch_size: Images per forward pass.
+
     Raises:
-        InputNotFoundError: The folder or an image is missing.
-        InputError: A label or image is invalid.
-        ConfigError: The folder holds one class only.
+        InputNotFoundError: The folder, an image or the boxes folder is missing.
+        InputError: A label, label file or image is invalid.
+        ConfigError: The folder holds one class only, or no fractured image has a box.
     """
     items = load_fracture_items(data)
-    probabilities: list[float] = []
+    logits: list[float] = []
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
-        results = predictor.predict_arrays([read_image(item.path).pixels for item in chunk])
-        probabilities.extend(result.probability for result in results)
+        logits.extend(predictor.predict_logits([read_image(item.path).pixels for item in chunk]))
     labels = [item.label for item in items]
+    probabilities = scaled_probabilities(logits, predictor.temperature).tolist()
     evaluation = evaluate_scores(
         labels,
         probabilities,
@@ -183,6 +276,56 @@ def evaluate_folder(
         groups=[item.group for item in items],
         resamples=resamples,
     )
+    calibration = calibration_report(labels, logits, predictor.temperature)
     if reliability_png is not None:
-        plot_reliability_diagram(labels, probabilities, reliability_png)
-    return FolderScores([item.path for item in items], labels, probabilities, evaluation)
+        target = Path(reliability_png)
+        calibrated = predictor.temperature != 1.0
+        title = f"T = {predictor.temperature:.3f}, ECE {calibration.ece_after:.3f}"
+        plot_reliability_diagram(labels, probabilities, target, title=title if calibrated else "")
+        if calibrated:
+            plot_reliability_diagram(
+                labels,
+                scaled_probabilities(logits, 1.0),
+                target.with_name(f"{target.stem}_uncalibrated{target.suffix}"),
+                title=f"uncalibrated, ECE {calibration.ece_before:.3f}",
+            )
+    pointing = (
+        None if boxes is None else _pointing(predictor, items, Path(boxes), box_class, resamples)
+    )
+    return FolderScores(
+        [item.path for item in items],
+        labels,
+        [float(value) for value in logits],
+        probabilities,
+        evaluation,
+        calibration,
+        pointing,
+    )
+
+
+def _pointing(
+    predictor: FracturePredictor,
+    items: list[FractureItem],
+    boxes: Path,
+    box_class: str,
+    resamples: int,
+) -> PointingGame:
+    from insightray.explain import gradcam_heatmap
+
+    if not boxes.is_dir():
+        raise InputNotFoundError(str(boxes), "the boxes folder does not exist", "give --boxes DIR")
+    class_id = box_class_id(boxes, box_class)
+    hits, shares, groups = [], [], []
+    for item in items:
+        if item.label != 1:
+            continue
+        item_boxes = read_yolo_boxes(boxes / f"{item.path.stem}.txt", class_id)
+        if not item_boxes:
+            continue
+        hit, share = peak_in_boxes(
+            gradcam_heatmap(predictor, read_image(item.path).pixels), item_boxes
+        )
+        hits.append(hit)
+        shares.append(share)
+        groups.append(item.group)
+    return summarise_pointing(hits, shares, groups=groups, resamples=resamples)

@@ -6,12 +6,14 @@ load_prepared`), and each step draws a batch (shuffled, or class-balanced with r
 augments it, and takes an AdamW or SGD step under a linear warm-up then cosine schedule (AMP
 on CUDA). The model is validated every ``eval_every`` steps; the weights with the best
 validation ROC AUC are kept, and training stops after ``patience`` validations without
-improvement. At the end the operating point is chosen on the validation split (Youden, or
-the highest threshold reaching the target sensitivity), the test split is evaluated at that
-threshold, and ``out/model/`` receives the weights and a model card ready for
-``insightray classify fracture --model out/model``; ``out/`` also gets ``metrics.csv``,
-``summary.json``, ``split.json``, reliability diagrams and, when asked, ``debug/`` images of
-each enhancement step.
+improvement. At the end a temperature is fitted on the validation logits (temperature
+scaling, stored in the card's ``calibration`` section and applied by the predictor), the
+operating point is chosen on the calibrated validation scores (Youden, or the highest threshold
+reaching the target sensitivity), the test split is evaluated at that threshold, and
+``out/model/`` receives the weights and a model card ready for ``insightray classify fracture
+--model out/model``; ``out/`` also gets ``metrics.csv``, ``summary.json``, ``split.json``,
+reliability diagrams before and after calibration and, when asked, ``debug/`` images of each
+enhancement step.
 
 Example:
     >>> config = FractureTrainConfig(data="bone_fracture_roboflow", max_steps=200)
@@ -23,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -40,6 +43,7 @@ from insightray.engine.classification import GRAY_MEAN, GRAY_STD
 from insightray.engine.weights import write_model
 from insightray.errors import ConfigError
 from insightray.models import (
+    Calibration,
     Explain,
     Lineage,
     ModelCard,
@@ -59,14 +63,25 @@ from insightray.training.fracture.dataset import (
     load_fracture_items,
     split_by_group,
 )
-from insightray.training.fracture.evaluation import FractureEvaluation, evaluate_scores
+from insightray.training.fracture.evaluation import (
+    FractureEvaluation,
+    calibration_report,
+    evaluate_scores,
+)
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images
 from insightray.training.fracture.steps import StepRunner, memory_format
 from insightray.training.metrics.calibration import plot_reliability_diagram
 from insightray.training.metrics.roc import roc_auc
+from insightray.training.metrics.temperature import fit_temperature, scaled_probabilities
 from insightray.training.runtime import make_run_dir, seed_everything, select_device, set_threads
 
-__all__ = ["FractureTrainResult", "build_classifier", "predict_prepared", "train_fracture"]
+__all__ = [
+    "FractureTrainResult",
+    "build_classifier",
+    "predict_logits",
+    "predict_prepared",
+    "train_fracture",
+]
 
 Log = Callable[[str], None]
 
@@ -82,6 +97,9 @@ class FractureTrainResult:
         seconds: Wall-clock training time.
         val: Validation evaluation (threshold chosen on it).
         test: Test evaluation at that threshold (``None`` without a test split).
+        val_logits: Raw logits of the best weights on the validation split, in its order
+            (the out-of-fold predictions of a cross-validation fold).
+        temperature: The temperature fitted on the validation split.
     """
 
     card_path: Path
@@ -90,6 +108,8 @@ class FractureTrainResult:
     seconds: float
     val: FractureEvaluation
     test: FractureEvaluation | None
+    val_logits: tuple[float, ...] = ()
+    temperature: float = 1.0
 
 
 def build_classifier(config: FractureTrainConfig) -> nn.Module:
@@ -124,26 +144,37 @@ def _batches(x: NDArray[np.float16], batch_size: int) -> list[torch.Tensor]:
     return out
 
 
-def predict_prepared(
+def predict_logits(
     model: nn.Module, images: NDArray[np.float16], device: torch.device, batch_size: int = 32
 ) -> NDArray[np.float64]:
-    """Fracture probabilities for prepared (enhanced, letterboxed, unnormalised) images.
+    """Raw fracture logits for prepared (enhanced, letterboxed, unnormalised) images.
 
     The model runs in eval mode and is returned to the mode it was in.
     """
     was_training = model.training
     model.eval()
-    probabilities = []
+    logits = []
     with torch.inference_mode():
         for batch in _batches(images, batch_size):
-            logits = model(memory_format(batch.to(device), device)).reshape(len(batch), -1)
-            probabilities.append(torch.sigmoid(logits[:, -1].float()).cpu().numpy())
+            out = model(memory_format(batch.to(device), device)).reshape(len(batch), -1)
+            logits.append(out[:, -1].float().cpu().numpy())
     model.train(was_training)
-    return np.concatenate(probabilities).astype(np.float64)  # type: ignore[no-any-return]
+    return np.concatenate(logits).astype(np.float64)  # type: ignore[no-any-return]
 
 
-def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTrainResult:
+def predict_prepared(
+    model: nn.Module, images: NDArray[np.float16], device: torch.device, batch_size: int = 32
+) -> NDArray[np.float64]:
+    """Uncalibrated fracture probabilities (``sigmoid`` of :func:`predict_logits`)."""
+    return scaled_probabilities(predict_logits(model, images, device, batch_size), 1.0)
+
+
+def train_fracture(
+    config: FractureTrainConfig, log: Log = print, *, splits: FractureSplits | None = None
+) -> FractureTrainResult:
     """Train, select by validation AUC, choose the operating point and write the model card.
+
+    ``splits`` replaces the group split of ``config`` (cross-validation folds pass theirs).
 
     Raises:
         InputNotFoundError: The data is missing.
@@ -155,13 +186,13 @@ def train_fracture(config: FractureTrainConfig, log: Log = print) -> FractureTra
     device = select_device(config.device, hint="use device: cpu")
     out = make_run_dir(config.out)
     (out / "metrics.csv").unlink(missing_ok=True)
-    items = load_fracture_items(config.data)
-    splits = split_by_group(
-        items,
-        val_fraction=config.val_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.split_seed,
-    )
+    if splits is None:
+        splits = split_by_group(
+            load_fracture_items(config.data),
+            val_fraction=config.val_fraction,
+            test_fraction=config.test_fraction,
+            seed=config.split_seed,
+        )
     if not splits.val:
         raise ConfigError("val_fraction", "the validation split is empty", "use e.g. 0.15")
     _write_json(out / "config.json", config_to_dict(config))
@@ -241,7 +272,9 @@ def _finish(
     log: Log,
 ) -> FractureTrainResult:
     out = Path(config.out)
-    val_p = predict_prepared(model, val_x, device)
+    val_logits = predict_logits(model, val_x, device)
+    temperature = fit_temperature(val_y, val_logits)
+    val_p = scaled_probabilities(val_logits, temperature)
     val_groups = [item.group for item in splits.val]
     val = evaluate_scores(
         val_y, val_p, target_sensitivity=config.target_sensitivity, groups=val_groups
@@ -254,21 +287,37 @@ def _finish(
         target_sensitivity=config.target_sensitivity,
         groups=val_groups,
     )
-    plot_reliability_diagram(val_y, val_p, out / "reliability_val.png", title="validation")
+    calibration = {"val": calibration_report(val_y, val_logits, temperature)}
+    _reliability_pair(val_y, val_logits, temperature, out, "val")
+    log(f"temperature {temperature:.3f} fitted on the validation split")
     test = None
     if splits.test:
         test_x = load_prepared(splits.test, config.preprocessing, config.image_size, None)
         test_y = np.array([item.label for item in splits.test], dtype=np.int64)
-        test_p = predict_prepared(model, test_x, device)
+        test_logits = predict_logits(model, test_x, device)
         test = evaluate_scores(
             test_y,
-            test_p,
+            scaled_probabilities(test_logits, temperature),
             threshold=point.threshold,
             target_sensitivity=config.target_sensitivity,
             groups=[item.group for item in splits.test],
         )
-        plot_reliability_diagram(test_y, test_p, out / "reliability_test.png", title="test")
+        calibration["test"] = calibration_report(test_y, test_logits, temperature)
+        _reliability_pair(test_y, test_logits, temperature, out, "test")
     card = _card(config, val, test, point.rule, best_step, steps, len(splits.train))
+    card = dataclasses.replace(
+        card,
+        calibration=Calibration(
+            temperature, f"validation split of the run ({len(splits.val)} images)"
+        ),
+        metrics=card.metrics
+        | {
+            f"{split}_{name}": value
+            for split, report in calibration.items()
+            for name, value in report.to_dict().items()
+            if name != "temperature"
+        },
+    )
     written = write_model(out / "model", model.float().to("cpu"), card)
     summary = {
         "best_step": best_step,
@@ -276,11 +325,21 @@ def _finish(
         "seconds": round(seconds, 1),
         "val": val.to_dict(),
         "test": None if test is None else test.to_dict(),
+        "calibration": {split: report.to_dict() for split, report in calibration.items()},
         "card": written.to_dict(),
     }
     _write_json(out / "summary.json", summary)
     log(f"best val AUC {val.auc:.4f} at step {best_step}; model card: {out / 'model/card.json'}")
-    return FractureTrainResult(out / "model" / "card.json", best_step, steps, seconds, val, test)
+    return FractureTrainResult(
+        out / "model" / "card.json",
+        best_step,
+        steps,
+        seconds,
+        val,
+        test,
+        tuple(float(value) for value in val_logits),
+        temperature,
+    )
 
 
 def _card(
@@ -346,11 +405,34 @@ def _card(
         data_licence=config.data_licence,
         metrics=metrics,
         notes=(
-            f"Single fracture logit (sigmoid = probability). Init: {init}; loss {config.loss}; "
-            f"best validation AUC at step {best_step} of {steps}. Operating point: {rule} on "
-            "the validation split; test metrics use that threshold. Research use only, not "
-            "a medical device."
+            "Single fracture logit; probability = sigmoid(logit / calibration.temperature), "
+            "the temperature fitted on the validation split. "
+            f"Init: {init}; loss {config.loss}; best validation AUC at step {best_step} of "
+            f"{steps}. Operating point: {rule} on the calibrated validation scores; test "
+            "metrics use that threshold. Research use only, not a medical device."
         ),
+    )
+
+
+def _reliability_pair(
+    labels: NDArray[np.int64],
+    logits: NDArray[np.float64],
+    temperature: float,
+    out: Path,
+    split: str,
+) -> None:
+    """``reliability_<split>.png`` (temperature-scaled) and ``..._uncalibrated.png``."""
+    plot_reliability_diagram(
+        labels,
+        scaled_probabilities(logits, temperature),
+        out / f"reliability_{split}.png",
+        title=f"{split}, T = {temperature:.3f}",
+    )
+    plot_reliability_diagram(
+        labels,
+        scaled_probabilities(logits, 1.0),
+        out / f"reliability_{split}_uncalibrated.png",
+        title=f"{split}, uncalibrated",
     )
 
 
