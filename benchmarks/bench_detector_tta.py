@@ -14,6 +14,7 @@ small-sample estimate, and that split chose the bundled model's recipe.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import time
@@ -35,8 +36,11 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=0, help="first N images only (0: all)")
     args = parser.parse_args()
     dataset = load_data_split(args.data, args.split)
+    if args.limit:
+        dataset = dataclasses.replace(dataset, records=dataset.records[: args.limit])
     runs = {}
     evaluators = {}
     for name, tta in (("single", False), ("tta", True)):

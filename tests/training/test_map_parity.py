@@ -20,7 +20,8 @@ _spec.loader.exec_module(parity)
 
 
 def _synthetic_images(count: int, seed: int) -> list:
-    """Ground truth and imperfect predictions: shifted hits, misses, false positives, ties."""
+    """Evaluation-style boxes (all kept down to a low score, as at conf 0.001): shifted hits
+    that score higher, weaker duplicates, wrong classes, and many faint false positives."""
     rng = np.random.default_rng(seed)
     images = []
     for _ in range(count):
@@ -28,19 +29,23 @@ def _synthetic_images(count: int, seed: int) -> list:
         xy = rng.uniform(0, 400, (gt_n, 2))
         gt = np.column_stack([xy, xy + rng.uniform(20, 120, (gt_n, 2))])
         gt_cls = rng.integers(0, 2, gt_n)
-        keep = rng.random(gt_n) < 0.8  # some objects are missed
-        shift = rng.normal(0, 8, (int(keep.sum()), 4))
-        pred = [gt[keep] + shift]
-        cls = [np.where(rng.random(int(keep.sum())) < 0.9, gt_cls[keep], 1 - gt_cls[keep])]
-        fp_n = int(rng.integers(0, 4))
+        found = rng.random(gt_n) < 0.95
+        boxes = [gt[found] + rng.normal(0, 6, (int(found.sum()), 4))]
+        scores = [rng.uniform(0.2, 1.0, int(found.sum()))]
+        classes = [np.where(rng.random(int(found.sum())) < 0.95, gt_cls[found], 1 - gt_cls[found])]
+        twin = rng.random(gt_n) < 0.4  # a weaker, looser second box on the same object
+        boxes.append(gt[twin] + rng.normal(0, 14, (int(twin.sum()), 4)))
+        scores.append(rng.uniform(0.01, 0.5, int(twin.sum())))
+        classes.append(gt_cls[twin])
+        fp_n = int(rng.integers(5, 25))
         fp_xy = rng.uniform(0, 400, (fp_n, 2))
-        pred.append(np.column_stack([fp_xy, fp_xy + rng.uniform(10, 80, (fp_n, 2))]))
-        cls.append(rng.integers(0, 2, fp_n))
-        boxes = np.concatenate(pred)
-        boxes[:, 2:] = np.maximum(boxes[:, 2:], boxes[:, :2] + 1)
-        hit_scores = rng.uniform(0.2, 1.0, int(keep.sum()))  # hits tend to score higher
-        scores = np.round(np.concatenate([hit_scores, rng.uniform(0.01, 0.7, fp_n)]), 2)  # ties
-        images.append((gt, gt_cls, boxes, scores, np.concatenate(cls)))
+        boxes.append(np.column_stack([fp_xy, fp_xy + rng.uniform(10, 80, (fp_n, 2))]))
+        scores.append(rng.uniform(0.001, 0.4, fp_n) ** 2)
+        classes.append(rng.integers(0, 2, fp_n))
+        box = np.concatenate(boxes)
+        box[:, 2:] = np.maximum(box[:, 2:], box[:, :2] + 1)
+        score = np.round(np.concatenate(scores), 3)  # rounding makes ties
+        images.append((gt, gt_cls, box, score, np.concatenate(classes)))
     return images
 
 

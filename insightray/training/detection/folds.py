@@ -188,7 +188,13 @@ def train_fold(config: TrainConfig, fold: Fold, console: Any = None) -> Path:
     from insightray.training.detection.result import finish_run
     from insightray.training.detection.trainer import train_detector
 
-    fold_run = dataclasses.replace(config, data=str(fold.data.resolve()), out=str(fold.run))
+    described = (
+        f"cross-validation fold {fold.index}: trained on {len(fold.train)} images, "
+        f"{len(fold.val)} held out ({fold.folder})"
+    )
+    fold_run = dataclasses.replace(
+        config, data=str(fold.data.resolve()), out=str(fold.run), training_data=described
+    )
     result = train_detector(fold_run, console=console)
     card = load_card(result.card_path)
     last = finish_run(
@@ -240,6 +246,7 @@ def summarize_folds(
     batch_size: int = 8,
     workers: int = 0,
     bootstrap: int = 1000,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Score each fold's model on its held-out fold; pool the out-of-fold boxes.
 
@@ -257,7 +264,7 @@ def summarize_folds(
     per_fold: list[dict[str, Any]] = []
     pooled: DetectionEvaluator | None = None
     for fold in folds:
-        predictor = load_predictor(fold.run / model, task="detection", tta=tta)
+        predictor = load_predictor(fold.run / model, task="detection", tta=tta, device=device)
         dataset = load_data_split(fold.data, "val")
         evaluator = collect_detections(predictor, dataset, batch_size=batch_size, workers=workers)
         metrics = evaluator.compute().to_dict()
