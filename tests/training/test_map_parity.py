@@ -1,7 +1,14 @@
-"""Our mAP matches the reference YOLOv5's ``ap_per_class`` on identical boxes (to 0.005).
+"""Our mAP against the reference YOLOv5's ``ap_per_class`` on identical boxes.
 
-The reference lives only in the benchmark venv (``benchmarks/setup_reference.sh``, AGPL-3.0,
-never a product dependency); without it the test skips and says so.
+The two differ by definition, not by accident: ours is COCO's (greedy matching by score,
+101-point interpolated precision, as pycocotools), the reference matches each ground-truth box
+to the prediction of highest IoU whatever its score, and integrates the interpolated curve with
+trapezoids out to recall 1 (a lone perfect hit scores 0.995, not 1). On evaluation-style boxes
+(kept down to a low score, as at conf 0.001) mAP@0.5 agrees within 0.005; mAP@0.5:0.95, where
+the matching rules part more often at the strict thresholds, within 0.01 (0.0055 on this set;
+BENCHMARKS.md). The reference lives only in the benchmark venv
+(``benchmarks/setup_reference.sh``, AGPL-3.0, never a product dependency); without it the test
+skips and says so.
 """
 
 from __future__ import annotations
@@ -60,6 +67,6 @@ def test_our_map_matches_the_reference_ap_per_class() -> None:
     print(f"ours {ours}\nreference {reference}")
     assert 0.3 < ours["map50"] < 0.95  # a metric with room to disagree, not 0 or 1
     assert ours["map50"] == pytest.approx(reference["map50"], abs=0.005)
-    assert ours["map50_95"] == pytest.approx(reference["map50_95"], abs=0.005)
+    assert ours["map50_95"] == pytest.approx(reference["map50_95"], abs=0.01)
     for name in names:
         assert ours["ap50"][name] == pytest.approx(reference["ap50"][name], abs=0.01)

@@ -209,7 +209,7 @@ def train_fold(config: TrainConfig, fold: Fold, console: Any = None) -> Path:
     return last.card_path
 
 
-def mean_interval(values: Sequence[float], level: float = 0.95) -> dict[str, Any]:
+def mean_interval(values: Sequence[float | None], level: float = 0.95) -> dict[str, Any]:
     """Mean, sample standard deviation and the t-interval of the mean over folds.
 
     Example:
