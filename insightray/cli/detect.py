@@ -51,6 +51,14 @@ BackendOption = Annotated[
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]
+TTAOption = Annotated[
+    bool,
+    typer.Option(
+        "--tta",
+        help="Test-time augmentation: also run each image mirrored and at 1.25x (or as the "
+        "card's tta section says) and fuse the boxes with Weighted Boxes Fusion.",
+    ),
+]
 SROption = Annotated[
     Path | None,
     typer.Option("--sr", help="Write a DICOM SR per DICOM input here (needs insightray[pacs])."),
@@ -72,6 +80,7 @@ def detect(
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU (default: card's).")] = None,
     device: DeviceOption = "cpu",
     sr_dir: SROption = None,
+    tta: TTAOption = False,
 ) -> None:
     """Detect findings in radiographs: boxes in original pixels (and mm when known).
 
@@ -96,6 +105,7 @@ def detect(
         device=device,
         conf_threshold=conf,
         iou_threshold=iou,
+        tta=True if tta else None,
     )
 
     guard = OodGuard.for_model(predictor, model, "detection")
@@ -185,8 +195,32 @@ def train_detect(
     orig_dims: Annotated[
         Path | None, typer.Option("--orig-dims", help="VinBigData original sizes CSV (PNGs).")
     ] = None,
+    sampler: Annotated[
+        str | None,
+        typer.Option("--sampler", help="none, or inverse_frequency (over-sample rare classes)."),
+    ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            "--folds",
+            min=2,
+            help="K-fold cross-validation over every image of --data (train+val+test lists): "
+            "per-fold and mean +- 95 % CI of each metric, out-of-fold boxes kept.",
+        ),
+    ] = None,
+    fold: Annotated[
+        int | None,
+        typer.Option("--fold", min=0, help="With --folds: train only this fold (no summary)."),
+    ] = None,
 ) -> None:
-    """Train a YOLOv5 detector; writes checkpoints, metrics, plots and model/card.json."""
+    """Train a YOLOv5 detector; writes checkpoints, metrics, plots and model/card.json.
+
+    With --folds K, every labelled image of --data is dealt into K folds (stratified by the
+    rarest class of each image); fold k trains on the others into OUT/fold<k>/run and its
+    last-epoch EMA weights (run/model_last, no epoch chosen on the held-out fold) are scored
+    on fold k. OUT/cv_summary.json holds per-fold metrics, each metric's mean with its 95 %
+    t-interval over folds, and the pooled out-of-fold metrics with bootstrap intervals;
+    OUT/fold<k>/oof.json the held-out boxes; OUT/ensemble/card.json the fold ensemble."""
     from insightray.training.detection import (
         TrainConfig,
         config_from_dict,
@@ -206,7 +240,12 @@ def train_detect(
         "cache_images": cache_images,
         "time_limit_min": time_limit,
         "out": None if out_dir is None else str(out_dir),
+        "sampler": sampler,
     }
+    if (folds is not None or fold is not None) and resume:
+        raise ConfigError("--folds", "cross-validation runs cannot be resumed", "drop --resume")
+    if fold is not None and (folds is None or fold >= folds):
+        raise ConfigError(f"--fold {fold}", "needs --folds K with K above it", "add --folds")
     if resume:
         run = out_dir or Path(TrainConfig().out)
         kept = {key: overrides[key] for key in ("epochs", "device", "workers")}
@@ -235,6 +274,9 @@ def train_detect(
             config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
         if not config.data:
             raise ConfigError("train detect", "no training data given", "pass --data DATA.yaml")
+        if folds is not None:
+            _cross_validate(config, folds, fold)
+            return
         result = train_detector(config, console=err)
     if is_main_process():  # under torchrun, rank 0 alone wrote the output
         out.print(
@@ -243,6 +285,41 @@ def train_detect(
             highlight=False,
             soft_wrap=True,
         )
+
+
+def _cross_validate(config: Any, k: int, only: int | None) -> None:
+    from insightray.engine.ensemble import write_ensemble_card
+    from insightray.training.detection.folds import prepare_folds, summarize_folds, train_fold
+
+    if not isinstance(config.data, str):
+        raise ConfigError("--folds", "cross-validation needs a YOLO data.yaml", "pass --data")
+    root = Path(config.out)
+    chosen = prepare_folds(config.data, k, root, seed=config.seed)
+    for item in chosen if only is None else [chosen[only]]:
+        card = train_fold(config, item, console=err)
+        out.print(f"fold {item.index}: {card}", highlight=False, soft_wrap=True)
+    if only is not None:
+        return
+    summary = summarize_folds(chosen)
+    (root / "cv_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_ensemble_card(
+        [f.run / "model_last" for f in chosen], root / "ensemble", name=f"{config.model}-{k}fold"
+    )
+    table = Table(title=f"{k}-fold cross-validation ({root})", title_justify="left")
+    for column in ("metric", "mean", "95% CI over folds", "per fold"):
+        table.add_column(column)
+    for key, row in summary["mean"].items():
+        folds_text = " ".join(_fmt(f) for f in _per_fold(summary["per_fold"], key))
+        table.add_row(key, _fmt(row["mean"]), _fmt_ci(row["ci95"]), folds_text)
+    out.print(table)
+    out.print(f"{root / 'cv_summary.json'}; fold ensemble: {root / 'ensemble'}", highlight=False)
+
+
+def _per_fold(per_fold: list[dict[str, Any]], key: str) -> list[float | None]:
+    if "/" not in key:
+        return [row[key] for row in per_fold]
+    metric, name = key.split("/", 1)
+    return [next(c[metric] for c in row["per_class"] if c["name"] == name) for row in per_fold]
 
 
 @evaluate_app.command("detect")
@@ -256,42 +333,71 @@ def evaluate_detect(
     workers: Annotated[int, typer.Option("--workers", min=0)] = 0,
     device: DeviceOption = "cpu",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    tta: TTAOption = False,
+    bootstrap: Annotated[
+        int,
+        typer.Option(
+            "--bootstrap", min=0, help="Bootstrap resamples over images for the 95 % CIs (0: none)."
+        ),
+    ] = 1000,
 ) -> None:
-    """Compute mAP@0.4, mAP@0.5, mAP@0.5:0.95, per-class AP, precision and recall."""
-    from insightray.training.detection import evaluate_detector, load_data_split
+    """Compute mAP@0.4, mAP@0.5, mAP@0.5:0.95, per-class AP, precision and recall, with
+    percentile-bootstrap 95 % intervals over images of mAP@0.5, mAP@0.5:0.95 and each
+    class's AP50 (in the JSON under "ci95")."""
+    from insightray.engine import load_predictor
+    from insightray.training.detection import collect_detections, load_data_split
+    from insightray.training.metrics.detection_ci import bootstrap_detection
 
     dataset = load_data_split(str(data), split)
-    from insightray.engine import load_predictor
-
+    options: dict[str, Any] = {"image_size": img} if img is not None else {}
     predictor = load_predictor(
-        model, task="detection", backend=backend, device=device, image_size=img
+        model, task="detection", backend=backend, device=device, tta=tta or None, **options
     )
-    metrics = evaluate_detector(predictor, dataset, batch_size=batch, workers=workers)
+    evaluator = collect_detections(predictor, dataset, batch_size=batch, workers=workers)
+    metrics = evaluator.compute()
+    intervals = bootstrap_detection(evaluator, bootstrap) if bootstrap and len(dataset) else None
     card = predictor.card
     record = {
         "model": {"name": card.name, "version": card.version},
         "data": str(data),
         "split": split,
         "image_size": predictor.image_size[0],
+        "tta": None if predictor.tta is None else predictor.tta.to_dict(),
+        "members": len(predictor.members),
         **metrics.to_dict(),
+        "ci95": None if intervals is None else intervals.to_dict(),
     }
     if as_json:
         print(json.dumps(record))
         return
     table = Table(title=f"{card.name} {card.version} on {data} ({split})", title_justify="left")
-    for column in ("class", "images/boxes", "AP40", "AP50", "AP50:95"):
+    ci = record["ci95"] or {"map50": None, "map50_95": None, "per_class_ap50": {}}
+    for column in ("class", "images/boxes", "AP40", "AP50", "AP50 95% CI", "AP50:95"):
         table.add_column(column)
     for row in record["per_class"]:
-        values = [_fmt(row[key]) for key in ("ap40", "ap50", "ap50_95")]
+        values = [
+            _fmt(row["ap40"]),
+            _fmt(row["ap50"]),
+            _fmt_ci(ci["per_class_ap50"].get(row["name"])),
+            _fmt(row["ap50_95"]),
+        ]
         table.add_row(row["name"], str(row["num_gt"]), *values)
-    summary = [_fmt(record[key]) for key in ("map40", "map50", "map50_95")]
-    table.add_row("all", f"{record['images']} images", *summary)
+    summary = [_fmt(record["map40"]), _fmt(record["map50"]), _fmt_ci(ci["map50"])]
+    table.add_row("all", f"{record['images']} images", *summary, _fmt(record["map50_95"]))
     out.print(table)
+    out.print(
+        f"mAP@0.5:0.95 95% CI {_fmt_ci(ci['map50_95'])} ({bootstrap} bootstrap resamples "
+        "over images)"
+    )
     out.print(f"precision {_fmt(record['precision'])}  recall {_fmt(record['recall'])}")
 
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
+
+
+def _fmt_ci(interval: list[float] | None) -> str:
+    return "-" if interval is None else f"[{interval[0]:.3f}, {interval[1]:.3f}]"
 
 
 @export_app.command("detect")

@@ -27,12 +27,14 @@ from numpy.typing import NDArray
 from torchvision.ops import batched_nms
 
 from insightray.engine.backends import Backend, checked_image_size
+from insightray.engine.fusion import BoxSet, FusionMember, fuse_boxes, hflip_boxes
 from insightray.engine.predictor import open_backend
 from insightray.engine.preprocessing import prepare_image
 from insightray.errors import ConfigError
 from insightray.imaging import LoadedImage, read_image
 from insightray.imaging.transforms import LetterboxInfo
 from insightray.models import ModelCard
+from insightray.models.ensemble import Fusion, TestTimeAugmentation
 
 __all__ = [
     "Detection",
@@ -197,12 +199,31 @@ def postprocess(
             f"{num_classes} classes predicted but the card has {len(labels)} labels",
             "use the card that belongs to these weights",
         )
+    found = boxes_on_original(predictions, info, conf_threshold, iou_threshold, max_det)
+    return to_detections(found, labels, pixel_spacing)
+
+
+def boxes_on_original(
+    predictions: FloatArray,
+    info: LetterboxInfo,
+    conf_threshold: float,
+    iou_threshold: float,
+    max_det: int,
+) -> BoxSet:
+    """:func:`select_boxes` mapped to the original image, boxes without area dropped."""
     boxes, scores, class_ids = select_boxes(predictions, conf_threshold, iou_threshold, None)
     original = info.to_original(boxes)
     has_area = (original[:, 2] > original[:, 0]) & (original[:, 3] > original[:, 1])
     kept = np.flatnonzero(has_area)[:max_det]
+    return original[kept].astype(np.float32), scores[kept], class_ids[kept]
+
+
+def to_detections(
+    found: BoxSet, labels: Sequence[str], pixel_spacing: tuple[float, float] | None = None
+) -> tuple[Detection, ...]:
+    """Detections from boxes in original pixels (and millimetres when the spacing is known)."""
     detections = []
-    for box, score, class_id in zip(original[kept], scores[kept], class_ids[kept], strict=True):
+    for box, score, class_id in zip(*found, strict=True):
         box_px = _as_box(box)
         box_mm = None
         if pixel_spacing is not None:
@@ -227,6 +248,12 @@ class DetectionPredictor:
             backend's.
         max_det: Most detections kept per image.
         pad_value: Letterbox padding intensity; defaults to ``card.preprocessing.pad_value``.
+        members: An ensemble's models (``backend`` is then the first one's); each image's
+            boxes from all members are fused with ``fusion``. Members whose input size,
+            channels and padding agree share one prepared batch.
+        tta: Test-time augmentation: every view of each image (mirrored, rescaled) is run
+            and the views' boxes fused (with ``fusion`` for an ensemble, else the TTA's).
+        fusion: How an ensemble's boxes are merged.
 
     Example:
         >>> from insightray.engine.backends import TorchBackend
@@ -249,6 +276,9 @@ class DetectionPredictor:
         channels: int | None = None,
         max_det: int = DEFAULT_MAX_DET,
         pad_value: float | None = None,
+        members: Sequence[FusionMember] = (),
+        tta: TestTimeAugmentation | None = None,
+        fusion: Fusion | None = None,
     ) -> None:
         self.backend = backend
         self.card = card
@@ -274,6 +304,32 @@ class DetectionPredictor:
                 "leave channels unset or match the model",
             )
         self.pad_value = _first(pad_value, card.preprocessing.pad_value, 0.0)
+        alone = FusionMember(backend, self.image_size, self.channels, self.pad_value, 1.0)
+        self.members: tuple[FusionMember, ...] = tuple(members) or (alone,)
+        self.fusion = fusion or Fusion()
+        self.tta = tta
+
+    @property
+    def tta(self) -> TestTimeAugmentation | None:
+        """The test-time augmentation in use (``None``: each image is run once)."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, value: TestTimeAugmentation | None) -> None:
+        rescaled = value is not None and any(scale != 1.0 for scale in value.scales)
+        fixed = [m.name or "the model" for m in self.members if m.backend.input_size is not None]
+        if rescaled and fixed:
+            raise ConfigError(
+                f"test-time scales {value.scales if value else ()}",
+                f"{fixed[0]} runs a graph of one fixed input size",
+                "use the torch backend, or TTA scales [1.0] (flip only)",
+            )
+        self._tta = value
+
+    @property
+    def fused(self) -> bool:
+        """Whether several models or views are fused per image."""
+        return len(self.members) > 1 or self._tta is not None
 
     def predict(self, inputs: Sequence[LoadedImage | NDArray[Any]]) -> list[DetectionResult]:
         """Detect objects in images read with :func:`~insightray.imaging.read_image` or arrays.
@@ -356,27 +412,100 @@ class DetectionPredictor:
         """Detect objects in files; see :meth:`iter_paths`."""
         return list(self.iter_paths(paths, batch_size, reader))
 
+    def find_boxes(
+        self,
+        arrays: Sequence[NDArray[Any]],
+        conf_threshold: float,
+        iou_threshold: float,
+        max_det: int,
+    ) -> list[BoxSet]:
+        """Boxes, scores and class ids per image, in original pixels, best first.
+
+        With an ensemble or TTA, each model and view keeps boxes down to the lower of
+        ``conf_threshold`` and the fusion's skip threshold; ``conf_threshold`` and
+        ``max_det`` apply to the fused boxes.
+        """
+        if not self.fused:
+            size, channels, pad = self.image_size, self.channels, self.pad_value
+            prepared = [prepare_image(array, size, channels, pad) for array in arrays]
+            predictions = self.backend(np.stack([image for image, _ in prepared]))
+            self._check_classes(predictions)
+            return [
+                boxes_on_original(output, info, conf_threshold, iou_threshold, max_det)
+                for output, (_, info) in zip(predictions, prepared, strict=True)
+            ]
+        return self._fused_boxes(arrays, conf_threshold, iou_threshold, max_det)
+
+    def _fused_boxes(
+        self, arrays: Sequence[NDArray[Any]], conf: float, iou: float, max_det: int
+    ) -> list[BoxSet]:
+        views = self._tta.views() if self._tta is not None else ((1.0, False),)
+        fusion = self.fusion if len(self.members) > 1 or self._tta is None else self._tta.fusion
+        floor = min(conf, fusion.skip_threshold)
+        per_image: list[list[BoxSet]] = [[] for _ in arrays]
+        weights: list[float] = []
+        groups: dict[tuple[tuple[int, int], int, float], list[FusionMember]] = {}
+        for member in self.members:
+            groups.setdefault((member.image_size, member.channels, member.pad_value), []).append(
+                member
+            )
+        for scale, flipped in views:
+            sources = [np.ascontiguousarray(a[:, ::-1]) if flipped else a for a in arrays]
+            for (size, channels, pad), members in groups.items():
+                side = (_multiple_of_32(size[0] * scale), _multiple_of_32(size[1] * scale))
+                prepared = [prepare_image(array, side, channels, pad) for array in sources]
+                batch = np.stack([image for image, _ in prepared])  # shared by the group
+                for member in members:
+                    predictions = member.backend(batch)
+                    self._check_classes(predictions)
+                    weights.append(member.weight)
+                    for index, (output, (_, info)) in enumerate(
+                        zip(predictions, prepared, strict=True)
+                    ):
+                        boxes, scores, classes = boxes_on_original(
+                            output, info, floor, iou, max_det
+                        )
+                        if flipped:
+                            boxes = hflip_boxes(boxes, int(arrays[index].shape[1]))
+                        per_image[index].append((boxes, scores, classes))
+        results = []
+        for array, box_sets in zip(arrays, per_image, strict=True):
+            shape = (int(array.shape[0]), int(array.shape[1]))
+            boxes, scores, classes = fuse_boxes(box_sets, weights, shape, fusion)
+            kept = np.flatnonzero(scores > conf)[:max_det]
+            results.append((boxes[kept], scores[kept], classes[kept]))
+        return results
+
+    def _check_classes(self, predictions: FloatArray) -> None:
+        num_classes = predictions.shape[-1] - 5
+        if num_classes != len(self.card.labels):
+            raise ConfigError(
+                "model output",
+                f"{num_classes} classes predicted but the card has {len(self.card.labels)} labels",
+                "use the card that belongs to these weights",
+            )
+
     def _run(
         self, chunk: Sequence[tuple[NDArray[Any], tuple[float, float] | None, str]]
     ) -> list[DetectionResult]:
-        size, channels, pad = self.image_size, self.channels, self.pad_value
-        prepared = [prepare_image(array, size, channels, pad) for array, _, _ in chunk]
-        predictions = self.backend(np.stack([image for image, _ in prepared]))
-        settings = (self.conf_threshold, self.iou_threshold, self.max_det)
+        arrays = [array for array, _, _ in chunk]
+        found = self.find_boxes(arrays, self.conf_threshold, self.iou_threshold, self.max_det)
         card = self.card
         return [
             DetectionResult(
                 name,
-                postprocess(output, info, card.labels, *settings, pixel_spacing=spacing),
-                info.original_size,
+                to_detections(boxes, card.labels, spacing),
+                (int(array.shape[0]), int(array.shape[1])),
                 spacing,
                 card.name,
                 card.version,
             )
-            for output, (_, info), (_, spacing, name) in zip(
-                predictions, prepared, chunk, strict=True
-            )
+            for boxes, (array, spacing, name) in zip(found, chunk, strict=True)
         ]
+
+
+def _multiple_of_32(side: float) -> int:
+    return max(32, round(side / 32.0) * 32)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -399,20 +528,51 @@ def open_detection_predictor(
     backend: str = "auto",
     device: str = "cpu",
     image_size: int | None = None,
+    tta: bool | TestTimeAugmentation | None = None,
     **options: Any,
 ) -> DetectionPredictor:
     """The ``detection`` task's predictor factory (see :func:`insightray.engine.load_predictor`).
 
+    An ensemble card (one with an ``ensemble`` section) opens each member from its own card,
+    after checking its weights' SHA-256 against the ensemble's list.
+
     Args:
         card: The card.
-        card_path: Its file; the weights lie beside it.
+        card_path: Its file; the weights (or the members' folders) lie beside it.
         backend: A registered backend name (``torch``, ``onnx``...).
         device: ``"cpu"`` or a CUDA device.
-        image_size: Network input side; defaults to the card's.
+        image_size: Network input side; defaults to the card's (single models only).
+        tta: ``True`` for the card's test-time augmentation (or the default flip and
+            1.25x scale), ``False`` for none, a :class:`TestTimeAugmentation`, or ``None``
+            for what the card says.
         **options: Passed to :class:`DetectionPredictor` (thresholds, ``max_det``...).
     """
-    chosen = open_backend(backend, card, card_path, device)
-    return DetectionPredictor(chosen, card, image_size=image_size, **options)
+    chosen_tta = card.tta if tta is None or tta is True else (tta or None)
+    if tta is True and chosen_tta is None:
+        chosen_tta = TestTimeAugmentation()
+    if card.ensemble is None:
+        chosen = open_backend(backend, card, card_path, device)
+        return DetectionPredictor(chosen, card, image_size=image_size, tta=chosen_tta, **options)
+    if image_size is not None:
+        raise ConfigError(
+            f"image size {image_size}", "an ensemble runs each member at its own size",
+            "leave --img unset",
+        )  # fmt: skip
+    from insightray.engine.ensemble import open_members
+
+    members = open_members(card, card_path, backend, device)
+    first = members[0]
+    return DetectionPredictor(
+        first.backend,
+        card,
+        image_size=first.image_size,
+        channels=first.channels,
+        pad_value=first.pad_value,
+        members=members,
+        tta=chosen_tta,
+        fusion=card.ensemble.fusion,
+        **options,
+    )
 
 
 def _first(*values: float | None) -> float:

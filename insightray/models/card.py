@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from insightray.errors import ConfigError, InputNotFoundError
+from insightray.models.ensemble import Ensemble, TestTimeAugmentation
 
 __all__ = [
     "CARD_VERSION",
@@ -312,6 +313,9 @@ class ModelCard:
         metrics: Evaluation results, e.g. ``{"mAP50": 0.41}``.
         notes: Intended use, limitations and anything else a user must know.
         card_version: The card layout (:data:`CARD_VERSION`).
+        ensemble: For an ensemble card (no weights of its own): its members and their
+            fusion (:class:`~insightray.models.ensemble.Ensemble`).
+        tta: Test-time augmentation run by default with this model, if any.
     """
 
     name: str
@@ -331,8 +335,16 @@ class ModelCard:
     metrics: dict[str, float] = field(default_factory=dict)
     notes: str = ""
     card_version: int = CARD_VERSION
+    ensemble: Ensemble | None = None
+    tta: TestTimeAugmentation | None = None
 
     def __post_init__(self) -> None:
+        for name, section in (("ensemble", Ensemble), ("tta", TestTimeAugmentation)):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                object.__setattr__(self, name, section.from_dict(value))
+            elif value is not None and not isinstance(value, section):
+                raise _fail(self.name, f"{name} is a {type(value).__name__}, not a mapping")
         for name, section in _SECTIONS.items():
             value = getattr(self, name)
             if isinstance(value, Mapping):
@@ -357,6 +369,10 @@ class ModelCard:
         data: dict[str, Any] = {}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
+            if item.name in ("ensemble", "tta"):
+                if value is not None:  # written only when set
+                    data[item.name] = value.to_dict()
+                continue
             data[item.name] = value.to_dict() if item.name in _SECTIONS else value
         if not data["calibration"]:  # optional section: uncalibrated cards stay as they were
             del data["calibration"]

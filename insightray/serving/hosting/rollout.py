@@ -103,6 +103,23 @@ class Selection:
     shadows: tuple[ModelEntry, ...] = ()
 
 
+def _checked_weights(card: ModelCard, path: Path) -> str:
+    """The SHA-256 that identifies a card's weights, after checking them (an ensemble's
+    members each against its list: :func:`~insightray.engine.ensemble.verify_members`)."""
+    if card.ensemble is not None:
+        from insightray.engine.ensemble import verify_members
+
+        return verify_members(card, path)
+    weights = path.parent / (card.weights_file or "")
+    if card.weights_file is None or not weights.is_file():
+        raise ConfigError(str(path), "the weights file is missing", "put it beside the card")
+    if card.weights_sha256 != sha256_file(weights):
+        raise ConfigError(
+            str(weights), "the weights do not match the card's SHA-256", "re-export the model"
+        )
+    return card.weights_sha256
+
+
 def user_bucket(user: str, model: str) -> int:
     """The user's traffic bucket for a model, 0 to 99, stable across processes.
 
@@ -157,14 +174,8 @@ class ModelRegistry:
         if not _served(card.task):
             known = ", ".join(task.name for task in TASKS)
             raise ConfigError(str(path), f"no service task serves {card.task!r}", f"use {known}")
-        weights = path.parent / (card.weights_file or "")
-        if card.weights_file is None or not weights.is_file():
-            raise ConfigError(str(path), "the weights file is missing", "put it beside the card")
-        if card.weights_sha256 != sha256_file(weights):
-            raise ConfigError(
-                str(weights), "the weights do not match the card's SHA-256", "re-export the model"
-            )
-        entry = self._insert(name, card, str(path.resolve()), auto_stage=False)
+        digest = _checked_weights(card, path)
+        entry = self._insert(name, card, str(path.resolve()), auto_stage=False, digest=digest)
         return self.update(
             name, entry.version, stage=stage, traffic_percent=traffic_percent, shadow=shadow
         )
@@ -279,7 +290,9 @@ class ModelRegistry:
             )
         return names[0]
 
-    def _insert(self, name: str, card: ModelCard, source: str, *, auto_stage: bool) -> ModelEntry:
+    def _insert(
+        self, name: str, card: ModelCard, source: str, *, auto_stage: bool, digest: str = ""
+    ) -> ModelEntry:
         stored = {**card.to_dict(), "card_path": source}
         try:
             with self.db.session() as session:
@@ -298,7 +311,7 @@ class ModelRegistry:
                 row = ModelVersion(
                     name=name,
                     version=card.version,
-                    weights_sha256=card.weights_sha256 or "",
+                    weights_sha256=digest or card.weights_sha256 or "",
                     card=stored,
                     stage="production" if auto_stage and first else "staging",
                     traffic_percent=100 if auto_stage and first else 0,

@@ -26,7 +26,12 @@ from insightray.training.detection.data import (
     load_train_val,
 )
 from insightray.training.detection.distributed import is_main_process
-from insightray.training.detection.evaluate import EVAL_CONF, EVAL_IOU, evaluate_detector
+from insightray.training.detection.evaluate import (
+    EVAL_CONF,
+    EVAL_IOU,
+    collect_detections,
+    evaluate_detector,
+)
 from insightray.training.detection.optim import (
     ModelEma,
     StepSettings,
@@ -59,6 +64,7 @@ __all__ = [
     "accumulation_steps",
     "build_optimizer",
     "collate_detection",
+    "collect_detections",
     "config_from_dict",
     "config_to_dict",
     "evaluate_detector",

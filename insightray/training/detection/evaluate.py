@@ -15,18 +15,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from insightray.engine import Backend, DetectionPredictor, TorchBackend, postprocess
 from insightray.errors import ConfigError
+from insightray.imaging import read_image
 from insightray.training.detection.data import DetectionTrainData, collate_detection
 from insightray.training.detection.datasets import DetectionDataset
 from insightray.training.metrics import DetectionEvaluator, DetectionMetrics
 
-__all__ = ["EVAL_CONF", "EVAL_IOU", "evaluate_detector"]
+__all__ = ["EVAL_CONF", "EVAL_IOU", "collect_detections", "evaluate_detector"]
 
 #: Confidence threshold for mAP: keep nearly every prediction so the PR curve is complete.
 EVAL_CONF = 0.001
@@ -39,28 +41,47 @@ def evaluate_detector(
     dataset: DetectionDataset,
     image_size: int | None = None,
     *,
+    pr_conf_threshold: float = 0.25,
+    **options: Any,
+) -> DetectionMetrics:
+    """Compute mAP@0.4, mAP@0.5, mAP@0.5:0.95, per-class AP, precision and recall.
+
+    Arguments as :func:`collect_detections`; ``pr_conf_threshold`` is the confidence at
+    which the pooled precision and recall are reported.
+    """
+    evaluator = collect_detections(detector, dataset, image_size, **options)
+    return evaluator.compute(conf_threshold=pr_conf_threshold)
+
+
+def collect_detections(
+    detector: nn.Module | Backend | DetectionPredictor,
+    dataset: DetectionDataset,
+    image_size: int | None = None,
+    *,
     conf_threshold: float = EVAL_CONF,
     iou_threshold: float = EVAL_IOU,
     max_det: int = 300,
-    pr_conf_threshold: float = 0.25,
     batch_size: int = 8,
     workers: int = 0,
     device: str = "cpu",
     pad_value: float | None = None,
-) -> DetectionMetrics:
-    """Compute mAP@0.4, mAP@0.5, mAP@0.5:0.95, per-class AP, precision and recall.
+) -> DetectionEvaluator:
+    """Run a detector over an annotated split and match its boxes to the annotations.
+
+    The returned evaluator computes the metrics (:meth:`DetectionEvaluator.compute`) and
+    their bootstrap intervals (:mod:`insightray.training.metrics.detection_ci`).
 
     Args:
         detector: A PyTorch detector (run as it is, not fused; its training mode is
             restored), any :class:`~insightray.engine.Backend`, or a
-            :class:`~insightray.engine.DetectionPredictor` (its backend, size, channels and
-            padding are used; its thresholds are not).
+            :class:`~insightray.engine.DetectionPredictor` (run as it predicts: its
+            members, size, channels, padding and test-time augmentation; its thresholds are
+            not).
         dataset: The annotated images; boxes in original pixels.
         image_size: Square input side; defaults to the predictor's. Required otherwise.
         conf_threshold: Predictions below this confidence are dropped before NMS.
         iou_threshold: NMS IoU threshold.
         max_det: Most detections kept per image.
-        pr_conf_threshold: Confidence at which the pooled precision and recall are reported.
         batch_size: Images per forward pass.
         workers: Data-loading worker processes.
         device: Device for a PyTorch module.
@@ -77,6 +98,9 @@ def evaluate_detector(
             f"the model has {len(labels)} classes but the data {len(dataset.class_names)}",
             "evaluate on data with the model's classes",
         )
+    settings = (conf_threshold, iou_threshold, max_det)
+    if isinstance(detector, DetectionPredictor) and image_size is None and pad_value is None:
+        return _collect_with_predictor(detector, dataset, settings, batch_size, workers)
     module = detector if isinstance(detector, nn.Module) else None
     was_training = module.training if module is not None else False
     data = DetectionTrainData(dataset, side, backend.input_channels, None, pad_value=pad)
@@ -89,7 +113,6 @@ def evaluate_detector(
     )
     evaluator = DetectionEvaluator(dataset.class_names)
     records = iter(dataset.records)
-    settings = (conf_threshold, iou_threshold, max_det)
     try:
         for batch in loader:
             predictions = backend(batch.images.numpy())
@@ -108,7 +131,43 @@ def evaluate_detector(
     finally:
         if module is not None:
             module.train(was_training)
-    return evaluator.compute(conf_threshold=pr_conf_threshold)
+    return evaluator
+
+
+class _Pixels(Dataset[tuple[Any, str]]):
+    """The split's images as read (decoded in loader workers when there are any)."""
+
+    def __init__(self, dataset: DetectionDataset) -> None:
+        self.records = dataset.records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> tuple[Any, str]:
+        path = self.records[index].image_path
+        return read_image(path).pixels, str(path)
+
+
+def _collect_with_predictor(
+    predictor: DetectionPredictor,
+    dataset: DetectionDataset,
+    settings: tuple[float, float, int],
+    batch_size: int,
+    workers: int,
+) -> DetectionEvaluator:
+    """The predictor's own path (:meth:`DetectionPredictor.find_boxes`) on original images:
+    the one that runs ensembles and test-time augmentation."""
+    loader = DataLoader(
+        _Pixels(dataset), batch_size=batch_size, num_workers=workers, collate_fn=list
+    )
+    evaluator = DetectionEvaluator(dataset.class_names)
+    records = iter(dataset.records)
+    for batch in loader:
+        found = predictor.find_boxes([pixels for pixels, _ in batch], *settings)
+        for (boxes, scores, classes), (_, path) in zip(found, batch, strict=True):
+            record = next(records)
+            evaluator.add(record.boxes, record.labels, boxes, scores, classes, image_id=path)
+    return evaluator
 
 
 def _resolve(

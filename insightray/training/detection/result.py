@@ -42,9 +42,15 @@ def finish_run(
     out: Path,
     last_epoch: int,
     stopped_early: bool,
+    selection: str = "best",
 ) -> TrainResult:
-    """Save the best EMA weights with a model card to ``out/model/card.json``."""
-    best = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    """Save the best EMA weights with a model card to ``out/model/card.json``.
+
+    With ``selection="last"``, the last epoch's EMA weights go to ``out/model_last/``
+    instead: no choice made on the validation split (cross-validation scores those).
+    """
+    best = torch.load(out / f"{selection}.pt", map_location="cpu", weights_only=True)
+    folder = out / ("model" if selection == "best" else f"model_{selection}")
     model = create_model(config.model, num_classes=len(names), in_channels=config.channels)
     model.load_state_dict(best["ema"] if best.get("ema") is not None else best["model"])
     metrics = {
@@ -71,17 +77,21 @@ def finish_run(
         data_licence=config.data_licence,
         metrics=metrics,
         notes=(
-            f"Trained from scratch with `insightray train detect`: best of "
-            f"{last_epoch + 1} epochs (epoch {int(best['best_epoch']) + 1}) at "
-            f"{config.image_size} px; validation metrics of the EMA weights on the val split"
-            f"{'; anchors refitted by AutoAnchor' if refitted else ''}. Research use only."
+            "Trained from scratch with `insightray train detect`: "
+            + (
+                f"best of {last_epoch + 1} epochs (epoch {int(best['best_epoch']) + 1})"
+                if selection == "best"
+                else f"EMA weights of the last of {last_epoch + 1} epochs (no selection)"
+            )
+            + f" at {config.image_size} px; validation metrics of the EMA weights on the val "
+            f"split{'; anchors refitted by AutoAnchor' if refitted else ''}. Research use only."
         ),
     )
-    write_model(out / "model", model, card)
-    write_json(out / "model" / "train_config.json", config_to_dict(config))
+    write_model(folder, model, card)
+    write_json(folder / "train_config.json", config_to_dict(config))
     return TrainResult(
         out,
-        out / "model" / "card.json",
+        folder / "card.json",
         int(best["best_epoch"]),
         float(best["best_fitness"]),
         last_epoch + 1,

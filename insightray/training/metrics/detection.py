@@ -170,7 +170,7 @@ class DetectionEvaluator:
             raise ConfigError("class_names", "a name appears twice", "give each class one name")
         self.class_names: tuple[str, ...] = tuple(class_names)
         self._images: list[_Image] = []
-        self._image_ids: set[str] = set()
+        self._image_ids: dict[str, None] = {}  # insertion-ordered
 
     @property
     def num_images(self) -> int:
@@ -205,7 +205,15 @@ class DetectionEvaluator:
             problem = f"{len(scores)} scores for {len(pred)} predicted boxes, or a score is NaN"
             raise InputError(subject, problem, "give one finite score per predicted box")
         self._images.append(_Image(gt, gt_ids, pred, scores, pred_ids))
-        self._image_ids.add(subject)
+        self._image_ids[subject] = None
+
+    def items(self) -> list[tuple[str, FloatArray, IntArray, FloatArray, FloatArray, IntArray]]:
+        """What was added, in order: ``(image id, gt boxes, gt classes, predicted boxes,
+        scores, predicted classes)`` per image (to save out-of-fold predictions, or pool)."""
+        return [
+            (image_id, *image)
+            for image_id, image in zip(self._image_ids, self._images, strict=True)
+        ]
 
     def average_precision(self, iou_threshold: float) -> list[float | None]:
         """AP of each class at one IoU threshold; ``None`` for classes without ground truth.
@@ -259,26 +267,58 @@ class DetectionEvaluator:
         )
 
     def _match(self, thresholds: FloatArray) -> list[_ClassMatches]:
+        images = self.image_matches(thresholds)
+        return pool_matches(images, len(self.class_names), len(thresholds))
+
+    def image_matches(self, thresholds: FloatArray) -> list[ImageMatches]:
+        """Each image's matched predictions per class, in the order the images were added.
+
+        The unit the bootstrap resamples (:mod:`insightray.training.metrics.detection_ci`).
+        """
         num_classes = len(self.class_names)
-        scores: list[list[FloatArray]] = [[np.zeros(0)] for _ in range(num_classes)]
-        hits = [[np.zeros((0, len(thresholds)), dtype=np.bool_)] for _ in range(num_classes)]
-        num_gt = np.zeros(num_classes, dtype=np.int64)
+        empty = (np.zeros(0), np.zeros((0, len(thresholds)), dtype=np.bool_))
+        result = []
         for image in self._images:
-            num_gt += np.bincount(image.gt_classes, minlength=num_classes)
+            per_class = [empty] * num_classes
             for class_id in np.unique(image.pred_classes):
                 mine = image.pred_classes == class_id
                 order = np.argsort(-image.pred_scores[mine], kind="mergesort")
                 preds = image.pred_boxes[mine][order]
                 gts = image.gt_boxes[image.gt_classes == class_id]
-                scores[class_id].append(image.pred_scores[mine][order])
-                hits[class_id].append(_greedy_match(preds, gts, thresholds))
-        result = []
-        for class_id in range(num_classes):
-            all_scores = np.concatenate(scores[class_id])
-            order = np.argsort(-all_scores, kind="mergesort")
-            all_hits = np.concatenate(hits[class_id])[order]
-            result.append(_ClassMatches(all_scores[order], all_hits, int(num_gt[class_id])))
+                hits = _greedy_match(preds, gts, thresholds)
+                per_class[class_id] = (image.pred_scores[mine][order], hits)
+            num_gt = np.bincount(image.gt_classes, minlength=num_classes).astype(np.int64)
+            result.append(ImageMatches(tuple(per_class), num_gt))
         return result
+
+
+class ImageMatches(NamedTuple):
+    """One image's predictions per class: ``(scores, true-positive flags per threshold)``,
+    and its ground-truth count per class."""
+
+    per_class: tuple[tuple[FloatArray, BoolArray], ...]
+    num_gt: IntArray
+
+
+def pool_matches(
+    images: list[ImageMatches], num_classes: int, num_thresholds: int
+) -> list[_ClassMatches]:
+    """Pool images' matches class by class, predictions sorted by descending score."""
+    result = []
+    for class_id in range(num_classes):
+        scores = [np.zeros(0)] + [image.per_class[class_id][0] for image in images]
+        hits = [np.zeros((0, num_thresholds), dtype=np.bool_)]
+        all_scores = np.concatenate(scores)
+        all_hits = np.concatenate(hits + [image.per_class[class_id][1] for image in images])
+        order = np.argsort(-all_scores, kind="mergesort")
+        num_gt = int(sum(int(image.num_gt[class_id]) for image in images))
+        result.append(_ClassMatches(all_scores[order], all_hits[order], num_gt))
+    return result
+
+
+def average_precisions(matches: list[_ClassMatches]) -> list[FloatArray | None]:
+    """Per class, AP at each threshold column; ``None`` for a class without ground truth."""
+    return [_ap_per_threshold(m) if m.num_gt else None for m in matches]
 
 
 def plot_pr_curves(result: DetectionMetrics, path: str | Path) -> Path:
