@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ADVICE",
+    "HEALTH_WORDS",
     "HISTORY_CUES",
     "INFORMATION_FRAMES",
     "KEYWORDS",
@@ -271,6 +272,13 @@ KEYWORDS = frozenset(
     vomiting unconscious unresponsive responding collapsed seizure seizures seizing
     convulsing convulsions choking turning epipen carbon monoxide crushing squeezing
     severe injury confused""".split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+#: Everyday health words missing from the vocabulary that are near an emergency keyword
+#: (``sneezing`` is two edits from ``seizing``): never corrected.
+HEALTH_WORDS = frozenset(
+    """sneezing sneezes sneezed wheezing wheezy wheezes teething vomited vomits nappies
+    nappy diarrhoea diarrhea bloating bloated itching itchy""".split()  # noqa: SIM905
 )
 
 #: Cues that negate what follows them in the same clause (within a few words).

@@ -188,10 +188,13 @@ class AssistantRunner:
         self.assistant = Assistant(config, index=load_index(index_dir))
         self._lock = threading.Lock()  # conversation state is shared
 
-    def ask(self, question: str, conversation_id: str | None) -> dict[str, Any]:
-        """``AssistantAnswer.to_dict()`` for the question."""
+    def ask(
+        self, question: str, conversation_id: str | None, conversations: Any = None
+    ) -> dict[str, Any]:
+        """``AssistantAnswer.to_dict()`` for the question (``conversations``: where the
+        dialogue state lives, a :class:`~insightray.assistant.state.ConversationStore`)."""
         with self._lock:
-            return self.assistant.ask(question, conversation_id).to_dict()
+            return self.assistant.ask(question, conversation_id, conversations).to_dict()
 
 
 @dataclass
