@@ -75,6 +75,8 @@ class AssistantConfig:
         slots: Slot filling settings.
         response: Extractive answer settings.
         max_conversations: Conversations kept in memory.
+        ground_on_focus: Refuse an extractive answer whose cited passages never mention the
+            disease or medicine the question names (off only to measure what it changes).
     """
 
     index_dir: Path | None = None
@@ -86,6 +88,7 @@ class AssistantConfig:
     slots: SlotConfig = field(default_factory=SlotConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
     max_conversations: int = 1000
+    ground_on_focus: bool = True
 
 
 @dataclass(frozen=True)
@@ -277,7 +280,9 @@ class Assistant:
             missing = [
                 slot
                 for slot in named_slots
-                if kind == "extractive" and not grounded(slot.text, composed.evidence)
+                if kind == "extractive"
+                and self.config.ground_on_focus
+                and not grounded(slot.text, composed.evidence)
             ]
             general = intent.qtype in ("information", "support")  # a description answers it
             if missing:

@@ -72,6 +72,9 @@ class ServeSettings:
             ``flag`` (answer, with the warnings and ``ood_score`` in the result) or ``refuse``
             (answer 422 ``OutOfDistributionError`` naming the warnings).
         conversation_ttl_s: An assistant conversation idle this long is deleted (audited).
+        index_on_start: With no knowledge index yet, build it (MedQuAD from the shared
+            data) in the background at start-up; the assistant answers "preparing, N %"
+            meanwhile. Off by default so that test and CI services never start a build.
     """
 
     home: Path
@@ -91,6 +94,7 @@ class ServeSettings:
     torch_threads: int = field(default_factory=_default_torch_threads)
     ood_action: str = "flag"
     conversation_ttl_s: int = 1800
+    index_on_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ ISSUE_URGENT = (
 )
 
 
-def _cases(name: str) -> list[dict[str, object]]:
+def _cases(name: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (DATA / name).read_text().splitlines() if line.strip()]
 
 
@@ -41,7 +42,7 @@ def test_case_set_has_twenty_per_level_with_negated_and_paediatric_variants() ->
     for level in ("emergency", "urgent", "routine"):
         assert sum(c["level"] == level for c in cases) >= 20, level
     assert sum(c["level"] == "self-care" for c in cases) >= 5
-    tags = [t for c in cases for t in c["tags"]]  # type: ignore[union-attr]
+    tags = [t for c in cases for t in c["tags"]]
     assert tags.count("negated") >= 5 and tags.count("paediatric") >= 10
     assert {c["level"] for c in cases} == set(LEVELS)
 

@@ -120,29 +120,29 @@ def test_a_conversation_started_on_one_replica_continues_on_another(
     with replicas[0] as first, replicas[1] as second:
         first.start()
         second.start()
-        first.wait_ready(timeout_s=400)
-        second.wait_ready(timeout_s=400)
-        ask_a = {"headers": bearer(first.base_url, "carol"), "timeout": 120}
-        ask_b = {"headers": bearer(second.base_url, "carol"), "timeout": 120}
-        started = httpx.post(f"{first.base_url}/v1/assistant/ask",
-                             json={"question": "What is gout?"}, **ask_a)  # fmt: skip
-        assert started.status_code == 200, started.text
-        conversation = started.json()["conversation_id"]
-        assert started.json()["focus"] == "Gout"
-        follow = httpx.post(
-            f"{second.base_url}/v1/assistant/ask",
-            json={"question": "How is it treated?", "conversation_id": conversation}, **ask_b,
-        )  # fmt: skip
-        assert follow.status_code == 200, follow.text
-        assert follow.json()["conversation_id"] == conversation
-        assert follow.json()["resolved_question"] == "How is Gout treated?"
-        assert "triage" in follow.json()
-        gone = httpx.delete(f"{second.base_url}/v1/assistant/conversations/{conversation}", **ask_b)
-        assert gone.status_code == 200, gone.text
-        again = httpx.delete(f"{first.base_url}/v1/assistant/conversations/{conversation}", **ask_a)
-        assert again.status_code == 404
-        fresh = httpx.post(
-            f"{first.base_url}/v1/assistant/ask",
-            json={"question": "How is it treated?", "conversation_id": conversation}, **ask_a,
-        )  # fmt: skip
-        assert fresh.json()["resolved_question"] == "How is it treated?"  # forgotten
+        first.wait_ready("/healthz", timeout_s=300)
+        second.wait_ready("/healthz", timeout_s=300)
+        a = httpx.Client(base_url=first.base_url, headers=bearer(first.base_url, "carol"),
+                         timeout=400)  # fmt: skip
+        b = httpx.Client(base_url=second.base_url, headers=bearer(second.base_url, "carol"),
+                         timeout=400)  # fmt: skip
+        with a, b:
+            started = a.post("/v1/assistant/ask", json={"question": "What is gout?"})
+            assert started.status_code == 200, started.text
+            conversation = started.json()["conversation_id"]
+            assert started.json()["focus"] == "Gout"
+            follow = b.post(
+                "/v1/assistant/ask",
+                json={"question": "How is it treated?", "conversation_id": conversation},
+            )
+            assert follow.status_code == 200, follow.text
+            assert follow.json()["conversation_id"] == conversation
+            assert follow.json()["resolved_question"] == "How is Gout treated?"
+            assert "triage" in follow.json()
+            assert b.delete(f"/v1/assistant/conversations/{conversation}").status_code == 200
+            assert a.delete(f"/v1/assistant/conversations/{conversation}").status_code == 404
+            fresh = a.post(
+                "/v1/assistant/ask",
+                json={"question": "How is it treated?", "conversation_id": conversation},
+            )
+            assert fresh.json()["resolved_question"] == "How is it treated?"  # forgotten

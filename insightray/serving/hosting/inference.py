@@ -37,6 +37,7 @@ from insightray.models.catalog import find_task
 from insightray.monitoring.guard import OodGuard
 from insightray.serving.hosting.batching import DynamicBatcher
 from insightray.serving.hosting.cache import CacheKey, ResultCache
+from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.metrics import ServiceMetrics
 from insightray.serving.hosting.rollout import ModelEntry
 
@@ -203,10 +204,12 @@ class ModelLoader:
 
     Attributes:
         index_dir: The assistant's knowledge index.
+        preparation: The background build of that index on first start, if any.
         states: ``key -> "loading" | "ready" | "failed: <reason>"``.
     """
 
     index_dir: Path
+    preparation: IndexPreparation | None = None
     states: dict[str, str] = field(default_factory=dict)
     _loaded: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -229,7 +232,13 @@ class ModelLoader:
         return self._load(key, lambda: TextRunner(ner, classifier))
 
     def assistant_runner(self, entry: ModelEntry) -> AssistantRunner:
-        """The assistant of an intent-model version."""
+        """The assistant of an intent-model version.
+
+        Raises:
+            IndexPreparingError: The index is being built (with how far it is).
+        """
+        if self.preparation is not None and not (self.index_dir / "manifest.json").is_file():
+            self.preparation.check()
         return self._load(runner_key(entry), lambda: AssistantRunner(entry, self.index_dir))
 
     def ready(self, key: str) -> bool:

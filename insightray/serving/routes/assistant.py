@@ -12,11 +12,16 @@ from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from insightray.assistant.responses import NOTICE
+from insightray.assistant.triage import Triage
 from insightray.errors import NotFoundError
 from insightray.serving.deps import AssistantUser, AuditDep, Principal, Services, ServicesDep
+from insightray.serving.hosting.index_preparation import IndexPreparingError
 from insightray.serving.storage.conversations import DatabaseConversations
 
 router = APIRouter(prefix="/v1/assistant", tags=["assistant"])
+#: Triage needs no index: it answers even while the index is being prepared.
+_TRIAGE: list[Triage] = []
 
 
 class AskRequest(BaseModel):
@@ -50,7 +55,10 @@ async def ask(
     """``AssistantAnswer.to_dict()`` plus the model; 503 when no knowledge index is built."""
     started = time.perf_counter()
     entry = (await run_in_threadpool(services.registry.choose, "assistant", who.username)).served
-    runner = await run_in_threadpool(services.host.loader.assistant_runner, entry)
+    try:
+        runner = await run_in_threadpool(services.host.loader.assistant_runner, entry)
+    except IndexPreparingError as preparing:
+        return await run_in_threadpool(_preparing, body, preparing.percent)
     store = conversations_of(services, who)
     answer = await services.host.run(runner.ask, body.question, body.conversation_id, store)
     seconds = time.perf_counter() - started
@@ -72,3 +80,29 @@ async def forget(conversation_id: str, services: ServicesDep, who: AssistantUser
             "start a new one with POST /v1/assistant/ask",
         )  # fmt: skip
     return {"deleted": conversation_id[:64]}
+
+
+def _preparing(body: AskRequest, percent: int) -> dict[str, Any]:
+    """The answer while the index is built: "preparing, N %", with the triage of the
+    question (what to do now comes first when it is urgent or an emergency)."""
+    if not _TRIAGE:
+        _TRIAGE.append(Triage())
+    triage = _TRIAGE[0].assess(body.question)
+    status = (
+        f"Preparing, {percent} %: the assistant is building its knowledge base on first "
+        "start; please ask again in a few minutes."
+    )
+    first = f"What to do now: {triage.advice}\n\n" if triage.acts_now else ""
+    return {
+        "kind": "preparing",
+        "preparing": {"percent": percent},
+        "answer": f"{first}{status}\n\n{NOTICE}",
+        "question": body.question,
+        "triage": triage.level,
+        "triage_detail": triage.to_dict(),
+        "emergency": triage.level == "emergency",
+        "conversation_id": body.conversation_id,
+        "sources": [],
+        "citations": [],
+        "notice": NOTICE,
+    }
