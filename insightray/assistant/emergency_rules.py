@@ -149,8 +149,9 @@ RULES: tuple[EmergencyRule, ...] = (
                 r"overdos\w*|over dos\w*",
                 r"(?:took|taken|take|swallowed|ate|had) (?:a |an )?(?:whole|entire|full) "
                 r"(?:bottle|pack|packet|box|strip)",
-                r"(?:took|taken|swallowed|ate) (?:too many|too much|\d+|twenty|thirty|forty|fifty"
-                r"|a handful of|a bunch of|lots of) (?:\w+ )?(?:pills|tablets|capsules|of)",
+                r"(?:took|taken|swallowed|ate) (?:about |around |like |over |maybe )?(?:too many"
+                r"|too much|\d\d+|twenty|thirty|forty|fifty|a handful of|a bunch of|lots of) "
+                r"(?:of )?(?:\w+ ){0,2}(?:pills|tablets|capsules|of)",
                 r"(?:swallowed|drank|drunk|ate|ingested|eaten|drinking) (?:some )?(?:\w+ )?"
                 r"(?:bleach|poison|antifreeze|detergent|laundry pod|cleaner|pesticide|weed ?killer"
                 r"|rat poison|battery|batteries|button battery|magnets?|lye|drain cleaner"

@@ -118,10 +118,9 @@ def test_a_conversation_started_on_one_replica_continues_on_another(
     for replica in replicas:
         shutil.copytree(index, replica.home / "index")
     with replicas[0] as first, replicas[1] as second:
-        first.start()
-        second.start()
-        first.wait_ready("/healthz", timeout_s=300)
-        second.wait_ready("/healthz", timeout_s=300)
+        for replica in (first, second):
+            replica.start()
+            replica.wait_ready("/healthz", timeout_s=400)
         a = httpx.Client(base_url=first.base_url, headers=bearer(first.base_url, "carol"),
                          timeout=400)  # fmt: skip
         b = httpx.Client(base_url=second.base_url, headers=bearer(second.base_url, "carol"),
