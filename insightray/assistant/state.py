@@ -75,7 +75,7 @@ class Turn:
         return cls(
             data["question"],
             data["resolved"],
-            Intent(**intent) if intent else None,
+            _intent(intent) if intent else None,
             data.get("focus"),
             float(data.get("confidence", 0.0)),
             data.get("answer_kind", ""),
@@ -159,13 +159,22 @@ class DialogueState:
         intent = data.get("intent")
         return cls(
             data["conversation_id"],
-            Intent(**intent) if intent else None,
+            _intent(intent) if intent else None,
             [Slot(**slot) for slot in data.get("entities", [])],
             [Turn.from_dict(turn) for turn in data.get("context", [])],
             float(data.get("confidence", 0.0)),
             data.get("focus"),
             max_turns,
         )
+
+
+def _intent(data: dict[str, Any]) -> Intent:
+    """Inverse of :meth:`Intent.to_dict`."""
+    alternatives = tuple((a["qtype"], float(a["p"])) for a in data.get("alternatives", []))
+    return Intent(
+        data["primary"], data["secondary"], data.get("qtype"), float(data["confidence"]),
+        alternatives,
+    )  # fmt: skip
 
 
 def new_conversation_id() -> str:

@@ -52,7 +52,7 @@ def _actions(db: Database) -> list[str]:
 
 def _state(conversation_id: str) -> DialogueState:
     state = DialogueState(conversation_id, focus="Gout")
-    intent = Intent("Question", "Treatment_Options", "treatment", 0.9)
+    intent = Intent("Question", "Treatment_Options", "treatment", 0.9, (("cause", 0.05),))
     state.update(Turn("What is gout?", "What is gout?", intent, "Gout", 0.8, "extractive"))
     return state
 
