@@ -8,6 +8,8 @@ Modules: :mod:`~insightray.assistant.knowledge` (MedQuAD, folders, CSV; chunking
 :mod:`~insightray.assistant.intents` (hierarchical intent; trained by
 :mod:`~insightray.training.intents`),
 :mod:`~insightray.assistant.emergency` (escalation rules),
+:mod:`~insightray.assistant.triage` (emergency / urgent / routine / self-care, rules in
+:mod:`~insightray.assistant.triage_rules`),
 :mod:`~insightray.assistant.slots` (Disease, Symptom, Medication, Duration, Severity,
 Location), :mod:`~insightray.assistant.state` (dialogue state, follow-ups),
 :mod:`~insightray.assistant.responses` (templates, extractive cited answers) and
@@ -38,7 +40,8 @@ from insightray.assistant.intents import Intent, IntentClassifier
 from insightray.assistant.knowledge import ChunkConfig, Passage, QAPair, read_knowledge
 from insightray.assistant.retrieval import Hit, Retriever, RetrieverConfig
 from insightray.assistant.slots import Slot, SlotConfig, SlotFiller
-from insightray.assistant.state import ConversationStore, DialogueState
+from insightray.assistant.state import ConversationStore, DialogueState, MemoryConversations
+from insightray.assistant.triage import Triage, TriageAssessment
 
 __all__ = [
     "Assistant",
@@ -56,6 +59,7 @@ __all__ = [
     "Intent",
     "IntentClassifier",
     "KnowledgeIndex",
+    "MemoryConversations",
     "Passage",
     "QAPair",
     "Retriever",
@@ -63,6 +67,8 @@ __all__ = [
     "Slot",
     "SlotConfig",
     "SlotFiller",
+    "Triage",
+    "TriageAssessment",
     "build_index",
     "default_index_dir",
     "load_index",

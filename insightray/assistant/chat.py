@@ -1,6 +1,7 @@
 """The medical assistant: one call per question, with conversation memory.
 
-A turn: emergency rules first (an emergency gets the escalation template at once), then
+A turn: emergency rules and triage first (an emergency gets the escalation template at
+once; every answer carries its triage level, and an urgent one leads with what to do now), then
 greetings, slot filling, follow-up resolution against the conversation's focus, one
 embedding of the (resolved) question shared by the intent head and dense retrieval, hybrid
 retrieval re-ranked by focus and question type, then either an extractive, cited answer or
@@ -41,12 +42,19 @@ from insightray.assistant.responses import (
     ResponseConfig,
     compose_extractive,
     covers,
+    grounded,
+    not_known,
     render_template,
 )
 from insightray.assistant.retrieval import Hit, Retriever, RetrieverConfig
 from insightray.assistant.slots import Slot, SlotConfig, SlotFiller, slots_by_type
-from insightray.assistant.state import ConversationStore, Turn
-from insightray.assistant.text import terms
+from insightray.assistant.state import (
+    ConversationStore,
+    DialogueState,
+    MemoryConversations,
+    Turn,
+)
+from insightray.assistant.triage import Triage, TriageAssessment
 from insightray.errors import InputError
 
 __all__ = ["Assistant", "AssistantAnswer", "AssistantConfig", "retrieval_confidence"]
@@ -67,6 +75,8 @@ class AssistantConfig:
         slots: Slot filling settings.
         response: Extractive answer settings.
         max_conversations: Conversations kept in memory.
+        ground_on_focus: Refuse an extractive answer whose cited passages never mention the
+            disease or medicine the question names (off only to measure what it changes).
     """
 
     index_dir: Path | None = None
@@ -78,6 +88,7 @@ class AssistantConfig:
     slots: SlotConfig = field(default_factory=SlotConfig)
     response: ResponseConfig = field(default_factory=ResponseConfig)
     max_conversations: int = 1000
+    ground_on_focus: bool = True
 
 
 @dataclass(frozen=True)
@@ -98,12 +109,16 @@ class AssistantAnswer:
     emergency_detail: EmergencyAssessment | None = None
     focus: str | None = None
     milliseconds: float = 0.0
+    triage: TriageAssessment | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract: answer, intent {primary, secondary}, slots, confidence,
-        emergency, sources (best first: source, document_id, qa_id, url, score) and more."""
+        emergency, triage (``emergency``, ``urgent``, ``routine`` or ``self-care``), sources
+        (best first: source, document_id, qa_id, url, score) and more."""
         composed = self.composed
         return {
+            "triage": self.triage.level if self.triage else "routine",
+            "triage_detail": self.triage.to_dict() if self.triage else None,
             "question": self.question,
             "resolved_question": self.resolved_question,
             "answer": self.answer,
@@ -139,13 +154,6 @@ def retrieval_confidence(hits: list[Hit] | tuple[Hit, ...]) -> float:
     return round(0.7 * meaning + 0.3 * top.focus_match, 4)
 
 
-def _named_in(name: str, said: str, top: Hit) -> bool:
-    """A disease or drug the question names is the top passage's topic or is in the answer."""
-    wanted = set(terms(name))
-    topic = {t for n in (top.passage.focus, *top.passage.synonyms) for t in terms(n)}
-    return wanted <= topic or wanted <= set(terms(said))
-
-
 class Assistant:
     """Answers health questions from the knowledge index, with citations.
 
@@ -167,6 +175,7 @@ class Assistant:
         self.embedder = embedder or Embedder(self.config.embedder)
         self.retriever: Retriever = self.index.retriever(self.embedder, self.config.retriever)
         self.emergency = EmergencyDetector()
+        self.triage = Triage(self.emergency)
         topics = {p.focus for p in self.index.passages} | {
             s for p in self.index.passages for s in p.synonyms
         }
@@ -174,7 +183,7 @@ class Assistant:
         if not slot_config.topics:
             slot_config = SlotConfig(**{**slot_config.__dict__, "topics": tuple(sorted(topics))})
         self.slots = SlotFiller(slot_config)
-        self.conversations = ConversationStore(self.config.max_conversations)
+        self.conversations: ConversationStore = MemoryConversations(self.config.max_conversations)
         self._intents: IntentClassifier | None = None
         self._topics = {t.lower(): t for t in sorted(topics)}
 
@@ -191,8 +200,19 @@ class Assistant:
         self.slots.extract("warm up")
         _ = self.intents
 
-    def ask(self, question: str, conversation_id: str | None = None) -> AssistantAnswer:
+    def ask(
+        self,
+        question: str,
+        conversation_id: str | None = None,
+        conversations: ConversationStore | None = None,
+    ) -> AssistantAnswer:
         """Answer ``question``; pass the returned ``conversation_id`` back for follow-ups.
+
+        Args:
+            question: The message.
+            conversation_id: The conversation it continues (``None``: a new one).
+            conversations: Where the dialogue state lives (default: this assistant's
+                in-process store; the service passes its database store).
 
         Raises:
             InputError: The question is empty.
@@ -201,23 +221,27 @@ class Assistant:
         text = " ".join(question.split())
         if not text:
             raise InputError("question", "it is empty", "type a question")
-        conversation_id = conversation_id or self.conversations.new_id()
-        state = self.conversations.get(conversation_id)
+        store = conversations or self.conversations
+        conversation_id = conversation_id or store.new_id()
+        state = store.get(conversation_id)
         assessment = self.emergency.assess(text)
-        if assessment.is_emergency:
-            evidence = ", ".join(e for m in assessment.matches for e in m.evidence[:1])
-            body = render_template("emergency", advice=assessment.advice, evidence=evidence)
-            intent = Intent("Emergency", "Emergency_Escalation", None, 1.0)
-            slots = tuple(self.slots.extract(text))
-            return self._finish(state, question, text, body, "emergency", intent, slots, 1.0,
-                                (), None, assessment, started)  # fmt: skip
-        small = smalltalk(text)
+        small = None if assessment.is_emergency else smalltalk(text)
         if small:
             intent = Intent("Smalltalk", small, None, 1.0)
             body = render_template(small.lower())
-            return self._finish(state, question, text, body, small.lower(), intent, (), 1.0,
-                                (), None, assessment, started)  # fmt: skip
+            triage = self.triage.assess(text, (), assessment)
+            return self._finish(store, state, question, text, body, small.lower(), intent, (), 1.0,
+                                (), None, assessment, started, triage=triage)  # fmt: skip
         slots = tuple(self.slots.extract(text))
+        triage = self.triage.assess(text, slots, assessment)
+        if triage.level == "emergency":
+            evidence = ", ".join(
+                e for m in assessment.matches for e in m.evidence[:1]
+            ) or ", ".join(r.replace("_", " ") for r in triage.reasons)
+            body = render_template("emergency", advice=triage.advice, evidence=evidence)
+            intent = Intent("Emergency", "Emergency_Escalation", None, 1.0)
+            return self._finish(store, state, question, text, body, "emergency", intent, slots, 1.0,
+                                (), None, assessment, started, triage=triage)  # fmt: skip
         mentions = [s.text for s in slots if s.type == "Disease" and not s.negated]
         resolved = state.resolve(text, mentions)
         vector = self.embedder.encode_one(resolved)
@@ -229,12 +253,15 @@ class Assistant:
             qtypes=medquad_qtypes(intent.qtype or ""),
         )
         confidence = retrieval_confidence(hits)
+        named_slots = [s for s in slots if s.type in ("Disease", "Medication") and not s.negated]
         if confidence < self.config.min_confidence:
             medical = any(s.type in ("Disease", "Symptom", "Medication") for s in slots)
             kind = "dont_know" if medical else "out_of_scope"
             if not medical:
                 intent = Intent(intent.primary, "Out_Of_Scope", intent.qtype, intent.confidence)
             body = f"{render_template(kind)}\n\n{NOTICE}"
+            if named_slots:
+                body = not_known(named_slots[0].text, named_slots[0].type)
             composed = None
         else:
             composed = compose_extractive(
@@ -250,21 +277,32 @@ class Assistant:
                 *(s.text for s in slots if s.type == "Medication" and not s.negated),
             ]
             topics = [*named, hits[0].passage.focus, *hits[0].passage.synonyms]
-            said = " ".join(s.text for s in composed.sentences).lower()
-            off_topic = bool(named) and not any(_named_in(n, said, hits[0]) for n in named)
+            missing = [
+                slot
+                for slot in named_slots
+                if kind == "extractive"
+                and self.config.ground_on_focus
+                and not grounded(slot.text, composed.evidence)
+            ]
             general = intent.qtype in ("information", "support")  # a description answers it
-            if kind == "extractive" and (
-                off_topic
-                or not (general or covers(resolved, composed.sentences, topics, intent.qtype))
+            if missing:
+                composed, kind = None, "dont_know"  # the evidence never names the focus
+                body = not_known(missing[0].text, missing[0].type)
+            elif kind == "extractive" and not (
+                general or covers(resolved, composed.sentences, topics, intent.qtype)
             ):
                 composed, kind = None, "dont_know"  # the passages do not answer this
                 body = f"{render_template(kind)}\n\n{NOTICE}"
-        return self._finish(state, question, resolved, body, kind, intent, slots, confidence,
-                            tuple(hits), composed, assessment, started, mentions)  # fmt: skip
+        if triage.acts_now:
+            body = f"{render_template('act_now', advice=triage.advice)}\n\n{body}"
+        return self._finish(store, state, question, resolved, body, kind, intent, slots, confidence,
+                            tuple(hits), composed, assessment, started, mentions,
+                            triage=triage)  # fmt: skip
 
     def _finish(
         self,
-        state: Any,
+        store: ConversationStore,
+        state: DialogueState,
         question: str,
         resolved: str,
         body: str,
@@ -277,10 +315,13 @@ class Assistant:
         assessment: EmergencyAssessment,
         started: float,
         mentions: list[str] | None = None,
+        *,
+        triage: TriageAssessment | None = None,
     ) -> AssistantAnswer:
         focus = self._new_focus(mentions or [], hits, confidence)
         turn = Turn(question, resolved, intent, focus or state.focus, confidence, kind)
         state.update(turn, slots, focus=focus)
+        store.save(state)
         return AssistantAnswer(
             question=question,
             resolved_question=resolved,
@@ -290,10 +331,11 @@ class Assistant:
             slots=slots,
             confidence=confidence,
             emergency=kind == "emergency",
+            triage=triage,
             conversation_id=state.conversation_id,
             sources=hits[: max(self.config.sources, 0)],
             composed=composed,
-            emergency_detail=assessment if assessment.is_emergency else None,
+            emergency_detail=assessment if kind == "emergency" else None,
             focus=state.focus,
             milliseconds=(time.perf_counter() - started) * 1000,
         )

@@ -29,6 +29,7 @@ from typing import Any
 
 from insightray.assistant.emergency_rules import (
     ADVICE,
+    HEALTH_WORDS,
     HISTORY_CUES,
     INFORMATION_FRAMES,
     KEYWORDS,
@@ -52,6 +53,14 @@ __all__ = [
 _WORD = re.compile(r"[a-z]+")
 _CLAUSE_BREAK = re.compile(
     r"[.;!?\n]|,\s*(?:but|however|although|though)\b|\b(?:but|however|although|though|except|yet)\b"
+    r"|\b(?:and|,) (?:now )?(?=(?:i|im|ive|he|hes|she|shes|they|theyre|we|now)\b)"
+)
+
+#: "in a child", "for an adult", "in children": a kind of person, not a particular one.
+_ANY_ONE = re.compile(
+    r"\b(?:in|for|of|with|to) (?:a |an )?(?:child|children|kid|kids|baby|babies|infant"
+    r"|infants|toddler|toddlers|adult|adults|person|people|teen|teenager|teenagers|woman|women"
+    r"|man|men)\b"
 )
 
 
@@ -161,10 +170,7 @@ class EmergencyDetector:
         self, rules: Sequence[EmergencyRule] = RULES, config: EmergencyConfig | None = None
     ) -> None:
         self.config = config or EmergencyConfig()
-        self._rules = [
-            _Compiled(rule, [[re.compile(rf"\b(?:{p})") for p in group] for group in rule.groups])
-            for rule in rules
-        ]
+        self._rules = [_Compiled(rule, self.compile_groups(rule.groups)) for rule in rules]
         self._negation = re.compile(r"\b(?:" + "|".join(NEGATION_CUES) + r")\b")
         self._pseudo = re.compile(r"\b(?:" + "|".join(PSEUDO_NEGATIONS) + r")\b")
         self._history = re.compile(r"\b(?:" + "|".join(HISTORY_CUES) + r")\b")
@@ -173,6 +179,29 @@ class EmergencyDetector:
         self._personal = re.compile(PERSONAL_CUES)
         self._known = known_words(self.config.vocabulary) if self.config.correct_spelling else None
         self._corrections: dict[str, str] = {}
+
+    @staticmethod
+    def compile_groups(groups: Sequence[Sequence[str]]) -> list[list[re.Pattern[str]]]:
+        """Rule groups (alternative patterns each) compiled as the detector matches them."""
+        return [[re.compile(rf"\b(?:{p})") for p in group] for group in groups]
+
+    def evidence(
+        self,
+        groups: Sequence[Sequence[re.Pattern[str]]],
+        normalized: str,
+        standing: int = 0,
+    ) -> tuple[str, ...] | None:
+        """One match per group, none negated or historical, or ``None`` when a group has
+        none (``normalized`` is :meth:`normalize`'s output). The first ``standing`` groups
+        name lasting conditions (a transplant "last year" still counts): only negation
+        dismisses them."""
+        found: list[str] = []
+        for number, group in enumerate(groups):
+            match = self._find(group, normalized, [], history=number >= standing)
+            if match is None:
+                return None
+            found.append(match)
+        return tuple(found)
 
     def normalize(self, text: str) -> str:
         """Lower case, no apostrophes, single spaces, emergency keywords spelled right.
@@ -189,7 +218,12 @@ class EmergencyDetector:
 
     def _correct(self, word: str) -> str:
         known = self._known
-        if len(word) < 4 or word in KEYWORDS or (known is not None and word in known):
+        if (
+            len(word) < 4
+            or word in KEYWORDS
+            or word in HEALTH_WORDS
+            or (known is not None and word in known)
+        ):
             return word
         if word not in self._corrections:
             limit = 2 if len(word) >= 8 else 1
@@ -205,7 +239,7 @@ class EmergencyDetector:
     def assess(self, text: str) -> EmergencyAssessment:
         """Decide whether ``text`` describes an emergency happening now."""
         normalized = self.normalize(text)
-        informational = self._is_general_question(normalized)
+        informational = self.is_general_question(normalized)
         matches: list[EmergencyMatch] = []
         dismissed: list[str] = []
         for compiled in self._rules:
@@ -229,17 +263,21 @@ class EmergencyDetector:
         )
 
     def _find(
-        self, patterns: Iterable[re.Pattern[str]], text: str, dismissed: list[str]
+        self,
+        patterns: Iterable[re.Pattern[str]],
+        text: str,
+        dismissed: list[str],
+        history: bool = True,
     ) -> str | None:
         for pattern in patterns:
             for match in pattern.finditer(text):
-                if self._dismissed(text, match.start(), match.end()):
+                if self._dismissed(text, match.start(), match.end(), history):
                     dismissed.append(match.group())
                     continue
                 return match.group()
         return None
 
-    def _dismissed(self, text: str, start: int, end: int) -> bool:
+    def _dismissed(self, text: str, start: int, end: int, history: bool = True) -> bool:
         """Negated or historical within the clause around ``start:end``."""
         clause_start = 0
         for found in _CLAUSE_BREAK.finditer(text, 0, start):
@@ -250,11 +288,14 @@ class EmergencyDetector:
         window = " ".join(before.split()[-self.config.negation_window :])
         if self._negation.search(window):
             return True
-        return bool(self._history.search(text[clause_start:clause_end]))
+        return history and bool(self._history.search(text[clause_start:clause_end]))
 
-    def _is_general_question(self, text: str) -> bool:
+    def is_general_question(self, text: str) -> bool:
+        """A question about facts that names no one (normalised text): no alarm. "In a
+        child" or "for an adult" names no one in particular."""
+        particular = _ANY_ONE.sub(" ", text)
         return bool(
             self._question.search(text)
             and self._frames.search(text)
-            and not self._personal.search(text)
+            and not self._personal.search(particular)
         )

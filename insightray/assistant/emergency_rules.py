@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ADVICE",
+    "HEALTH_WORDS",
     "HISTORY_CUES",
     "INFORMATION_FRAMES",
     "KEYWORDS",
@@ -148,8 +149,9 @@ RULES: tuple[EmergencyRule, ...] = (
                 r"overdos\w*|over dos\w*",
                 r"(?:took|taken|take|swallowed|ate|had) (?:a |an )?(?:whole|entire|full) "
                 r"(?:bottle|pack|packet|box|strip)",
-                r"(?:took|taken|swallowed|ate) (?:too many|too much|\d+|twenty|thirty|forty|fifty"
-                r"|a handful of|a bunch of|lots of) (?:\w+ )?(?:pills|tablets|capsules|of)",
+                r"(?:took|taken|swallowed|ate) (?:about |around |like |over |maybe )?(?:too many"
+                r"|too much|\d\d+|twenty|thirty|forty|fifty|a handful of|a bunch of|lots of) "
+                r"(?:of )?(?:\w+ ){0,2}(?:pills|tablets|capsules|of)",
                 r"(?:swallowed|drank|drunk|ate|ingested|eaten|drinking) (?:some )?(?:\w+ )?"
                 r"(?:bleach|poison|antifreeze|detergent|laundry pod|cleaner|pesticide|weed ?killer"
                 r"|rat poison|battery|batteries|button battery|magnets?|lye|drain cleaner"
@@ -271,6 +273,13 @@ KEYWORDS = frozenset(
     vomiting unconscious unresponsive responding collapsed seizure seizures seizing
     convulsing convulsions choking turning epipen carbon monoxide crushing squeezing
     severe injury confused""".split()  # noqa: SIM905 (a word list reads better as text)
+)
+
+#: Everyday health words missing from the vocabulary that are near an emergency keyword
+#: (``sneezing`` is two edits from ``seizing``): never corrected.
+HEALTH_WORDS = frozenset(
+    """sneezing sneezes sneezed wheezing wheezy wheezes teething vomited vomits nappies
+    nappy diarrhoea diarrhea bloating bloated itching itchy""".split()  # noqa: SIM905
 )
 
 #: Cues that negate what follows them in the same clause (within a few words).

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +48,8 @@ from insightray.assistant.retrieval import (
 from insightray.assistant.text import terms
 from insightray.config import insightray_home
 from insightray.errors import ConfigError, InputNotFoundError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "INDEX_FORMAT",
@@ -160,6 +163,7 @@ def build_index(
     embedder: Embedder | None = None,
     pairs: Iterable[QAPair] | None = None,
     progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> KnowledgeIndex:
     """Read, chunk, embed and index the knowledge, then write the folder atomically.
 
@@ -171,6 +175,8 @@ def build_index(
         pairs: Use these pairs instead of reading ``sources`` (their checksums still
             identify the index).
         progress: Show a progress bar on stderr while embedding.
+        on_progress: Called with (passages embedded, passages to embed) after each batch
+            (the service shows it as "preparing, N %"); every tenth is also logged.
     """
     config = config or IndexConfig()
     sources = [Path(p) for p in (sources or [default_knowledge_path()])]
@@ -187,7 +193,7 @@ def build_index(
     texts = [embed_text(p) for p in passages]
     vectors, reused = _reuse_vectors(folder, texts, model_sha, config)
     missing = [i for i, row in enumerate(vectors) if row is None]
-    fresh = _embed(embedder, [texts[i] for i in missing], progress)
+    fresh = _embed(embedder, [texts[i] for i in missing], progress, on_progress)
     matrix = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     for i, row in enumerate(vectors):
         if row is not None:
@@ -214,16 +220,40 @@ def build_index(
     return KnowledgeIndex(folder, passages, dense, bm25, manifest)
 
 
-def _embed(embedder: Embedder, texts: list[str], progress: bool) -> Vectors:
+def _embed(
+    embedder: Embedder,
+    texts: list[str],
+    progress: bool,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Vectors:
+    total, done, logged = len(texts), 0, -1
+    started = time.perf_counter()
+
+    def report(batch: int) -> None:
+        nonlocal done, logged
+        done += batch
+        if on_progress is not None:
+            on_progress(done, total)
+        tenth = done * 10 // max(total, 1)
+        if tenth > logged:
+            logged = tenth
+            log.info("embedding passages: %d/%d (%d %%, %.0f s)", done, total,
+                     done * 100 // max(total, 1), time.perf_counter() - started)  # fmt: skip
+
     if not progress or not texts:
-        return embedder.encode(texts)
+        return embedder.encode(texts, progress=report)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeRemainingColumn(), console=Console(stderr=True)) as bar:
-        task = bar.add_task("Embedding passages", total=len(texts))
-        return embedder.encode(texts, progress=lambda done: bar.advance(task, done))
+        task = bar.add_task("Embedding passages", total=total)
+
+        def both(batch: int) -> None:
+            bar.advance(task, batch)
+            report(batch)
+
+        return embedder.encode(texts, progress=both)
 
 
 def _reuse_vectors(

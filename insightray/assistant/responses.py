@@ -31,6 +31,8 @@ __all__ = [
     "ResponseConfig",
     "compose_extractive",
     "covers",
+    "grounded",
+    "not_known",
     "render_template",
     "verify",
 ]
@@ -43,6 +45,7 @@ NOTICE = (
 TEMPLATES: dict[str, str] = {
     "emergency": "{advice} What you describe ({evidence}) can be a medical emergency: "
     "please get help now rather than waiting for an answer here.",
+    "act_now": "What to do now: {advice} What follows is general information from my sources.",
     "greeting": "Hello! I answer general health questions from trusted public sources "
     "(NIH's MedQuAD collection) and cite where each sentence comes from. What would you "
     "like to know?",
@@ -50,11 +53,23 @@ TEMPLATES: dict[str, str] = {
     "goodbye": "Take care, and please see a health professional if you are worried.",
     "dont_know": "I don't know: I could not find a reliable answer to that in my sources. "
     "Please ask a doctor, nurse or pharmacist, who can look at your situation.",
+    "dont_know_focus": "I don't know: my sources say nothing about {focus} that answers "
+    "this, so I will not answer from passages about something else. {where}",
     "out_of_scope": "I don't know: I found nothing about that in my medical sources, which "
     "cover diseases, symptoms, tests and treatments. For a health concern, please see a "
     "clinician.",
 }
 
+
+#: Where information about each kind of focus is found (by slot type), for "I don't know".
+WHERE_TO_LOOK: dict[str, str] = {
+    "Medication": "For a medicine, its package leaflet (patient information leaflet) and a "
+    "pharmacist are the places to ask about {focus}; MedlinePlus Drugs (medlineplus.gov) "
+    "has public drug pages.",
+    "Disease": "A doctor or nurse can tell you about {focus}; MedlinePlus (medlineplus.gov) "
+    "and the NHS website have public pages on many conditions.",
+    "default": "A doctor, nurse or pharmacist can tell you about {focus}.",
+}
 
 #: A complete sentence ends like one.
 _COMPLETE = re.compile(r"[.!?][\"')\]]*$")
@@ -307,3 +322,36 @@ def verify(
         for s in sentences
         if s.passage_id in texts and texts[s.passage_id][s.start : s.end] == s.text
     ]
+
+
+def grounded(name: str, evidence: Sequence[Passage]) -> bool:
+    """Whether the passages an answer cites mention ``name``: every term of it is in one
+    passage's text, question, topic or the topic's synonyms (a parent topic such as
+    "Diabetes Medicines" naming the drug counts).
+
+    Example:
+        >>> p = Passage("p", "s", "d", "q", "u", "Drug Reactions", "information",
+        ...             "What are drug reactions?", "Most medicines have side effects.")
+        >>> grounded("metformin", [p]), grounded("side effects", [p])
+        (False, True)
+    """
+    wanted = set(terms(name))
+    if not wanted:
+        return True
+    for passage in evidence:
+        said = " ".join((passage.text, passage.question, passage.focus, *passage.synonyms))
+        if wanted <= set(terms(said)):
+            return True
+    return False
+
+
+def not_known(focus: str, slot_type: str | None) -> str:
+    """The "I don't know" that names ``focus`` and where such information is found, with
+    :data:`NOTICE`.
+
+    Example:
+        >>> "package leaflet" in not_known("metformin", "Medication")
+        True
+    """
+    where = WHERE_TO_LOOK.get(slot_type or "", WHERE_TO_LOOK["default"]).format(focus=focus)
+    return f"{render_template('dont_know_focus', focus=focus, where=where)}\n\n{NOTICE}"

@@ -23,12 +23,12 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from insightray.assistant.intents import Intent
 from insightray.assistant.slots import Slot
 
-__all__ = ["ConversationStore", "DialogueState", "Turn"]
+__all__ = ["ConversationStore", "DialogueState", "MemoryConversations", "Turn"]
 
 #: Words that refer back to the topic in focus ("it", "this condition"...), longest first.
 _REFERENCE = re.compile(
@@ -67,6 +67,19 @@ class Turn:
             "confidence": round(self.confidence, 4),
             "answer_kind": self.answer_kind,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Turn:
+        """Inverse of :meth:`to_dict`."""
+        intent = data.get("intent")
+        return cls(
+            data["question"],
+            data["resolved"],
+            _intent(intent) if intent else None,
+            data.get("focus"),
+            float(data.get("confidence", 0.0)),
+            data.get("answer_kind", ""),
+        )
 
 
 @dataclass
@@ -140,12 +153,64 @@ class DialogueState:
             "focus": self.focus,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], max_turns: int = 20) -> DialogueState:
+        """Inverse of :meth:`to_dict` (how a shared store brings a conversation back)."""
+        intent = data.get("intent")
+        return cls(
+            data["conversation_id"],
+            _intent(intent) if intent else None,
+            [Slot(**slot) for slot in data.get("entities", [])],
+            [Turn.from_dict(turn) for turn in data.get("context", [])],
+            float(data.get("confidence", 0.0)),
+            data.get("focus"),
+            max_turns,
+        )
 
-class ConversationStore:
-    """Dialogue states by conversation id, the least recently used dropped beyond a limit.
+
+def _intent(data: dict[str, Any]) -> Intent:
+    """Inverse of :meth:`Intent.to_dict`."""
+    alternatives = tuple((a["qtype"], float(a["p"])) for a in data.get("alternatives", []))
+    return Intent(
+        data["primary"], data["secondary"], data.get("qtype"), float(data["confidence"]),
+        alternatives,
+    )  # fmt: skip
+
+
+def new_conversation_id() -> str:
+    """A fresh random conversation id (128 random bits, hex)."""
+    return uuid.uuid4().hex
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """Where dialogue states live between turns: :class:`MemoryConversations` in one
+    process, or a shared store (the service keeps them in its database) so that any
+    replica continues a conversation."""
+
+    def new_id(self) -> str:
+        """A fresh conversation id."""
+        ...
+
+    def get(self, conversation_id: str) -> DialogueState:
+        """The state of ``conversation_id``, a new one when unknown or expired."""
+        ...
+
+    def save(self, state: DialogueState) -> None:
+        """Keep ``state`` after a turn."""
+        ...
+
+    def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation; whether it existed."""
+        ...
+
+
+class MemoryConversations:
+    """Dialogue states by conversation id in this process, the least recently used dropped
+    beyond a limit (the CLI's store; the service uses its database).
 
     Example:
-        >>> store = ConversationStore(max_conversations=2)
+        >>> store = MemoryConversations(max_conversations=2)
         >>> store.get("a").focus = "Gout"
         >>> store.get("a").focus
         'Gout'
@@ -159,7 +224,7 @@ class ConversationStore:
     @staticmethod
     def new_id() -> str:
         """A fresh random conversation id."""
-        return uuid.uuid4().hex[:12]
+        return new_conversation_id()
 
     def get(self, conversation_id: str) -> DialogueState:
         """The state of ``conversation_id``, created when new."""
@@ -170,6 +235,14 @@ class ConversationStore:
         while len(self._states) > self.max_conversations:
             self._states.popitem(last=False)
         return state
+
+    def save(self, state: DialogueState) -> None:
+        """States are kept by reference: nothing to do."""
+        self._states[state.conversation_id] = state
+
+    def delete(self, conversation_id: str) -> bool:
+        """Forget a conversation; whether it existed."""
+        return self._states.pop(conversation_id, None) is not None
 
     def __contains__(self, conversation_id: object) -> bool:
         return conversation_id in self._states

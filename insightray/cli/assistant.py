@@ -10,6 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -158,8 +159,14 @@ def index_build(
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if up to date.")] = False,
     dense: Annotated[str, typer.Option("--dense", help="auto, flat or hnsw.")] = "auto",
     threads: Threads = None,
+    log_path: Annotated[
+        Path | None,
+        typer.Option("--log", help="Progress log (default: <index>-build.log beside it)."),
+    ] = None,
 ) -> None:
-    """Build (or confirm up to date) the knowledge index: read, chunk, embed, BM25."""
+    """Build (or confirm up to date) the knowledge index: read, chunk, embed, BM25.
+
+    Progress shows in the terminal and is written to a log file every tenth."""
     from insightray.assistant.embeddings import EmbedderConfig
     from insightray.assistant.index import IndexConfig, default_index_dir, open_index
 
@@ -167,7 +174,18 @@ def index_build(
         raise typer.BadParameter("use auto, flat or hnsw", param_hint="--dense")
     config = IndexConfig(dense=dense, embedder=EmbedderConfig(num_threads=threads))  # type: ignore[arg-type]
     folder = index_dir or default_index_dir()
-    index, built = open_index(data or None, folder, config, rebuild=force)
+    log_file = log_path or folder.with_name(folder.name + "-build.log")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    index_log = logging.getLogger("insightray.assistant.index")
+    index_log.addHandler(handler)
+    index_log.setLevel(logging.INFO)
+    try:
+        index, built = open_index(data or None, folder, config, rebuild=force)
+    finally:
+        index_log.removeHandler(handler)
+        handler.close()
     manifest = index.manifest
     verb = "built" if built else "up to date"
     out.print(

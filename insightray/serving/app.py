@@ -33,6 +33,7 @@ from insightray.models.catalog import find_task
 from insightray.serving.deps import Services
 from insightray.serving.handlers import error_response, install_error_handlers
 from insightray.serving.hosting.cache import ResultCache
+from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
 from insightray.serving.hosting.metrics import ServiceMetrics
 from insightray.serving.hosting.rollout import ModelRegistry
@@ -76,6 +77,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = _open_services(settings, loader)
         app.state.services = services
+        if settings.index_on_start:
+            _prepare_index(services)
         if warm_up:
             services.host.warm_up(_warm_up_steps(services))
         else:
@@ -138,6 +141,15 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         metrics=metrics,
         deid_salt=site_salt(settings.keys_dir),
     )
+
+
+def _prepare_index(services: Services) -> None:
+    """Build the knowledge index in the background when there is none yet."""
+    loader = services.host.loader
+    if loader.preparation is None:
+        loader.preparation = IndexPreparation(loader.index_dir)
+    if loader.preparation.start():
+        log.info("no knowledge index yet: building it in the background")
 
 
 def _warm_up_steps(services: Services) -> list[Callable[[], Any]]:

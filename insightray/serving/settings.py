@@ -75,6 +75,10 @@ class ServeSettings:
         ood_action: What to do with an image the out-of-distribution guard warns about:
             ``flag`` (answer, with the warnings and ``ood_score`` in the result) or ``refuse``
             (answer 422 ``OutOfDistributionError`` naming the warnings).
+        conversation_ttl_s: An assistant conversation idle this long is deleted (audited).
+        index_on_start: With no knowledge index yet, build it (MedQuAD from the shared
+            data) in the background at start-up; the assistant answers "preparing, N %"
+            meanwhile. Off by default so that test and CI services never start a build.
     """
 
     home: Path
@@ -94,6 +98,8 @@ class ServeSettings:
     inference_threads: int = field(default_factory=_default_inference_threads)
     torch_threads: int = field(default_factory=_default_torch_threads)
     ood_action: str = "flag"
+    conversation_ttl_s: int = 1800
+    index_on_start: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -101,7 +107,7 @@ class ServeSettings:
             url = f"sqlite:///{self.home / 'insightray.db'}"
             object.__setattr__(self, "database_url", url)
         positive = ("token_ttl_s", "max_upload_bytes", "max_image_pixels", "rate_burst")
-        for name in (*positive, "batch_max_size"):
+        for name in (*positive, "batch_max_size", "conversation_ttl_s"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be at least 1", f"set INSIGHTRAY_{name.upper()}")
         if self.rate_per_s <= 0 or self.batch_max_delay_ms < 0 or self.cache_entries < 0:

@@ -92,3 +92,17 @@ def test_greeting_uses_a_template(assistant: Assistant) -> None:
     assert answer.kind == "greeting"
     assert answer.intent.secondary == "Greeting"
     assert not answer.sources
+
+
+def test_answers_about_a_medicine_the_evidence_never_names_are_refused(
+    assistant: Assistant,
+) -> None:
+    answer = assistant.ask("What are the side effects of metformin?")
+    if answer.kind == "extractive":  # only from passages that name it
+        assert answer.composed is not None
+        assert any("metformin" in p.text.lower() or "metformin" in p.question.lower()
+                   for p in answer.composed.evidence)  # fmt: skip
+    else:
+        assert answer.answer.startswith("I don't know")
+        assert "metformin" in answer.answer
+        assert "package leaflet" in answer.answer and "pharmacist" in answer.answer

@@ -57,3 +57,19 @@ def test_ask_file_json_lines_keep_input_order(small_index: KnowledgeIndex, tmp_p
 def test_ask_needs_a_question(shared: Assistant) -> None:
     result = CliRunner().invoke(app, ["ask"])
     assert result.exit_code != 0
+
+
+def test_index_build_logs_its_progress(tmp_path: Path) -> None:
+    source = tmp_path / "knowledge.csv"
+    rows = ["focus,question,answer,url"] + [
+        f"Topic {n},What is topic {n}?,Topic {n} is condition number {n}.,https://example.org/{n}"
+        for n in range(12)
+    ]
+    source.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    folder = tmp_path / "index"
+    result = CliRunner().invoke(
+        app, ["index", "build", "--data", str(source), "--index", str(folder), "--threads", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    log = (tmp_path / "index-build.log").read_text(encoding="utf-8")
+    assert "embedding passages: 12/12 (100 %" in log

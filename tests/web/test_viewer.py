@@ -316,6 +316,14 @@ def test_assistant_cites_and_escalates(page: Page, screenshots: Path) -> None:
     expect(banner).to_contain_text("emergency")
     shot(page, screenshots, "14-assistant-emergency")
 
+    page.fill("#chat-input", "I have been vomiting for 24 hours and cannot keep water down")
+    page.keyboard.press("Enter")
+    urgent = page.locator(".msg-bot[data-triage=urgent]")
+    expect(urgent).to_be_visible(timeout=60_000)
+    expect(urgent.locator(".urgent")).to_contain_text("What to do now")
+    expect(urgent.locator(".triage")).to_contain_text("urgent, be seen today")
+    shot(page, screenshots, "15-assistant-urgent")
+
 
 def test_page_talks_only_to_the_service(
     recorded: RecordedPage, service: Service, shared_data: Path

@@ -37,6 +37,7 @@ from insightray.models.catalog import find_task
 from insightray.monitoring.guard import OodGuard
 from insightray.serving.hosting.batching import DynamicBatcher
 from insightray.serving.hosting.cache import CacheKey, ResultCache
+from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.metrics import ServiceMetrics
 from insightray.serving.hosting.rollout import ModelEntry
 
@@ -188,10 +189,13 @@ class AssistantRunner:
         self.assistant = Assistant(config, index=load_index(index_dir))
         self._lock = threading.Lock()  # conversation state is shared
 
-    def ask(self, question: str, conversation_id: str | None) -> dict[str, Any]:
-        """``AssistantAnswer.to_dict()`` for the question."""
+    def ask(
+        self, question: str, conversation_id: str | None, conversations: Any = None
+    ) -> dict[str, Any]:
+        """``AssistantAnswer.to_dict()`` for the question (``conversations``: where the
+        dialogue state lives, a :class:`~insightray.assistant.state.ConversationStore`)."""
         with self._lock:
-            return self.assistant.ask(question, conversation_id).to_dict()
+            return self.assistant.ask(question, conversation_id, conversations).to_dict()
 
 
 @dataclass
@@ -200,10 +204,12 @@ class ModelLoader:
 
     Attributes:
         index_dir: The assistant's knowledge index.
+        preparation: The background build of that index on first start, if any.
         states: ``key -> "loading" | "ready" | "failed: <reason>"``.
     """
 
     index_dir: Path
+    preparation: IndexPreparation | None = None
     states: dict[str, str] = field(default_factory=dict)
     _loaded: dict[str, Any] = field(default_factory=dict)
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -226,7 +232,13 @@ class ModelLoader:
         return self._load(key, lambda: TextRunner(ner, classifier))
 
     def assistant_runner(self, entry: ModelEntry) -> AssistantRunner:
-        """The assistant of an intent-model version."""
+        """The assistant of an intent-model version.
+
+        Raises:
+            IndexPreparingError: The index is being built (with how far it is).
+        """
+        if self.preparation is not None and not (self.index_dir / "manifest.json").is_file():
+            self.preparation.check()
         return self._load(runner_key(entry), lambda: AssistantRunner(entry, self.index_dir))
 
     def ready(self, key: str) -> bool:

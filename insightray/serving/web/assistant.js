@@ -1,7 +1,16 @@
-// The assistant panel: a conversation with cited answers and the emergency banner.
+// The assistant panel: a conversation with cited answers, the triage level and the
+// emergency / urgent banner.
 
 import { modelText } from "./findings.js";
 import { $, h, icon, show } from "./dom.js";
+
+/** What each triage level means, in the badge above an answer. */
+const TRIAGE_LABELS = {
+  emergency: "emergency, call now",
+  urgent: "urgent, be seen today",
+  routine: "routine",
+  "self-care": "self-care at home",
+};
 
 /** A paragraph with "[n]" markers turned into links to citation n. */
 function citedParagraph(text, citations) {
@@ -81,10 +90,16 @@ export class AssistantPanel {
     const notice = answer.notice ?? "";
     const paragraphs = String(answer.answer ?? "").split(/\n{2,}/).filter((p) => p.trim());
     const body = [];
+    const triage = answer.triage ?? "routine";
     if (answer.emergency) {
       body.push(h("div", { class: "emergency", role: "alert" }, icon("alert"),
         h("div", {}, paragraphs.shift() ?? "This may be an emergency: call your local emergency number now.")));
+    } else if (triage === "urgent") {
+      body.push(h("div", { class: "urgent", role: "alert" }, icon("alert"),
+        h("div", {}, paragraphs.shift() ?? "Get medical advice today.")));
     }
+    body.push(h("div", { class: `triage triage-${triage}`, title: (answer.triage_detail?.reasons ?? []).join(", ") },
+      `Triage: ${TRIAGE_LABELS[triage] ?? triage}`));
     for (const paragraph of paragraphs) {
       const isNotice = notice && paragraph.trim() === notice.trim();
       body.push(h("p", { class: isNotice ? "notice" : null }, ...(isNotice ? [paragraph] : citedParagraph(paragraph, citations))));
@@ -104,6 +119,6 @@ export class AssistantPanel {
       Number.isFinite(answer.confidence) ? `confidence ${answer.confidence.toFixed(2)}` : "",
     ].filter(Boolean).join(" · ");
     if (meta) body.push(h("div", { class: "msg-meta" }, meta));
-    return h("div", { class: "msg msg-bot", dataset: { kind: answer.kind ?? "", emergency: String(Boolean(answer.emergency)) } }, ...body);
+    return h("div", { class: "msg msg-bot", dataset: { kind: answer.kind ?? "", emergency: String(Boolean(answer.emergency)), triage } }, ...body);
   }
 }

@@ -32,6 +32,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "ApiKey",
+    "AssistantConversation",
     "AuditRecord",
     "Base",
     "Measurement",
@@ -206,3 +207,17 @@ class PseudonymMap(Base):
     pseudonym: Mapped[str] = mapped_column(String(64), primary_key=True)
     patient_ref: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+
+
+class AssistantConversation(Base):
+    """The assistant's dialogue state of one conversation, sealed with the data key (the
+    questions are free text), shared by every replica; expired rows are deleted."""
+
+    __tablename__ = "assistant_conversations"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
