@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import cv2
 import numpy as np
 import pytest
 
@@ -173,6 +174,20 @@ def test_onnx_backend_gives_the_torch_boxes(
     code, _, stderr = cli(*args, "--backend", "onnx", "--out", str(tmp_path / "overlays"))
     assert code == 0, stderr  # the cached export is reused
     assert {p.suffix for p in (tmp_path / "overlays").iterdir()} == {".png", ".json"}
+
+
+def test_detect_cam_writes_eigencam_overlays(
+    trained: Path, png_image: Path, tmp_path: Path
+) -> None:
+    cams = tmp_path / "cams"
+    args = ("detect", str(png_image), "--model", str(trained), "--json", "--cam", str(cams))
+    code, stdout, stderr = cli(*args)  # backend auto: the PyTorch model, which can be explained
+    assert code == 0, stderr
+    heatmap = Path(json.loads(stdout)["heatmap"])
+    assert heatmap.parent == cams and heatmap.name == f"{png_image.stem}_eigencam.png"
+    assert cv2.imread(str(heatmap)).shape[:2] == cv2.imread(str(png_image)).shape[:2]
+    code, _, stderr = cli(*args, "--backend", "onnx")
+    assert code != 0 and "only a single PyTorch YOLO detector" in stderr
 
 
 def test_export_detect_writes_onnx_and_card(trained: Path, png_image: Path, tmp_path: Path) -> None:

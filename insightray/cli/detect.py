@@ -81,8 +81,15 @@ def detect(
     device: DeviceOption = "cpu",
     sr_dir: SROption = None,
     tta: TTAOption = False,
+    cam_dir: Annotated[
+        Path | None,
+        typer.Option("--cam", help="Write EigenCAM overlay PNGs here (PyTorch backend)."),
+    ] = None,
 ) -> None:
     """Detect findings in radiographs: boxes in original pixels (and mm when known).
+
+    With --cam, an EigenCAM heatmap of where the detector's features concentrate is written
+    over each image (``<name>_eigencam.png``; its path is "heatmap" in --json).
 
     With --sr, each DICOM input's boxes are also written as a DICOM Structured Report (TID 1500
     Measurement Report, one planar ROI per box) named after the source SOP Instance UID.
@@ -97,6 +104,10 @@ def detect(
 
     if sr_dir is not None:
         from insightray.pacs.sr import write_sr
+    if cam_dir is not None:
+        from insightray.explain import eigencam_heatmap, save_overlay
+
+        backend = "torch" if backend == "auto" else backend  # ONNX exposes no activations
 
     predictor = load_predictor(
         model,
@@ -132,6 +143,11 @@ def detect(
             continue
         image, result = outcome
         record = result.to_dict()
+        if cam_dir is not None:
+            heatmap = unique_path(cam_dir / f"{path.stem}_eigencam.png", taken)
+            taken.add(heatmap)
+            save_overlay(image.pixels, eigencam_heatmap(predictor, image.pixels), heatmap)
+            record["heatmap"] = str(heatmap)
         if out_dir is not None:
             target = unique_path(out_dir / f"{path.stem}.png", taken)
             taken.add(target)

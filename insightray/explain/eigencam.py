@@ -38,18 +38,23 @@ from insightray.explain.gradcam import HOOK_LOCK, to_original_size
 __all__ = ["eigencam_heatmap"]
 
 
-def eigencam_heatmap(predictor: DetectionPredictor, image: NDArray[Any]) -> NDArray[np.float32]:
+def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float32]:
     """EigenCAM of the detector for one image, ``(H, W)`` float32 in ``[0, 1]``.
 
     Raises:
-        ConfigError: The predictor does not run a PyTorch model with a Detect head.
+        ConfigError: The predictor is not one PyTorch YOLO detector (ONNX, an ensemble).
     """
-    backend = predictor.backend
-    model = getattr(backend, "model", None)
-    sources = getattr(model, "detect_sources", None)
-    if not isinstance(backend, TorchBackend) or model is None or sources is None:
+    backend = getattr(predictor, "backend", None)
+    model: Any = getattr(backend, "model", None)
+    if (
+        not isinstance(predictor, DetectionPredictor)
+        or not isinstance(backend, TorchBackend)
+        or not hasattr(model, "detect_sources")
+    ):
         raise ConfigError(
-            "explanation", "only a PyTorch YOLO detector can be explained", "use --backend torch"
+            "explanation",
+            "only a single PyTorch YOLO detector can be explained",
+            "use --backend torch, or explain one member of an ensemble",
         )
     pixels = to_unit_gray(image)
     tensor, info = prepare_image(
