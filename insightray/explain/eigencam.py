@@ -77,4 +77,4 @@ def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float
         span = float(resized.max() - resized.min())
         maps.append((resized - resized.min()) / span if span > 0 else np.zeros_like(resized))
     heat = np.mean(maps, axis=0).astype(np.float32)
-    return to_original_size(heat, info, (0, 0, *info.original_size))
+    return to_original_size(heat, info, (0, 0, *info.original_size), info.original_size)

@@ -89,15 +89,19 @@ def gradcam_heatmap(predictor: FracturePredictor, image: NDArray[Any]) -> FloatA
     with HOOK_LOCK, GradCAM(model=predictor.model, target_layers=[layer]) as cam:
         raw = cam(input_tensor=batch, targets=[BinaryClassifierOutputTarget(1)])[0]
     heat = np.nan_to_num(np.asarray(raw, dtype=np.float32))
-    return to_original_size(heat, prepared.letterbox, prepared.crop)
+    return to_original_size(heat, prepared.letterbox, prepared.crop, pixels.shape[:2])
 
 
 def to_original_size(
-    heat: FloatArray, info: LetterboxInfo, crop: tuple[int, int, int, int]
+    heat: FloatArray,
+    info: LetterboxInfo,
+    crop: tuple[int, int, int, int],
+    shape: tuple[int, ...],
 ) -> FloatArray:
     """A heatmap over the network input, without its letterbox padding, resized to the
-    ``crop`` region ``(top, left, bottom, right)`` of the original image it was taken from
-    and placed on a map the original's size (zero outside the crop), clipped to ``[0, 1]``."""
+    ``crop`` region ``(top, left, bottom, right)`` of the original image (the region that was
+    letterboxed) and placed on a map of the original's ``shape`` (zero outside the crop),
+    clipped to ``[0, 1]``."""
     rows, cols = info.original_size
     left, top = info.pad
     new_rows, new_cols = round(rows * info.scale[1]), round(cols * info.scale[0])
@@ -106,7 +110,7 @@ def to_original_size(
     region = cv2.resize(
         unpadded, (crop_right - crop_left, crop_bottom - crop_top), interpolation=cv2.INTER_LINEAR
     )
-    full = np.zeros((rows, cols), dtype=np.float32)
+    full = np.zeros(shape[:2], dtype=np.float32)
     full[crop_top:crop_bottom, crop_left:crop_right] = region
     return np.clip(full, 0.0, 1.0)
 
