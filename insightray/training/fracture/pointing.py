@@ -15,7 +15,7 @@ labels folder (YOLO's layout); without a ``data.yaml`` every box in the files co
 Example:
     >>> heat = np.zeros((10, 10), np.float32); heat[2, 7] = 1.0
     >>> peak_in_boxes(heat, [(0.75, 0.25, 0.2, 0.2)])
-    (True, 0.04)
+    (True, 0.09)
     >>> summary = summarise_pointing([True, False, False, True], [0.1, 0.1, 0.2, 0.2],
     ...                              groups=["a", "a", "b", "c"], resamples=200)
     >>> summary.hits, summary.images, summary.rate, round(summary.chance, 3)

@@ -4,9 +4,9 @@ On SQLite and on PostgreSQL, clients upload real radiographs and analyse them wh
 service is killed with SIGKILL (twice, each time with requests in flight) and restarted on
 the same ``INSIGHTRAY_HOME``. Afterwards:
 
-- every upload the service acknowledged (201) is still there with its bytes intact, seen
-  through the restarted service and in the store itself; every acknowledged analysis (200)
-  still has its result;
+- every upload the service acknowledged (201, or 200 for an image it already held) is still
+  there with its bytes intact, seen through the restarted service and in the store itself;
+  every acknowledged analysis (200) still has its result;
 - the database is consistent: each study's blob exists and decrypts to its SHA-256, each
   result belongs to a study and its output and overlay decrypt;
 - every stored study and result has its audit record (what was written is audited);
@@ -53,7 +53,7 @@ class Ledger:
 
     uploads: dict[str, bytes | None] = field(default_factory=dict)  # id -> JPEG sent / DICOM
     results: dict[str, str] = field(default_factory=dict)  # result id -> study id
-    unexpected: list[str] = field(default_factory=list)  # answers other than 201 / 200
+    unexpected: list[str] = field(default_factory=list)  # answers other than 201 / 200 (dup)
     in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -101,8 +101,11 @@ class Traffic:
                 except httpx.HTTPError:  # the service was killed: not acknowledged
                     time.sleep(0.05)
                     continue
+                # 200: the same image again, answered with the study that already holds it
+                # (acknowledged too: it must survive like a new one).
+                duplicate = response.status_code == 200 and response.json().get("duplicate")
                 with self.ledger.lock:
-                    if response.status_code != 201:
+                    if response.status_code != 201 and not duplicate:
                         self.ledger.unexpected.append(f"upload {response.status_code}")
                         continue
                     sent = None if path.suffix == ".dcm" else data

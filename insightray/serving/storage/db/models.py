@@ -6,7 +6,7 @@ encrypted. Timestamps are timezone-aware UTC on both SQLite and PostgreSQL.
 
 Example:
     >>> sorted(Base.metadata.tables)[:3]
-    ['api_keys', 'audit_records', 'model_versions']
+    ['api_keys', 'assistant_conversations', 'audit_records']
 """
 
 from __future__ import annotations
