@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +30,16 @@ import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from insightray.config import data_root
-from insightray.engine import load_predictor
-from insightray.explain import eigencam_heatmap, gradcam_heatmap
-from insightray.imaging import read_image
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from bench_cli_startup import cpu_flags  # noqa: E402
+from bench_text_attribution import bootstrap  # noqa: E402
+
+from insightray.config import data_root  # noqa: E402
+from insightray.engine import load_predictor  # noqa: E402
+from insightray.explain import eigencam_heatmap, gradcam_heatmap  # noqa: E402
+from insightray.imaging import read_image  # noqa: E402
 
 FloatArray = NDArray[np.float32]
 STEPS = 10
@@ -98,13 +103,6 @@ def evaluate(
     return result
 
 
-def bootstrap(values: FloatArray, rounds: int = 2000) -> tuple[float, float]:
-    rng = np.random.default_rng(1)
-    means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
-
-
 def detector(count: int) -> dict[str, Any]:
     predictor = load_predictor(task="detection", backend="torch", conf_threshold=0.001)
     root = data_root() / "cxr" / "tbx11k"
@@ -148,12 +146,6 @@ def fracture(count: int) -> dict[str, Any]:
     return {"model": predictor.card.name, "method": "gradcam", **result}
 
 
-def cpu_flags() -> str:
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
-    return " ".join(flag for flag in wanted if f" {flag}" in flags)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=20, help="Images per model.")
@@ -161,7 +153,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     results = [detector(args.images), fracture(args.images)]
-    machine = f"{platform.processor() or platform.machine()}; {cpu_flags()}"
+    machine = cpu_flags()
     if args.json:
         print(json.dumps({"results": results, "machine": machine}, indent=2))
         return

@@ -16,20 +16,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from numpy.typing import NDArray
 
-from insightray.config import data_root
-from insightray.nlp.attribution import deletion_curve, explain_text, insertion_curve
-from insightray.nlp.classifier import DiseaseClassifier
-from insightray.training.textcls.data import load_text_csv
-from insightray.training.textcls.evaluate import split_for_card
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from bench_cli_startup import cpu_flags  # noqa: E402
+
+from insightray.config import data_root  # noqa: E402
+from insightray.nlp.attribution import deletion_curve, explain_text, insertion_curve  # noqa: E402
+from insightray.nlp.classifier import DiseaseClassifier  # noqa: E402
+from insightray.training.textcls.data import load_text_csv  # noqa: E402
+from insightray.training.textcls.evaluate import split_for_card  # noqa: E402
 
 CSV = "text/classification/symptom2disease/Symptom2Disease.csv"
 POINTS = 11
@@ -47,12 +52,6 @@ def bootstrap(
     means = [values[rng.integers(0, len(values), len(values))].mean() for _ in range(rounds)]
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
-
-
-def cpu_flags() -> str:
-    flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8")
-    return " ".join(flag for flag in wanted if f" {flag}" in flags)
 
 
 def main() -> None:
@@ -103,7 +102,7 @@ def main() -> None:
             "ci95": [round(low, 4), round(high, 4)],
         }
     result["median_convergence_delta"] = round(float(np.median(deltas)), 5)
-    result["machine"] = f"{platform.processor() or platform.machine()}; {cpu_flags()}"
+    result["machine"] = cpu_flags()
     if args.json:
         print(json.dumps(result, indent=2))
         return

@@ -13,29 +13,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import re
+import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 from scipy.stats import binomtest
 
-from insightray.assistant.slots import SlotFiller
-from insightray.assistant.triage import Triage
-from insightray.assistant.triage_rules import LEVELS
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from bench_cli_startup import cpu_flags  # noqa: E402
+
+from insightray.assistant.slots import SlotFiller  # noqa: E402
+from insightray.assistant.triage import Triage  # noqa: E402
+from insightray.assistant.triage_rules import LEVELS  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "assistant" / "data"
 SETS = {"development": "triage_cases.jsonl", "held-out": "triage_cases_heldout.jsonl"}
-
-
-def cpu_flags() -> str:
-    """AVX / AMX flags of this CPU (empty off Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-    return " ".join(sorted(set(re.findall(r"\b(?:avx\w*|amx\w*)\b", text))))
 
 
 def wilson(correct: int, total: int) -> tuple[float, float]:
@@ -87,7 +82,7 @@ def main() -> None:
     triage, slots = Triage(), SlotFiller()
     slots.extract("warm up")
     results = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "flags": cpu_flags()},
+        "machine": cpu_flags(),
         **{name: evaluate(DATA / file, triage, slots) for name, file in SETS.items()},
     }
     print(json.dumps(results, indent=2))
