@@ -42,7 +42,8 @@ def three_images(
     pixels = [read_image(path).pixels for path in paths]
     probabilities = [r.probability for r in fracture_predictor.predict_arrays(pixels)]
     positive, negative = int(np.argmax(probabilities)), int(np.argmin(probabilities))
-    # The bundled model is temperature-scaled (calibrated scores are less extreme).
+    # A clearly fractured and a clearly normal image among the first 40 (calibrated models, whose
+    # scores are less extreme, pass too).
     assert probabilities[positive] > 0.75 and probabilities[negative] < 0.25, probabilities
     a = pixels[positive].astype(np.float32)
     b = cv2.resize(pixels[negative].astype(np.float32), (a.shape[1], a.shape[0]))

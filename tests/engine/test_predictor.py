@@ -69,7 +69,7 @@ def test_a_version_1_card_file_loads_as_it_is(tmp_path: Path) -> None:
     folder = tmp_path / "old"
     shutil.copytree(bundled_models_dir() / "fracture-roboflow-lite0", folder)
     data = json.loads((folder / "card.json").read_text())
-    # written back in the version 1 layout (the bundled card was one until 0.2.0): no
+    # written back in the version 1 layout (as the bundled card is, whatever it becomes): no
     # card_version, the Grad-CAM layer inside preprocessing, no typed sections
     for name in ("card_version", "explain", "lineage", "calibration"):
         data.pop(name, None)
