@@ -15,14 +15,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from insightray.engine.classification import GRAY_MEAN, GRAY_STD
 from insightray.engine.weights import write_model
 from insightray.federated.settings import FederatedSettings
 from insightray.models import (
     Explain,
     Lineage,
     ModelCard,
-    Preprocessing,
     Thresholds,
     model_defaults,
 )
@@ -55,6 +53,7 @@ def write_federated_model(
     """Write ``out`` (weights and card) from the server's final arrays in ``settings.out``."""
     from insightray.federated.site import set_arrays, shared_keys
     from insightray.training.fracture import build_classifier
+    from insightray.training.fracture.trainer import card_preprocessing
 
     model = build_classifier(settings.train_config())
     set_arrays(model, shared_keys(model), load_global(Path(settings.out)))
@@ -84,13 +83,7 @@ def write_federated_model(
         version="0.1.0",
         labels=("fractured",),
         input_size=(settings.image_size, settings.image_size),
-        preprocessing=Preprocessing(
-            channels=1,
-            mean=(GRAY_MEAN,),
-            std=(GRAY_STD,),
-            intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
-            enhancement=config.preprocessing.to_dict(),
-        ),
+        preprocessing=card_preprocessing(config),
         thresholds=Thresholds(operating_point=DEFAULT_THRESHOLD),
         explain=Explain(model_defaults(settings.model).cam_layer),
         lineage=Lineage(

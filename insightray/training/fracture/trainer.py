@@ -342,6 +342,18 @@ def _finish(
     )
 
 
+def card_preprocessing(config: FractureTrainConfig) -> Preprocessing:
+    """How a fracture model trained with ``config`` reads an image (its card's section)."""
+    return Preprocessing(
+        channels=1,
+        mean=(GRAY_MEAN,),
+        std=(GRAY_STD,),
+        intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
+        enhancement=config.preprocessing.to_dict(),
+        model_kwargs=dict(config.model_kwargs),
+    )
+
+
 def _card(
     config: FractureTrainConfig,
     val: FractureEvaluation,
@@ -382,14 +394,7 @@ def _card(
         version=config.version,
         labels=("fractured",),
         input_size=(config.image_size, config.image_size),
-        preprocessing=Preprocessing(
-            channels=1,
-            mean=(GRAY_MEAN,),
-            std=(GRAY_STD,),
-            intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
-            enhancement=config.preprocessing.to_dict(),
-            model_kwargs=dict(config.model_kwargs),
-        ),
+        preprocessing=card_preprocessing(config),
         thresholds=Thresholds(
             operating_point=val.threshold,
             extra={
