@@ -165,10 +165,17 @@ from insightray.serving.security.audit import AuditLog
 from insightray.serving.storage.db import Database
 log = AuditLog(Database(sys.argv[1]), Path(sys.argv[2]))
 print("ready", flush=True)
-while sys.argv[5] and not Path(sys.argv[5]).exists():  # start together when told
-    time.sleep(0.005)
-for _ in range(int(sys.argv[3])):
-    log.append("proc" + sys.argv[4], "clinician", "study.analyze", outcome="ok")
+def wait_for(path):
+    while not path.exists():
+        time.sleep(0.005)
+count, n, go = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+if go:  # start together when told
+    wait_for(Path(go))
+for i in range(count):
+    if go and i == count // 2:  # a half-way barrier: the two writers must interleave
+        (Path(go).parent / f"half{n}").touch()
+        wait_for(Path(go).parent / f"half{1 - n}")
+    log.append(f"proc{n}", "clinician", "study.analyze", outcome="ok")
 """
 
 
@@ -205,7 +212,7 @@ def test_two_processes_never_fork_the_chain(
         actors = list(session.scalars(select(AuditRecord.actor).order_by(AuditRecord.seq)))
     assert Counter(actors) == {"ada": 6, "proc0": 40, "proc1": 40}
     switches = sum(a != b for a, b in pairwise(actors[6:]))
-    assert switches > 1  # the processes really interleaved
+    assert switches >= 2  # the barrier makes the two writers interleave at least once each way
 
 
 def test_damaged_anchor_is_a_clear_error(log: AuditLog, serve_settings: ServeSettings) -> None:
