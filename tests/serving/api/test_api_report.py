@@ -22,7 +22,7 @@ def test_report_route_labels_and_audits(api: Api) -> None:
         "INDICATION",
         "FINDINGS",
     ]
-    assert body["models"] == [{"name": "chexpert_observations", "version": "1.0.0"}]
+    assert body["models"] == [{"name": "chexpert_observations", "version": "1.1.0"}]
     with api.services.db.session(read_only=True) as session:
         actions = [r.action for r in session.scalars(select(AuditRecord))]
     assert "text.report" in actions
