@@ -77,8 +77,8 @@ def draft_report(
                 scored = f" (AI score {float(score):.2f})" if isinstance(score, int | float) else ""
                 items.append(f"Opacity suggestive of {what}{where}{scored}.")
         elif structure == "Lungs" and known and assessed:
-            kinds = _join(sorted(known.findings.values()))
-            items.append(f"No region suggestive of {kinds} detected by AI.")
+            names = _join(sorted(known.findings.values()))
+            items.append(f"No region suggestive of {names} detected by AI.")
         elif assessed:
             items.append(f"No {_join(assessed)} detected by AI.")
         if any(o not in sees for o in observations):  # not named: see the module docstring

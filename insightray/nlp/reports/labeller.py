@@ -142,6 +142,8 @@ class ReportLabeller:
         rules_path: Mention, section and modifier rules.
         context: A ConText analyzer that has the report rules; default one is built.
         scored: Sections whose mentions count (default: the rules file's ``sections.scored``).
+        other_findings: Look for findings outside the 14 (``other_findings`` of the rules),
+            which keep No Finding from being positive; ``False`` gives CheXpert's plain rule.
     """
 
     def __init__(
@@ -149,7 +151,9 @@ class ReportLabeller:
         rules_path: Path = RULES_PATH,
         context: ContextAnalyzer | None = None,
         scored: Iterable[str] | None = None,
+        other_findings: bool = True,
     ) -> None:
+        self.other_findings = other_findings
         self.rules = MentionRules(rules_path)
         self.rules_name = self.rules.name
         data = self.rules.data
@@ -190,9 +194,10 @@ class ReportLabeller:
             raise InputError("report", "the report is empty", "give the report's text")
         sections = self.sections(text)
         mentions = self.mentions(text, sections)
-        mentions += self.rules.find_other(
-            text, [(s.start, s.end) for s in sections if s.name in self._scored]
-        )
+        if self.other_findings:
+            mentions += self.rules.find_other(
+                text, [(s.start, s.end) for s in sections if s.name in self._scored]
+            )
         entities = [(m.label, m.start, m.end, m.text) for m in mentions]
         result = self.context.analyze(_without_headers(text, sections), entities)
         evidence: dict[str, list[Evidence]] = {
