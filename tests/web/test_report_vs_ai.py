@@ -59,3 +59,12 @@ def test_pasted_report_is_compared_with_the_ai_both_ways(
     expect(effusion).to_have_attribute("data-status", "positive")
     expect(effusion).to_contain_text("small right")
     shot(page, screenshots, "21-report-vs-ai-draft-edited")
+
+    # The report is kept with the study: after a reload, opening the study brings it back.
+    saved = page.locator("#report-text").input_value()
+    page.reload()
+    expect(page.locator("#app")).to_be_visible()
+    page.locator(".study").first.click()
+    page.click('[data-tab="report"]')
+    expect(page.locator("#report-text")).to_have_value(saved)
+    expect(page.locator('#report-discrepancies li[data-kind="not_visible"]')).to_have_count(1)
