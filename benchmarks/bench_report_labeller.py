@@ -14,8 +14,8 @@ its status is ``positive``):
 * ``keywords``: the same mention phrases anywhere in the report, no sections, no negation or
   uncertainty; ``No Finding`` when nothing matched (the simple reference).
 * ``keywords+context``: the same mention phrases with the platform's general ConText rules
-  (medspaCy's + ``context_rules.json``), no sections, no report rules (close to the README's
-  reference: keyword lists + medspaCy's default ConText).
+  (medspaCy's + ``context_rules.json``), no sections, no report rules, no ``other_findings``
+  (close to the README's reference: keyword lists + medspaCy's default ConText).
 
 Speed: reports per second through ``ReportLabeller.label`` on one thread, best of ``--repeats``.
 
@@ -29,15 +29,26 @@ import argparse
 import hashlib
 import json
 import os
-import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from insightray.config import data_root
-from insightray.nlp.context import ContextAnalyzer, ContextConfig
-from insightray.nlp.reports import NO_FINDING, ReportLabeller
-from insightray.nlp.reports.evaluation import IU_LABELS, IuReport, read_iu_reports, score
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from bench_cli_startup import cpu_flags  # noqa: E402
+
+from insightray.config import data_root  # noqa: E402
+from insightray.nlp.context import ContextAnalyzer, ContextConfig  # noqa: E402
+from insightray.nlp.reports import NO_FINDING, ReportLabeller  # noqa: E402
+from insightray.nlp.reports.evaluation import (  # noqa: E402
+    IU_LABELS,
+    IuReport,
+    read_iu_reports,
+    score,
+)
 
 ARCHIVE = "text/reports/iu_xray_dev/NLMCXR_reports_odd.tgz"
 
@@ -68,15 +79,19 @@ def run(rounds: int, repeats: int) -> dict[str, Any]:
         "TECHNIQUE",
     }
     plain_context = ReportLabeller(
-        context=ContextAnalyzer(ContextConfig(historical_after_days=None)), scored=every_section
+        context=ContextAnalyzer(ContextConfig(historical_after_days=None)),
+        scored=every_section,
+        other_findings=False,
     )
-    keywords_only = ReportLabeller(context=plain_context.context, scored=every_section)
+    keywords_only = ReportLabeller(
+        context=plain_context.context, scored=every_section, other_findings=False
+    )
     systems: dict[str, Callable[[IuReport], set[str]]] = {
         "labeller": lambda r: set(ours.label(r.text).positive()),
         "keywords": lambda r: keyword_labels(keywords_only, r.text),
         "keywords+context": lambda r: set(plain_context.label(r.text).positive()),
     }
-    result: dict[str, Any] = {"machine": platform.processor() or platform.machine()}
+    result: dict[str, Any] = {"machine": cpu_flags(), "rules": ours.rules_name}
     for part, members in (
         ("development", [r for r in reports if not held_out(r.id)]),
         ("held_out", [r for r in reports if held_out(r.id)]),
@@ -117,8 +132,8 @@ def _print(result: dict[str, Any]) -> None:
         ]
         print(f"{'macro-F1 [95% CI]':28}" + "".join(f"{c:>24}" for c in cells))
     print(
-        f"\nlabeller: {result['reports_per_second_1_thread']} reports/s on one thread "
-        f"({result['machine']})"
+        f"\nlabeller ({result['rules']}): {result['reports_per_second_1_thread']} reports/s on "
+        f"one thread\nmachine: {result['machine']}"
     )
 
 

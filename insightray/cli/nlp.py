@@ -47,8 +47,12 @@ def analyze(
         ),
     ] = False,
 ) -> None:
-    """Entities with negation, uncertainty, history, experiencer and time; ranked diseases."""
-    from insightray.nlp.pipeline import ClinicalPipeline, PipelineConfig
+    """Entities with negation, uncertainty, history, experiencer and time; ranked diseases.
+
+    Text that reads as a radiology report also goes to the report structurer (as
+    ``nlp report``): its CheXpert observations come under ``report``.
+    """
+    from insightray.nlp.pipeline import REPORT_THRESHOLD, ClinicalPipeline, PipelineConfig
 
     if (text is None) == (file is None):
         raise typer.BadParameter("give TEXT or --file FILE (one of them)")
@@ -60,8 +64,15 @@ def analyze(
     result = ClinicalPipeline(config=config).analyze(str(text), reference_date, explain=explain)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
+    labels = None
+    if result.report_score >= REPORT_THRESHOLD:  # routed to the report structurer
+        from insightray.nlp.reports import ReportLabeller
+
+        labels = ReportLabeller().label(str(text))
     if as_json:
-        print(result.to_json())
+        record = result.to_dict()
+        record["report"] = None if labels is None else labels.to_dict()
+        print(json.dumps(record, ensure_ascii=False))
         return
     table = Table(title=f"{len(result.entities)} entities in {len(result.sentences)} sentences")
     for column in ("type", "text", "span", "context", "time"):
@@ -90,6 +101,12 @@ def analyze(
     if result.explanation is not None:
         words = ", ".join(f"{w.text} {w.weight:+.2f}" for w in result.explanation.top())
         out.print(f"Words behind {result.explanation.label}: {words}", highlight=False)
+    if result.abstained:
+        out.print(f"Disease ranking abstained: {result.abstained}", highlight=False)
+    if labels is not None:
+        from insightray.cli.report import observations_table
+
+        out.print(observations_table(labels))
 
 
 def _fractions(text: str) -> tuple[float, float, float]:

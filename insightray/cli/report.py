@@ -52,7 +52,8 @@ def read_reports(path: Path) -> list[tuple[str | None, str]]:
     return reports
 
 
-def _table(labels: ReportLabels) -> Table:
+def observations_table(labels: ReportLabels) -> Table:
+    """The stated observations of a labelled report with their evidence, as a table."""
     title = f"{labels.id + ': ' if labels.id else ''}{', '.join(s.name for s in labels.sections)}"
     table = Table(title=title)
     for column in ("observation", "status", "evidence"):
@@ -91,4 +92,4 @@ def report(
         if as_json:
             print(json.dumps(labels.to_dict(), ensure_ascii=False))
         else:
-            out.print(_table(labels))
+            out.print(observations_table(labels))

@@ -60,6 +60,17 @@ def test_issue_sentence_negated_pneumothorax_and_small_left_effusion(
          {"Support Devices": "positive", "No Finding": "positive"}),
         ("Old healed right rib fractures. No XXXX consolidation.",
          {"Fracture": "positive", "Consolidation": "negative"}),
+        # findings outside the 14 keep a study from being normal; negated ones do not
+        ("Lungs are clear. Calcified granuloma in the left lung base.",
+         {"Lung Opacity": "negative"}),
+        ("No pneumothorax. Mild degenerative changes of the thoracic spine.",
+         {"Pneumothorax": "negative"}),
+        ("Lungs are clear. No hiatal hernia.",
+         {"Lung Opacity": "negative", "No Finding": "positive"}),
+        # report phrasing that does not assert the finding
+        ("Right basal airspace disease. Please correlate clinically for pneumonia.",
+         {"Lung Opacity": "positive", "Pneumonia": "uncertain"}),
+        ("Evidence of previous granulomatous infection.", {}),
     ],
 )  # fmt: skip
 def test_statuses(labeller: ReportLabeller, text: str, expected: dict[str, str]) -> None:
@@ -119,6 +130,22 @@ def test_cli_report_label_text_and_jsonl(tmp_path: Path) -> None:
     assert [r["id"] for r in records] == ["7", "b"]
     table = runner.invoke(app, ["nlp", "report", "Small right pneumothorax."])
     assert table.exit_code == 0 and "Pneumothorax" in table.stdout
+
+
+def test_cli_analyze_routes_the_issue_sentence_to_the_report_structurer() -> None:
+    result = CliRunner().invoke(app, ["nlp", "analyze", ISSUE_SENTENCE, "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout.strip().splitlines()[-1])
+    entities = {e["text"]: e for e in record["entities"]}
+    assert entities["pneumothorax"]["negated"] and not entities["pleural effusion"]["negated"]
+    assert record["diseases"] == [] and "radiology report" in record["abstained"]
+    observations = {o["label"]: o for o in record["report"]["observations"]}
+    assert observations["Pneumothorax"]["status"] == "negative"
+    (effusion,) = observations["Pleural Effusion"]["evidence"]
+    assert effusion["status"] == "positive"
+    assert (effusion["severity"], effusion["laterality"]) == (["small"], ["left"])
+    symptoms = CliRunner().invoke(app, ["nlp", "analyze", "Itchy red rash.", "--json"])
+    assert json.loads(symptoms.stdout.strip().splitlines()[-1])["report"] is None
 
 
 ARCHIVE = data_root() / "text/reports/iu_xray_dev/NLMCXR_reports_odd.tgz"

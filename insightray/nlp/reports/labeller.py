@@ -13,7 +13,9 @@ The method is the CheXpert labeler's (Irvin et al. 2019), itself built on NegBio
    sentences come from PyRuSH.
 4. **Aggregation**: an observation is positive when any mention is, else uncertain when any
    mention is, else negative when it is mentioned at all, else absent. ``No Finding`` is
-   positive exactly when no other observation but Support Devices is positive or uncertain.
+   positive exactly when no other observation but Support Devices is positive or uncertain,
+   and no finding outside the 14 (``other_findings`` of the rules: granuloma, degenerative
+   spine, hyperinflation...) is either: a normal study has none.
 
 Each mention also carries the laterality, severity, size and change words of its clause.
 
@@ -37,6 +39,7 @@ from insightray.nlp.context import ContextAnalyzer, ContextConfig, ContextualEnt
 from insightray.nlp.reports.rules import (
     NO_FINDING,
     OBSERVATIONS,
+    OTHER_FINDING,
     REPORT_CONTEXT_RULES,
     RULES_PATH,
     Mention,
@@ -106,12 +109,16 @@ class ReportLabels:
         sections: The sections found.
         observations: The 14 observations, in CheXpert's order.
         rules: Name and version of the rules that labelled it.
+        other_findings: Mentions of findings outside the 14 (granuloma, degenerative spine,
+            hyperinflation...); a positive or uncertain one keeps No Finding from being
+            positive.
     """
 
     id: str | None
     sections: tuple[Section, ...]
     observations: tuple[Observation, ...]
     rules: str
+    other_findings: tuple[Evidence, ...] = ()
 
     def status(self, label: str) -> str:
         """The status of observation ``label``."""
@@ -135,6 +142,8 @@ class ReportLabeller:
         rules_path: Mention, section and modifier rules.
         context: A ConText analyzer that has the report rules; default one is built.
         scored: Sections whose mentions count (default: the rules file's ``sections.scored``).
+        other_findings: Look for findings outside the 14 (``other_findings`` of the rules),
+            which keep No Finding from being positive; ``False`` gives CheXpert's plain rule.
     """
 
     def __init__(
@@ -142,7 +151,9 @@ class ReportLabeller:
         rules_path: Path = RULES_PATH,
         context: ContextAnalyzer | None = None,
         scored: Iterable[str] | None = None,
+        other_findings: bool = True,
     ) -> None:
+        self.other_findings = other_findings
         self.rules = MentionRules(rules_path)
         self.rules_name = self.rules.name
         data = self.rules.data
@@ -183,22 +194,29 @@ class ReportLabeller:
             raise InputError("report", "the report is empty", "give the report's text")
         sections = self.sections(text)
         mentions = self.mentions(text, sections)
+        if self.other_findings:
+            mentions += self.rules.find_other(
+                text, [(s.start, s.end) for s in sections if s.name in self._scored]
+            )
         entities = [(m.label, m.start, m.end, m.text) for m in mentions]
         result = self.context.analyze(_without_headers(text, sections), entities)
-        evidence: dict[str, list[Evidence]] = {label: [] for label in OBSERVATIONS}
+        evidence: dict[str, list[Evidence]] = {
+            label: [] for label in (*OBSERVATIONS, OTHER_FINDING)
+        }
         for mention, entity in zip(mentions, result.entities, strict=True):
             evidence[mention.label].append(
                 self._evidence(text, entity, mention.absent, sections, result.sentences)
             )
         observations = [_aggregate(label, evidence[label]) for label in OBSERVATIONS[1:]]
+        other = tuple(evidence[OTHER_FINDING])
         findings = any(
             o.status in ("positive", "uncertain")
             for o in observations
             if o.label != "Support Devices"
-        )
+        ) or any(e.status in ("positive", "uncertain") for e in other)
         no_finding = Observation(NO_FINDING, "absent" if findings else "positive")
         return ReportLabels(
-            report_id, tuple(sections), (no_finding, *observations), self.rules_name
+            report_id, tuple(sections), (no_finding, *observations), self.rules_name, other
         )
 
     def label_many(self, reports: Iterable[tuple[str | None, str]]) -> list[ReportLabels]:

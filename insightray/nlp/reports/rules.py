@@ -27,6 +27,7 @@ from insightray.errors import ConfigError
 __all__ = [
     "NO_FINDING",
     "OBSERVATIONS",
+    "OTHER_FINDING",
     "REPORT_CONTEXT_RULES",
     "RULES_PATH",
     "Mention",
@@ -40,6 +41,8 @@ RULES_PATH = _RESOURCES / "chexpert_observations.json"
 #: ConText rules for report phrasing, added to the platform's.
 REPORT_CONTEXT_RULES = _RESOURCES / "report_context_rules.json"
 NO_FINDING = "No Finding"
+#: The label of a finding outside CheXpert's 14 (it keeps No Finding from being positive).
+OTHER_FINDING = "Other Finding"
 #: CheXpert's 14 observations, in CheXpert's order.
 OBSERVATIONS = (
     NO_FINDING,
@@ -127,6 +130,13 @@ class MentionRules:
                 str(path), f"unknown observations {sorted(unknown)}", "use CheXpert's names"
             )
         self._report_cues = compile_phrases(data.get("report_cues", []), "report_cues")
+        other = data.get("other_findings", {})
+        self._other = _Rule(
+            OTHER_FINDING,
+            compile_phrases(other.get("mentions", []), "other_findings"),
+            (),
+            compile_phrases(other.get("exclusions", []), "other_findings"),
+        )
 
     def find(self, text: str, within: Sequence[tuple[int, int]] | None = None) -> list[Mention]:
         """Mentions in ``text``, by observation then position.
@@ -136,24 +146,14 @@ class MentionRules:
             within: Keep only mentions starting inside one of these ``[start, end)`` spans
                 (``None``: anywhere).
         """
-        found: list[Mention] = []
-        for rule in self._rules:
-            excluded = [m.span() for p in rule.exclusions for m in p.finditer(text)]
-            spans: list[tuple[int, int, bool]] = []
-            for absent, patterns in ((True, rule.negative), (False, rule.mentions)):
-                for pattern in patterns:
-                    for match in pattern.finditer(text):
-                        a, b = match.span()
-                        if not any(x <= a and b <= y for x, y in excluded):
-                            spans.append((a, b, absent))
-            spans.sort(key=lambda s: (s[0], -(s[1] - s[0]), not s[2]))
-            kept_end = -1
-            for a, b, absent in spans:  # longest first at each start; no overlaps
-                inside = within is None or any(x <= a < y for x, y in within)
-                if a >= kept_end and inside:
-                    found.append(Mention(rule.label, a, b, text[a:b], absent))
-                    kept_end = b
-        return found
+        return [m for rule in self._rules for m in _matches(rule, text, within)]
+
+    def find_other(
+        self, text: str, within: Sequence[tuple[int, int]] | None = None
+    ) -> list[Mention]:
+        """Mentions of findings outside CheXpert's 14 (``other_findings``: granuloma,
+        degenerative spine, hyperinflation...), labelled :data:`OTHER_FINDING`."""
+        return _matches(self._other, text, within)
 
     def report_score(self, text: str) -> float:
         """How much ``text`` reads like a radiology report, in ``[0, 1]``.
@@ -164,3 +164,25 @@ class MentionRules:
         cues = sum(len(p.findall(text)) for p in self._report_cues)
         findings = len(self.find(text))
         return 0.5 * min(cues, 2) / 2 + 0.5 * min(findings, 2) / 2
+
+
+def _matches(rule: _Rule, text: str, within: Sequence[tuple[int, int]] | None) -> list[Mention]:
+    """``rule``'s mentions in ``text``: longest first at each place, none inside an
+    exclusion, none overlapping, each starting inside ``within`` (``None``: anywhere)."""
+    excluded = [m.span() for p in rule.exclusions for m in p.finditer(text)]
+    spans: list[tuple[int, int, bool]] = []
+    for absent, patterns in ((True, rule.negative), (False, rule.mentions)):
+        for pattern in patterns:
+            for match in pattern.finditer(text):
+                a, b = match.span()
+                if not any(x <= a and b <= y for x, y in excluded):
+                    spans.append((a, b, absent))
+    spans.sort(key=lambda s: (s[0], -(s[1] - s[0]), not s[2]))
+    found: list[Mention] = []
+    kept_end = -1
+    for a, b, absent in spans:
+        inside = within is None or any(x <= a < y for x, y in within)
+        if a >= kept_end and inside:
+            found.append(Mention(rule.label, a, b, text[a:b], absent))
+            kept_end = b
+    return found

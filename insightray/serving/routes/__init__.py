@@ -21,6 +21,7 @@ from insightray.serving.routes import (
     oip,
     reports,
     studies,
+    study_reports,
     study_tags,
     text,
 )
@@ -35,6 +36,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     analysis.router,
     text.router,
     reports.router,
+    study_reports.router,
     assistant.router,
     models.router,
     labels.router,

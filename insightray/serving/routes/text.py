@@ -33,7 +33,15 @@ async def analyze_text(
     who: TextUser,
     audit: AuditDep,
 ) -> dict[str, Any]:
-    """``ClinicalResult.to_dict()`` plus the model versions that produced it."""
+    """``ClinicalResult.to_dict()`` plus the model versions that produced it.
+
+    Text that reads as a radiology report (``report_score`` at least the pipeline's
+    threshold) also goes to the report labeller: its CheXpert observations come under
+    ``report`` (``null`` otherwise), as ``POST /v1/text/report`` gives them.
+    """
+    from insightray.nlp.pipeline import REPORT_THRESHOLD
+    from insightray.serving.routes.reports import report_labeller
+
     started = time.perf_counter()
     registry, user = services.registry, who.username
     ner = (await run_in_threadpool(registry.choose, "ner", user)).served
@@ -48,4 +56,8 @@ async def analyze_text(
         input_sha256=hashlib.sha256(body.text.encode()).hexdigest(),
     )  # fmt: skip
     models = [{"name": e.name, "version": e.version} for e in (ner, classifier)]
-    return {**result, "models": models}
+    report = None
+    if result.get("report_score", 0.0) >= REPORT_THRESHOLD:
+        labeller = await run_in_threadpool(report_labeller)
+        report = (await run_in_threadpool(labeller.label, body.text)).to_dict()
+    return {**result, "report": report, "models": models}

@@ -33,6 +33,7 @@ from insightray.serving.security.roles import Role
 from insightray.serving.storage.blobstore import sha256_hex
 from insightray.serving.storage.db.models import Result, Study, utc_now
 from insightray.serving.storage.pseudonyms import remember_pseudonym
+from insightray.serving.storage.study_reports import delete_reports
 
 __all__ = [
     "decode_study",
@@ -194,7 +195,7 @@ def delete_study(
     services: Services, who: Principal, study_id: str, started: float | None = None
 ) -> Study:
     """Mark a study deleted, audited in the same transaction (``study.delete``), then erase
-    its blobs (unless another live record uses them)."""
+    its blobs (unless another live record uses them) and its saved reports."""
     study = get_study(services, who, study_id)
     with services.db.session() as session:
         row = session.get(Study, study_id)
@@ -208,6 +209,7 @@ def delete_study(
                 services.store.delete(key)
     if not _blob_in_use(services, study.sha256, Study, study_id):
         services.store.delete(study.sha256)
+    delete_reports(services, study_id)
     return study
 
 

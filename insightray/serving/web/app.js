@@ -21,7 +21,7 @@ const findings = new FindingsPanel(viewer, api, {
   onHeatmapChange: (on) => $('[data-action="heatmap"]').setAttribute("aria-pressed", String(on)),
 });
 const worklist = new Worklist(api, { onSelect: openStudy, onUploaded: studyUploaded });
-new ReportPanel(api);
+const report = new ReportPanel(api);
 new AssistantPanel(api);
 const measurements = new MeasurementsPanel(viewer, api);
 const tags = new TagBrowser(api);
@@ -99,6 +99,7 @@ function closeStudy() {
   presets = [];
   measurements.setStudy(null);
   tags.setStudy(null);
+  report.setStudy(null);
   const placeholder = document.createElement("option");
   placeholder.textContent = "Window";
   $("#preset-select").replaceChildren(placeholder);
@@ -112,6 +113,7 @@ async function openStudy(study) {
   if (current?.id === study.id) return;
   closeStudy();
   current = study;
+  report.setStudy(study);
   const number = loadNumber;
   show($("#stage-empty"), false);
   show($("#stage-loading"), true);
@@ -201,6 +203,7 @@ async function analyse(task, study = current) {
     if (current?.id === id) {
       current = worklist.studies.find((s) => s.id === id) ?? current;
       findings.addResult(result);
+      report.refresh();
     }
   } catch (error) {
     worklist.setStatus(id, "failed");

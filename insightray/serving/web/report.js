@@ -1,5 +1,7 @@
 // The report panel: clinical text analysed by the service's NLP pipeline, entities highlighted
-// by type, negated and uncertain ones styled apart, and the disease predictions.
+// by type, negated and uncertain ones styled apart, and the disease predictions. With a study
+// open, the report is saved with it: CheXpert's observations, the discrepancies with the AI
+// findings both ways, and an AI-generated draft to edit (section "Report versus AI" below).
 
 import { modelText } from "./findings.js";
 import { $, h, percent, setError, show } from "./dom.js";
@@ -17,6 +19,12 @@ const TYPE_NAMES = {
   PROCEDURE: "Procedure",
 };
 
+const DISCREPANCY_NAMES = {
+  model_only: "AI only",
+  report_only: "Report only",
+  not_visible: "AI cannot see",
+};
+
 function modifiers(entity) {
   const flags = [];
   if (entity.negated) flags.push("negated");
@@ -31,7 +39,12 @@ export class ReportPanel {
   /** @param {import("./api.js").Api} api */
   constructor(api) {
     this.api = api;
+    this.study = null;
+    this.studyNumber = 0;  // ignores answers for a study that is no longer open
     this.text = $("#report-text");
+    $("#report-compare").addEventListener("click", () => this.compare());
+    $("#report-draft").addEventListener("click", () => this.draft());
+    this.setStudy(null);
     $("#report-analyse").addEventListener("click", () => this.analyse());
     $("#report-example").addEventListener("click", () => {
       this.text.value = EXAMPLE;
@@ -112,5 +125,110 @@ export class ReportPanel {
     }
     nodes.push(text.slice(at));
     return nodes;
+  }
+
+  // --- Report versus AI -----------------------------------------------------------------
+
+  /** The open study (or null): the report in force is loaded and compared with its AI. */
+  async setStudy(study) {
+    if (this.study && this.study.id !== study?.id) this.text.value = "";  // not another's report
+    this.study = study;
+    const number = ++this.studyNumber;
+    $("#report-compare").disabled = !study;
+    $("#report-draft").disabled = !study;
+    $("#report-study-hint").textContent = study
+      ? "Save compares the report with this study's AI findings."
+      : "Open a study to save the report with it and compare it with the AI findings.";
+    show($("#report-ai"), false);
+    show($("#report-draft-banner"), false);
+    setError($("#report-ai-error"), "");
+    if (!study) return;
+    try {
+      const saved = await this.api.json("GET", this.#url("report"));
+      if (number !== this.studyNumber) return;
+      this.text.value = saved.text;
+      this.renderComparison(saved);
+    } catch (error) {
+      if (number === this.studyNumber && error.status !== 404) setError($("#report-ai-error"), error.message);
+    }
+  }
+
+  /** After a new analysis of the open study: compare the saved report again. */
+  async refresh() {
+    if (!this.study || $("#report-ai").hidden) return;
+    const number = this.studyNumber;
+    const saved = await this.api.json("GET", this.#url("report")).catch(() => null);
+    if (saved && number === this.studyNumber) this.renderComparison(saved);
+  }
+
+  async compare() {
+    const text = this.text.value.trim();
+    if (!this.study) return;
+    if (!text) {
+      setError($("#report-ai-error"), "Type or paste the report first.");
+      return;
+    }
+    const number = this.studyNumber;
+    setError($("#report-ai-error"), "");
+    $("#report-compare").disabled = true;
+    try {
+      const result = await this.api.json("POST", this.#url("report"), { text });
+      if (number === this.studyNumber) this.renderComparison(result);
+    } catch (error) {
+      if (number === this.studyNumber) setError($("#report-ai-error"), error.message);
+    } finally {
+      if (number === this.studyNumber) $("#report-compare").disabled = false;
+    }
+  }
+
+  async draft() {
+    if (!this.study) return;
+    const number = this.studyNumber;
+    setError($("#report-ai-error"), "");
+    try {
+      const draft = await this.api.json("GET", this.#url("report/draft"));
+      if (number !== this.studyNumber) return;
+      this.text.value = draft.text;
+      $("#report-draft-banner").textContent = `AI-generated draft (${modelText(draft.model)}): `
+        + "review every line against the image and edit it before saving.";
+      show($("#report-draft-banner"), true);
+      this.text.focus();
+    } catch (error) {
+      if (number === this.studyNumber) setError($("#report-ai-error"), error.message);
+    }
+  }
+
+  renderComparison(result) {
+    show($("#report-ai"), true);
+    const stated = (result.observations ?? []).filter((o) => o.status !== "absent");
+    $("#report-observations").replaceChildren(...stated.map((o) => {
+      const words = [...new Set((o.evidence ?? []).flatMap((e) => [...e.severity, ...e.laterality, ...e.size]))];
+      return h("li", { dataset: { label: o.label, status: o.status },
+                       title: (o.evidence ?? []).map((e) => e.sentence).join("\n") },
+        h("span", {}, o.label),
+        h("span", { class: `flag obs-${o.status}` }, o.status),
+        ...(words.length ? [h("span", { class: "muted" }, words.join(" "))] : []));
+    }));
+    if (!stated.length) $("#report-observations").append(h("li", { class: "muted" }, "No observation stated."));
+    const comparison = result.comparison;
+    show($("#report-ai-none"), !comparison);
+    show($("#report-ai-compared"), Boolean(comparison));
+    if (!comparison) return;
+    $("#report-ai-model").textContent = `AI: ${comparison.model} v${comparison.model_version ?? "?"}`
+      + ` · mapping ${comparison.mapping}`;
+    const items = comparison.discrepancies ?? [];
+    $("#report-discrepancies").replaceChildren(...items.map((d) => h("li",
+      { class: `discrepancy discrepancy-${d.kind}`, dataset: { kind: d.kind, status: d.report_status } },
+      h("span", { class: "discrepancy-kind" }, DISCREPANCY_NAMES[d.kind] ?? d.kind),
+      h("span", {}, d.message))));
+    if (!items.length) $("#report-discrepancies").append(h("li", { class: "muted" }, "The report and the AI agree."));
+    const agreed = (comparison.agreements ?? []).map((a) => a.observation);
+    $("#report-agreements").textContent = agreed.length ? `Both state: ${agreed.join(", ")}.` : "";
+    $("#report-cannot-see").textContent = comparison.cannot_see?.length
+      ? `The AI cannot see: ${comparison.cannot_see.join(", ")}.` : "";
+  }
+
+  #url(path) {
+    return `/v1/studies/${encodeURIComponent(this.study.id)}/${path}`;
   }
 }

@@ -23,6 +23,7 @@ from insightray.serving.storage.db.models import (
     utc_now,
 )
 from insightray.serving.storage.db.session import Database, migrate
+from insightray.serving.storage.db.study_reports import StudyReport
 
 __all__ = [
     "ApiKey",
@@ -35,6 +36,7 @@ __all__ = [
     "PseudonymMap",
     "Result",
     "Study",
+    "StudyReport",
     "User",
     "migrate",
     "new_id",
