@@ -181,7 +181,7 @@ def _decode(
             "presentation state",
         )
     rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    frames = _number_of_frames(ds)
+    frames = number_of_frames(ds)
     samples = int(ds.get("SamplesPerPixel") or 1)
     if rows <= 0 or cols <= 0:
         raise ImageSizeError(
@@ -325,7 +325,8 @@ def _as_list(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def _number_of_frames(ds: Dataset) -> int:
+def number_of_frames(ds: Dataset) -> int:
+    """``NumberOfFrames`` of a data set: 1 when absent or unreadable."""
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):

@@ -24,7 +24,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from insightray.imaging.dicom import decode_dicom, read_dataset, read_part10, stored_windows
+from insightray.imaging.dicom import (
+    decode_dicom,
+    number_of_frames,
+    read_dataset,
+    read_part10,
+    stored_windows,
+)
 from insightray.imaging.io import detect_format, read_image
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage
 
@@ -95,7 +101,7 @@ def read_upload(
     Raises:
         EmptyFileError: No bytes.
         UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF.
-        InputError: A damaged file, no pixel data, several frames...
+        InputError: A damaged file, no pixel data...
     """
     source_format = detect_format(data, name=name)
     if source_format != "dicom":
@@ -104,8 +110,11 @@ def read_upload(
         return ParsedUpload(source_format, image, values, [full_range_window(*_range(values))])
     reader = read_part10 if strict else partial(read_dataset, force=True)
     dataset = reader(data, name=name)
+    # A multi-frame image (cine, a stack) is stored whole; its first frame is read here, the
+    # others on request (``read_image(..., frame=i)``).
+    first = 0 if number_of_frames(dataset) > 1 else None
     image = decode_dicom(
-        name, dataset, frame=None, window=None, voi_index=0, output="modality",
+        name, dataset, frame=first, window=None, voi_index=0, output="modality",
         max_pixels=max_pixels,
     )  # fmt: skip
     values = viewer_values(image)
