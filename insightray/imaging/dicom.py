@@ -300,6 +300,34 @@ def stored_windows(ds: Dataset) -> list[tuple[int, str, float, float]]:
     return windows
 
 
+def voi_lut_windows(ds: Dataset) -> list[tuple[str, float, float]]:
+    """The linear window closest to each VOI LUT of the header, as ``(explanation, center,
+    width)``: the inputs from where the LUT leaves its lowest output to where it reaches its
+    highest (a viewer that windows linearly shows that range; the LUT's curve inside it is
+    the server's :func:`decode_dicom`). The explanation is ``""`` when the file names none;
+    an unreadable item is skipped.
+    """
+    found = []
+    with _quiet():
+        items = ds.get("VOILUTSequence") or []
+        for index, item in enumerate(items):
+            try:
+                count, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+                inputs = np.arange(first, first + count, dtype=np.int64)
+                data = np.asarray(apply_voi(inputs, ds, index=index), dtype=np.float64)
+            except (AttributeError, IndexError, TypeError, ValueError):
+                continue
+            if data.size < 2 or data.max() <= data.min():
+                continue
+            low = int(np.flatnonzero(data == data.min()).max(initial=0))
+            high = int(np.flatnonzero(data == data.max()).min(initial=data.size - 1))
+            if high <= low:
+                low, high = 0, data.size - 1
+            explanation = str(item.get("LUTExplanation") or "").strip()
+            found.append((explanation, first + (low + high + 1) / 2, float(high - low + 1)))
+    return found
+
+
 def _numbers(value: Any) -> list[float]:
     if value is None:
         return []

@@ -30,6 +30,7 @@ from insightray.imaging.dicom import (
     read_dataset,
     read_part10,
     stored_windows,
+    voi_lut_windows,
 )
 from insightray.imaging.io import detect_format, read_image
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage
@@ -58,8 +59,9 @@ class ParsedUpload:
         image: The image read with ``output="modality"`` (see
             :func:`~insightray.imaging.read_image`).
         values: The viewer's values (:func:`viewer_values` of ``image``).
-        windows: The stored windows in the units of ``values`` (DICOM only), then a
-            "Full range" window; each ``{"name", "center", "width"}``.
+        windows: The file's VOI in the units of ``values`` (DICOM only: each VOI LUT as
+            the linear window of its range, then the stored windows), then a "Full range"
+            window; each ``{"name", "center", "width"}``.
         dataset: The parsed DICOM data set (``None`` for other formats), for
             de-identification and re-encoding inside the imaging package.
     """
@@ -119,7 +121,12 @@ def read_upload(
     )  # fmt: skip
     values = viewer_values(image)
     low, high = _range(values)
+    # The file's VOI first, as the grayscale pipeline applies it: a VOI LUT (as the linear
+    # window of its range) before WindowCenter/Width, then the viewer's own presets.
     windows = [
+        {"name": label or f"VOI LUT {index + 1}", "center": center, "width": width}
+        for index, (label, center, width) in enumerate(voi_lut_windows(dataset))
+    ] + [
         {"name": label or f"Window {index + 1}", "center": center, "width": width}
         for index, label, center, width in stored_windows(dataset)
     ]

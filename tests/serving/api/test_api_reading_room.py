@@ -157,3 +157,53 @@ def test_a_png_study_has_no_measurement_sr(api: Api, tmp_path: Path) -> None:
     line = {"kind": "length", "points": [[0, 0], [30, 40]]}
     assert api.client.post(url, json=line, headers=api.as_role("clinician")).status_code == 201
     assert api.client.get(f"{url}/sr", headers=api.as_role("clinician")).status_code == 415
+
+
+def pydicom_display(ds: pydicom.Dataset, bits: int) -> np.ndarray:
+    """The 8-bit display of pydicom's own grayscale pipeline: modality LUT, then the file's
+    VOI LUT or window (``apply_voi_lut``), MONOCHROME1 inverted."""
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    shown = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds) / (2**bits - 1)
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        shown = 1.0 - shown
+    return np.rint(np.clip(shown, 0, 1) * 255)
+
+
+def preview_of(api: Api, study: dict[str, object]) -> np.ndarray:
+    import cv2
+
+    answer = api.client.get(f"/v1/studies/{study['id']}/preview.png", headers=api.as_role("clinician"))
+    assert answer.status_code == 200
+    return cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_UNCHANGED).astype(float)
+
+
+def test_the_cr_chest_opens_at_the_files_own_window(api: Api) -> None:
+    """The default window is the file's VOI (as pydicom applies it), not a guess: the
+    service's preview equals pydicom's display, and the viewer's first preset is that window."""
+    path = DICOM_DIR / "cr_chest_RG1_UNCI.dcm"  # MONOCHROME1, WC 15000 / WW 30000
+    study = api.upload(path)
+    ds = pydicom.dcmread(path)
+    assert np.abs(preview_of(api, study) - pydicom_display(ds, ds.BitsStored)).max() <= 1
+    assert study["windows"][0] == {"name": "Window 1", "center": 15000.0, "width": 30000.0}
+
+
+def test_a_voi_lut_is_the_default_before_a_window(api: Api, tmp_path: Path) -> None:
+    """A file with a VOI LUT Sequence: the preview is the LUT's curve, and the viewer's first
+    preset is the linear window of the LUT's range (named from LUTExplanation)."""
+    ds = pydicom.dcmread(DICOM_DIR / "cr_tibia_RG3_UNCI.dcm")  # 10 bits, WC 550 / WW 1024
+    lut = pydicom.Dataset()
+    first, count = 200, 600  # a gamma curve over inputs 200..799, 12-bit output
+    curve = np.rint(4095 * np.linspace(0, 1, count) ** 0.6).astype(np.uint16)
+    lut.add_new("LUTDescriptor", "US", [count, first, 12])
+    lut.LUTExplanation = "GAMMA 0.6"
+    lut.add_new("LUTData", "US", curve.tolist())
+    ds.VOILUTSequence = pydicom.Sequence([lut])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(tmp_path / "lut.dcm")
+    study = api.upload(tmp_path / "lut.dcm")
+    assert np.abs(preview_of(api, study) - pydicom_display(ds, 12)).max() <= 1
+    default = study["windows"][0]
+    assert default["name"] == "GAMMA 0.6"
+    assert (default["center"], default["width"]) == (pytest.approx(first + count / 2), count)
+    assert study["windows"][1]["center"] == 550.0  # the stored window stays a preset
