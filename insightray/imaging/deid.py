@@ -32,12 +32,12 @@ Example:
 from __future__ import annotations
 
 import copy
-from datetime import date, datetime
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import date, datetime
 from functools import cache
 from importlib import resources
 from io import BytesIO

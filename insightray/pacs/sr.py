@@ -32,6 +32,7 @@ import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
 from insightray.errors import ConfigError, InputError, UnsupportedFormatError
@@ -319,9 +320,9 @@ _SQUARE_PIXELS = hd.sr.CodedConcept(
 )
 
 
-def _unit(name: str) -> hd.sr.CodedConcept:
+def _unit(name: str) -> Code | hd.sr.CodedConcept:
     """The UCUM unit of a measurement's unit text (``mm``, ``mm²``, ``deg``, ``HU``...)."""
-    units = {
+    units: dict[str, Code | hd.sr.CodedConcept] = {
         "mm": codes.UCUM.Millimeter,
         "mm²": codes.UCUM.SquareMillimeter,
         "mm2": codes.UCUM.SquareMillimeter,
@@ -330,7 +331,8 @@ def _unit(name: str) -> hd.sr.CodedConcept:
         "px": _PIXELS,
         "px²": _SQUARE_PIXELS,
     }
-    return units.get(name, codes.UCUM.NoUnits)
+    no_units: Code = codes.UCUM.NoUnits
+    return units.get(name, no_units)
 
 
 def _measurement_region(source: Dataset, kind: str, points: list[list[float]]) -> hd.sr.ImageRegion:
@@ -358,7 +360,9 @@ def _measurement_values(kind: str, value: dict[str, Any]) -> list[hd.sr.Measurem
     """Length or angle; a region's area, mean and SD (min and max too when known)."""
     if kind in ("length", "angle"):
         name = codes.SCT.Length if kind == "length" else codes.SCT.Angle
-        return [hd.sr.Measurement(name=name, value=float(value["value"]), unit=_unit(value["unit"]))]
+        return [
+            hd.sr.Measurement(name=name, value=float(value["value"]), unit=_unit(value["unit"]))
+        ]
     found = [
         hd.sr.Measurement(
             name=codes.SCT.Area, value=float(value["area"]), unit=_unit(value.get("area_unit", ""))

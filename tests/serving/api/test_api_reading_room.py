@@ -173,7 +173,9 @@ def pydicom_display(ds: pydicom.Dataset, bits: int) -> np.ndarray:
 def preview_of(api: Api, study: dict[str, object]) -> np.ndarray:
     import cv2
 
-    answer = api.client.get(f"/v1/studies/{study['id']}/preview.png", headers=api.as_role("clinician"))
+    answer = api.client.get(
+        f"/v1/studies/{study['id']}/preview.png", headers=api.as_role("clinician")
+    )
     assert answer.status_code == 200
     return cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_UNCHANGED).astype(float)
 
