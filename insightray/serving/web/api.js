@@ -147,6 +147,13 @@ export class Api {
     };
   }
 
+  /** A file the service makes (e.g. a DICOM SR) as a Blob, fetched with the bearer token. */
+  async blob(path) {
+    const response = await this.#fetch(path, { method: "GET" });
+    if (!response.ok) this.#fail(response.status, await parseBody(response));
+    return response.blob();
+  }
+
   /** An image (PNG) as a decoded ImageBitmap, fetched with the bearer token. */
   async bitmap(path) {
     const response = await this.#fetch(path, { method: "GET" });

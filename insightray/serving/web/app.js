@@ -353,7 +353,7 @@ function updateCorners(state) {
     return;
   }
   scheduleTile(state);
-  compare.sync();
+  compare.sync(state);
   const spacing = state.spacing
     ? `${Number(state.spacing[1]).toFixed(3)} mm/px${state.spacingSource === "ImagerPixelSpacing" ? " (detector)" : ""}`
     : "spacing unknown: lengths in px";

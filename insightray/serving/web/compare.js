@@ -96,15 +96,17 @@ export class PriorComparison {
     if (this.priors.length) $("#prior-select").value = "";
   }
 
-  /** The current study's view changed: the prior follows. */
-  sync() {
+  /** The current study's view changed: the prior follows (not when the change was the
+   * current study following the prior: a stale echo would undo the reader's last step). */
+  sync(state) {
+    if (state?.followed) return;
     if (this.prior && this.other.image) this.other.follow(this.viewer.view());
   }
 
   #priorChanged(state) {
     if (!state.hasImage || !this.prior) return;
     $("#prior-window").textContent = `W ${Math.round(state.windowWidth)}  L ${Math.round(state.center)}\nZoom ${(state.scale * 100).toFixed(0)}%`;
-    this.viewer.follow(this.other.view());
+    if (!state.followed) this.viewer.follow(this.other.view());
   }
 
   #fill() {

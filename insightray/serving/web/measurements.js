@@ -17,6 +17,24 @@ export class MeasurementsPanel {
     this.study = null;
     this.items = [];
     viewer.onMeasured = (item) => this.#save(item);
+    $("#measure-sr").addEventListener("click", () => this.#downloadSr());
+  }
+
+  /** The measurements as a DICOM SR file (DICOM studies: the SR references the image). */
+  async #downloadSr() {
+    const study = this.study;
+    if (!study) return;
+    try {
+      const blob = await this.api.blob(`/v1/studies/${encodeURIComponent(study.id)}/measurements/sr`);
+      const url = URL.createObjectURL(blob);
+      const link = h("a", { href: url, download: "measurements.sr.dcm" });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (error) {
+      toast(`DICOM SR: ${error.message}`, "error");
+    }
   }
 
   /** Load the saved measurements of a study (null: none open). */
@@ -86,5 +104,7 @@ export class MeasurementsPanel {
       item.value?.warning ? h("span", { class: "measurement-warning" }, `* ${item.value.warning}`) : "",
     )));
     show($("#measure-empty"), this.items.length === 0);
+    const dicom = (this.study?.content_type ?? "").includes("dicom");
+    show($("#measure-sr"), dicom && this.items.length > 0);
   }
 }

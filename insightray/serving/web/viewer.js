@@ -60,6 +60,7 @@ export class RadiographViewer {
     this.tile = null;             // {region: [x, y, w, h], width, height, data, canvas}
     this.frame = 0;               // the frame shown of a multi-frame image
     this.onFrameScroll = null;    // (step) => void: the wheel scrolls frames when set
+    this.followed = false;        // the next render shows a view taken from another viewer
     this.#bindEvents();
     new ResizeObserver(() => this.#resize()).observe(canvas);
     this.#resize();
@@ -131,6 +132,7 @@ export class RadiographViewer {
     if (near(mine.center, view.center, 0.01) && near(mine.width, view.width, 0.01)
       && near(mine.zoom, view.zoom, 1e-4) && near(mine.fx, view.fx, 1e-4) && near(mine.fy, view.fy, 1e-4)) return;
     const rect = this.canvas.getBoundingClientRect();
+    this.followed = true;  // its render is no change of the reader's: not linked back
     this.scale = view.zoom * this.fitScale();
     this.offsetX = rect.width / 2 - view.fx * this.image.width * this.scale;
     this.offsetY = rect.height / 2 - view.fy * this.image.height * this.scale;
@@ -293,6 +295,7 @@ export class RadiographViewer {
       scale: this.scale,
       tool: this.tool,
       cursor: this.cursor,
+      followed: this.followed,
     };
   }
 
@@ -376,6 +379,7 @@ export class RadiographViewer {
     dataset.frame = this.image ? String(this.frame) : "";
     dataset.zoom = this.image ? (this.scale / this.fitScale()).toFixed(3) : "";
     this.#emit();
+    this.followed = false;
   }
 
   #drawBoxes(ctx) {
