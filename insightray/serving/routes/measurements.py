@@ -52,7 +52,7 @@ def export_sr(study_id: str, services: ServicesDep, who: StudyReader, audit: Aud
     stored, de-identified image: lengths and areas in mm (pixels without a spacing), angles
     in degrees, a region's mean, SD, min and max in its values. DICOM studies only (415
     otherwise); 422 when there is nothing measured; needs the ``[pacs]`` extra."""
-    from insightray.pacs.sr import measurement_sr_bytes  # the [pacs] extra: highdicom
+    from insightray.pacs.sr_measurements import measurement_sr_bytes  # [pacs]: highdicom
 
     study = get_study(services, who, study_id)
     rows = list_measurements(services, study.id)
