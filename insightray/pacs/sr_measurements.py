@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from io import BytesIO
-from typing import Any
+from typing import Any, NamedTuple
 
 import highdicom as hd
 import numpy as np
@@ -32,7 +32,30 @@ from insightray.imaging import detect_format
 from insightray.imaging.dicom import read_dataset
 from insightray.pacs.sr import _MANUFACTURER, LOCAL_SCHEME, _box_polyline, _check_source
 
-__all__ = ["MEASUREMENT_SR_SERIES_NUMBER", "build_measurement_sr", "measurement_sr_bytes"]
+__all__ = [
+    "MEASUREMENT_SR_SERIES_NUMBER",
+    "ReaderMeasurement",
+    "build_measurement_sr",
+    "measurement_sr_bytes",
+]
+
+
+class ReaderMeasurement(NamedTuple):
+    """One measurement of a reader.
+
+    Attributes:
+        kind: ``length``, ``angle``, ``rectangle`` or ``ellipse``.
+        points: In the image's pixel coordinates ``(column, row)``.
+        value: ``{"value", "unit"}`` of a length or angle; a region's ``{"area",
+            "area_unit", "mean", "sd", "min", "max", "unit"}``.
+        frame: The frame of a multi-frame image (0-based), ``None`` for a single frame.
+    """
+
+    kind: str
+    points: list[list[float]]
+    value: dict[str, Any]
+    frame: int | None = None
+
 
 #: The series number of the SR series of a reader's measurements.
 MEASUREMENT_SR_SERIES_NUMBER = 9902
@@ -58,8 +81,11 @@ def _unit(name: str) -> Code | hd.sr.CodedConcept:
     return units.get(name, no_units)
 
 
-def _measurement_region(source: Dataset, kind: str, points: list[list[float]]) -> hd.sr.ImageRegion:
-    """The measured shape in the source image's pixel coordinates ``(column, row)``."""
+def _measurement_region(
+    source: Dataset, kind: str, points: list[list[float]], frame: int | None
+) -> hd.sr.ImageRegion:
+    """The measured shape in the source image's pixel coordinates ``(column, row)``, on
+    ``frame`` (0-based) of a multi-frame image (referenced as frame number ``frame + 1``)."""
     if kind in ("length", "angle"):
         graphic_type, data = hd.sr.GraphicTypeValues.POLYLINE, np.array(points, dtype=np.float32)
     elif kind == "rectangle":
@@ -75,7 +101,9 @@ def _measurement_region(source: Dataset, kind: str, points: list[list[float]]) -
     return hd.sr.ImageRegion(
         graphic_type=graphic_type,
         graphic_data=data,
-        source_image=hd.sr.SourceImageForRegion.from_source_image(source),
+        source_image=hd.sr.SourceImageForRegion.from_source_image(
+            source, referenced_frame_numbers=None if frame is None else [frame + 1]
+        ),
     )
 
 
@@ -104,17 +132,14 @@ def _measurement_values(kind: str, value: dict[str, Any]) -> list[hd.sr.Measurem
 
 
 def build_measurement_sr(
-    source: Dataset, measurements: list[tuple[str, list[list[float]], dict[str, Any]]]
+    source: Dataset, measurements: list[ReaderMeasurement]
 ) -> hd.sr.Comprehensive3DSR:
     """A TID 1500 Measurement Report of a reader's measurements on one source image.
 
     Args:
         source: The source image's header; the SR references it and copies its patient and
             study identifiers.
-        measurements: ``(kind, points, value)`` each: ``kind`` one of length, angle,
-            rectangle, ellipse; ``points`` in the image's pixel coordinates ``(column,
-            row)``; ``value`` the measured ``{"value", "unit"}`` (length, angle) or the
-            region's ``{"area", "area_unit", "mean", "sd", "min", "max", "unit"}``.
+        measurements: The reader's measurements (:class:`ReaderMeasurement`).
 
     Raises:
         InputError: The header lacks the UIDs an SR must reference.
@@ -124,13 +149,13 @@ def build_measurement_sr(
     if not measurements:
         raise ConfigError("SR", "the study has no measurements", "measure something first")
     groups = []
-    for index, (kind, points, value) in enumerate(measurements, start=1):
+    for index, (kind, points, value, frame) in enumerate(measurements, start=1):
         groups.append(
             hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=hd.sr.TrackingIdentifier(
                     uid=generate_uid(), identifier=f"{kind} {index}"
                 ),
-                referenced_region=_measurement_region(source, kind, points),
+                referenced_region=_measurement_region(source, kind, points, frame),
                 finding_type=hd.sr.CodedConcept(
                     value=kind[:16], scheme_designator=LOCAL_SCHEME, meaning=f"reader {kind}"
                 ),
@@ -163,9 +188,7 @@ def build_measurement_sr(
     )
 
 
-def measurement_sr_bytes(
-    source: bytes, measurements: list[tuple[str, list[list[float]], dict[str, Any]]]
-) -> bytes:
+def measurement_sr_bytes(source: bytes, measurements: list[ReaderMeasurement]) -> bytes:
     """:func:`build_measurement_sr` of a DICOM image's bytes, as DICOM Part 10 bytes.
 
     Raises:

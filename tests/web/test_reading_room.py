@@ -18,7 +18,7 @@ from pydicom import examples
 from pydicom.uid import generate_uid
 
 from tests.web.conftest import RADIOLOGIST, RecordedPage
-from tests.web.test_reading_tools import docs_shot, drag, open_file
+from tests.web.test_reading_tools import docs_shot, drag, open_file, screen_point
 from tests.web.test_viewer import CHEST, canvas, sign_in, wait_canvas
 
 pytestmark = pytest.mark.browser
@@ -69,8 +69,19 @@ def test_a_cine_loop_scrolls_frame_by_frame(
     assert {"1", "3", "2", "29"} <= asked, asked  # each frame from the service
     page.keyboard.press("ArrowRight")  # the last frame stays the last
     expect(page.locator("#frame-label")).to_have_text("frame 30 / 30")
+    # A measurement belongs to the frame it was made on.
+    page.keyboard.press("l")
+    drag(page, screen_point(page, 60, 120), screen_point(page, 260, 120))
+    item = page.locator('.measurement[data-kind="length"]')
+    expect(item).to_have_attribute("data-id", re.compile(r"\w{8,}"))
+    expect(item).to_have_attribute("data-frame", "29")
+    expect(item.locator(".measurement-kind")).to_have_text("Length · frame 30")
+    wait_canvas(page, "measurements", "1")
     page.screenshot(path=str(screenshots / "25-multi-frame.png"))
     docs_shot(page, docs_images, "multi-frame", ".viewer")
+    page.keyboard.press("ArrowLeft")
+    wait_canvas(page, "frame", "28")
+    wait_canvas(page, "measurements", "0")
 
 
 def refiled(source: Path, target: Path, patient_id: str, study_date: str) -> Path:
@@ -137,7 +148,7 @@ def test_a_prior_of_the_same_patient_opens_beside_with_linked_views(
 def test_measurements_download_as_a_dicom_sr(page: Page, shared_data: Path, tmp_path: Path) -> None:
     import highdicom as hd
 
-    from tests.web.test_reading_tools import CHEST_SPACING_MM, screen_point
+    from tests.web.test_reading_tools import CHEST_SPACING_MM
 
     sign_in(page, RADIOLOGIST)
     open_file(page, refiled(shared_data / CHEST, tmp_path / "sr.dcm", "PT-WEB-SR", "20250101"))

@@ -29,6 +29,9 @@ class MeasurementRequest(BaseModel):
     stats: dict[str, float | int | str] = Field(
         default_factory=dict, description="a region's mean, sd, min, max, count, unit, area"
     )
+    frame: int | None = Field(
+        default=None, ge=0, le=65535, description="the frame of a multi-frame image (0-based)"
+    )
 
 
 @router.get("/{study_id}/measurements")
@@ -52,11 +55,14 @@ def export_sr(study_id: str, services: ServicesDep, who: StudyReader, audit: Aud
     stored, de-identified image: lengths and areas in mm (pixels without a spacing), angles
     in degrees, a region's mean, SD, min and max in its values. DICOM studies only (415
     otherwise); 422 when there is nothing measured; needs the ``[pacs]`` extra."""
-    from insightray.pacs.sr_measurements import measurement_sr_bytes  # [pacs]: highdicom
+    from insightray.pacs.sr_measurements import (  # the [pacs] extra: highdicom
+        ReaderMeasurement,
+        measurement_sr_bytes,
+    )
 
     study = get_study(services, who, study_id)
     rows = list_measurements(services, study.id)
-    measured = [(row.kind, row.points, row.value) for row in rows]
+    measured = [ReaderMeasurement(row.kind, row.points, row.value, row.frame) for row in rows]
     document = measurement_sr_bytes(study_bytes(services, study), measured)
     audit.record("measurement.sr", study_id=study.id)
     return Response(document, media_type="application/dicom", headers={"Cache-Control": "no-store"})
@@ -68,7 +74,9 @@ def save(
 ) -> dict[str, Any]:
     """Save a measurement; lengths and angles are recomputed from the points."""
     study = get_study(services, who, study_id)
-    row = save_measurement(services, who, study, body.kind, body.points, dict(body.stats))
+    row = save_measurement(
+        services, who, study, body.kind, body.points, dict(body.stats), body.frame
+    )
     return measurement_json(row)
 
 

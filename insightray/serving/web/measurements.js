@@ -58,6 +58,7 @@ export class MeasurementsPanel {
     const study = this.study;
     if (!study) return;
     const body = { kind: item.kind, points: item.points.map(([x, y]) => [x, y]) };
+    if (item.frame !== null && item.frame !== undefined) body.frame = item.frame;
     if (item.kind === "rectangle" || item.kind === "ellipse") body.stats = item.value;
     try {
       const saved = await this.api.saveMeasurement(study.id, body);
@@ -91,9 +92,10 @@ export class MeasurementsPanel {
     const list = $("#measure-list");
     list.replaceChildren(...this.items.map((item) => h("li", {
       class: "measurement",
-      dataset: { id: item.id, kind: item.kind },
+      dataset: { id: item.id, kind: item.kind, frame: item.frame ?? "" },
     },
-      h("span", { class: "measurement-kind" }, KIND_LABEL[item.kind] ?? item.kind),
+      h("span", { class: "measurement-kind" },
+        `${KIND_LABEL[item.kind] ?? item.kind}${item.frame === null || item.frame === undefined ? "" : ` · frame ${item.frame + 1}`}`),
       h("span", { class: "measurement-value" }, measurementText(item.kind, item.value)),
       h("button", {
         class: "btn btn-ghost btn-sm",

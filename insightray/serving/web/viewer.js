@@ -227,7 +227,12 @@ export class RadiographViewer {
     this.#schedule();
   }
 
-  /** Saved measurements: [{id, kind, points, value}]. */
+  /** The measurements on the frame shown (those of no frame show on every frame). */
+  visibleMeasurements() {
+    return this.measurements.filter((m) => m.frame === null || m.frame === undefined || m.frame === this.frame);
+  }
+
+  /** Saved measurements: [{id, kind, points, value, frame}]. */
   setMeasurements(items) {
     this.measurements = items;
     this.#schedule();
@@ -360,7 +365,7 @@ export class RadiographViewer {
       }
       if (this.showBoxes) drawn = this.#drawBoxes(ctx);
       const toScreen = ([x, y]) => [this.offsetX + x * this.scale, this.offsetY + y * this.scale];
-      drawMeasurements(ctx, this.measurements, toScreen, this.measuring);
+      drawMeasurements(ctx, this.visibleMeasurements(), toScreen, this.measuring);
       this.#drawScaleBar(ctx);
     }
     const dataset = this.canvas.dataset;
@@ -371,7 +376,7 @@ export class RadiographViewer {
     dataset.inverted = String(this.inverted);
     dataset.scale = this.scale.toFixed(3);
     dataset.offset = `${Math.round(this.offsetX)},${Math.round(this.offsetY)}`;
-    dataset.measurements = String(this.measurements.length);
+    dataset.measurements = String(this.visibleMeasurements().length);
     dataset.tile = this.tile ? this.tile.region.join(",") : "";
     dataset.level = this.image ? `${this.image.levelWidth}x${this.image.levelHeight}` : "";
     dataset.fullWidth = String(this.image?.width ?? 0);
@@ -484,6 +489,7 @@ export class RadiographViewer {
     const item = this.measuring;
     this.measuring = null;
     item.value = this.measure(item.kind, item.points);
+    item.frame = this.onFrameScroll ? this.frame : null;  // a multi-frame image: this frame's
     this.measurements = [...this.measurements, item];
     this.#schedule();
     this.onMeasured?.(item);

@@ -209,3 +209,27 @@ def test_a_voi_lut_is_the_default_before_a_window(api: Api, tmp_path: Path) -> N
     assert default["name"] == "GAMMA 0.6"
     assert (default["center"], default["width"]) == (pytest.approx(first + count / 2), count)
     assert study["windows"][1]["center"] == 550.0  # the stored window stays a preset
+
+
+def test_a_measurement_on_a_frame_keeps_its_frame_into_the_sr(api: Api, tmp_path: Path) -> None:
+    headers = api.as_role("clinician")
+    study = api.upload(CINE)
+    url = f"/v1/studies/{study['id']}/measurements"
+    line = {"kind": "length", "points": [[40, 50], [200, 50]], "frame": 12}
+    saved = api.client.post(url, json=line, headers=headers)
+    assert saved.status_code == 201, saved.text
+    assert saved.json()["frame"] == 12 and saved.json()["value"]["unit"] == "px"
+    assert api.client.post(url, json={**line, "frame": 30}, headers=headers).status_code == 422
+    assert api.client.get(url, headers=headers).json()["items"][0]["frame"] == 12
+    answer = api.client.get(f"{url}/sr", headers=headers)
+    assert answer.status_code == 200, answer.text
+    (tmp_path / "cine-sr.dcm").write_bytes(answer.content)
+    assert dciodvfy_errors(tmp_path / "cine-sr.dcm") == []
+    sr = pydicom.dcmread(io.BytesIO(answer.content))
+    numbers = [e.value for e in sr.iterall() if e.keyword == "ReferencedFrameNumber"]
+    assert numbers and all(int(n) == 13 for n in numbers)  # DICOM counts frames from 1
+    # One frame: no frame number is kept.
+    single = api.upload(CHEST_DICOM)
+    one = {"kind": "length", "points": [[0, 0], [10, 0]], "frame": 0}
+    kept = api.client.post(f"/v1/studies/{single['id']}/measurements", json=one, headers=headers)
+    assert kept.status_code == 201 and kept.json()["frame"] is None
