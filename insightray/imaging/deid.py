@@ -37,6 +37,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Mapping
+from datetime import date, datetime
 from functools import cache
 from importlib import resources
 from io import BytesIO
@@ -60,6 +61,7 @@ __all__ = [
     "deidentify_upload",
     "pseudonym_for",
     "upload_patient_id",
+    "upload_study_date",
 ]
 
 
@@ -247,6 +249,23 @@ def upload_patient_id(upload: ParsedUpload) -> str:
     if upload.dataset is None:
         return ""
     return str(upload.dataset.get("PatientID") or "")
+
+
+def upload_study_date(upload: ParsedUpload) -> date | None:
+    """The study's date of a DICOM upload (StudyDate, else the series, acquisition or
+    content date), ``None`` when absent or unreadable; to order a patient's studies.
+
+    Patient data: keep it sealed, never log it or put it in an error.
+    """
+    if upload.dataset is None:
+        return None
+    for keyword in ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate"):
+        text = str(upload.dataset.get(keyword) or "").strip()
+        try:
+            return datetime.strptime(text[:8], "%Y%m%d").date()
+        except ValueError:
+            continue
+    return None
 
 
 def _encode(dataset: Dataset) -> bytes:

@@ -181,7 +181,7 @@ def _decode(
             "presentation state",
         )
     rows, cols = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
-    frames = _number_of_frames(ds)
+    frames = number_of_frames(ds)
     samples = int(ds.get("SamplesPerPixel") or 1)
     if rows <= 0 or cols <= 0:
         raise ImageSizeError(
@@ -300,6 +300,34 @@ def stored_windows(ds: Dataset) -> list[tuple[int, str, float, float]]:
     return windows
 
 
+def voi_lut_windows(ds: Dataset) -> list[tuple[str, float, float]]:
+    """The linear window closest to each VOI LUT of the header, as ``(explanation, center,
+    width)``: the inputs from where the LUT leaves its lowest output to where it reaches its
+    highest (a viewer that windows linearly shows that range; the LUT's curve inside it is
+    the server's :func:`decode_dicom`). The explanation is ``""`` when the file names none;
+    an unreadable item is skipped.
+    """
+    found = []
+    with _quiet():
+        items = ds.get("VOILUTSequence") or []
+        for index, item in enumerate(items):
+            try:
+                count, first = int(item.LUTDescriptor[0]) or 65536, int(item.LUTDescriptor[1])
+                inputs = np.arange(first, first + count, dtype=np.int64)
+                data = np.asarray(apply_voi(inputs, ds, index=index), dtype=np.float64)
+            except (AttributeError, IndexError, TypeError, ValueError):
+                continue
+            if data.size < 2 or data.max() <= data.min():
+                continue
+            low = int(np.flatnonzero(data == data.min()).max(initial=0))
+            high = int(np.flatnonzero(data == data.max()).min(initial=data.size - 1))
+            if high <= low:
+                low, high = 0, data.size - 1
+            explanation = str(item.get("LUTExplanation") or "").strip()
+            found.append((explanation, first + (low + high + 1) / 2, float(high - low + 1)))
+    return found
+
+
 def _numbers(value: Any) -> list[float]:
     if value is None:
         return []
@@ -325,7 +353,8 @@ def _as_list(value: Any) -> list[float]:
     return [float(v) for v in value]
 
 
-def _number_of_frames(ds: Dataset) -> int:
+def number_of_frames(ds: Dataset) -> int:
+    """``NumberOfFrames`` of a data set: 1 when absent or unreadable."""
     try:
         return max(int(ds.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):

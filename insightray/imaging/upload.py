@@ -24,7 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 from pydicom.dataset import Dataset
 
-from insightray.imaging.dicom import decode_dicom, read_dataset, read_part10, stored_windows
+from insightray.imaging.dicom import (
+    decode_dicom,
+    number_of_frames,
+    read_dataset,
+    read_part10,
+    stored_windows,
+    voi_lut_windows,
+)
 from insightray.imaging.io import detect_format, read_image
 from insightray.imaging.types import DEFAULT_MAX_PIXELS, ImageMeta, LoadedImage
 
@@ -52,8 +59,9 @@ class ParsedUpload:
         image: The image read with ``output="modality"`` (see
             :func:`~insightray.imaging.read_image`).
         values: The viewer's values (:func:`viewer_values` of ``image``).
-        windows: The stored windows in the units of ``values`` (DICOM only), then a
-            "Full range" window; each ``{"name", "center", "width"}``.
+        windows: The file's VOI in the units of ``values`` (DICOM only: each VOI LUT as
+            the linear window of its range, then the stored windows), then a "Full range"
+            window; each ``{"name", "center", "width"}``.
         dataset: The parsed DICOM data set (``None`` for other formats), for
             de-identification and re-encoding inside the imaging package.
     """
@@ -95,7 +103,7 @@ def read_upload(
     Raises:
         EmptyFileError: No bytes.
         UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF.
-        InputError: A damaged file, no pixel data, several frames...
+        InputError: A damaged file, no pixel data...
     """
     source_format = detect_format(data, name=name)
     if source_format != "dicom":
@@ -104,13 +112,21 @@ def read_upload(
         return ParsedUpload(source_format, image, values, [full_range_window(*_range(values))])
     reader = read_part10 if strict else partial(read_dataset, force=True)
     dataset = reader(data, name=name)
+    # A multi-frame image (cine, a stack) is stored whole; its first frame is read here, the
+    # others on request (``read_image(..., frame=i)``).
+    first = 0 if number_of_frames(dataset) > 1 else None
     image = decode_dicom(
-        name, dataset, frame=None, window=None, voi_index=0, output="modality",
+        name, dataset, frame=first, window=None, voi_index=0, output="modality",
         max_pixels=max_pixels,
     )  # fmt: skip
     values = viewer_values(image)
     low, high = _range(values)
+    # The file's VOI first, as the grayscale pipeline applies it: a VOI LUT (as the linear
+    # window of its range) before WindowCenter/Width, then the viewer's own presets.
     windows = [
+        {"name": label or f"VOI LUT {index + 1}", "center": center, "width": width}
+        for index, (label, center, width) in enumerate(voi_lut_windows(dataset))
+    ] + [
         {"name": label or f"Window {index + 1}", "center": center, "width": width}
         for index, label, center, width in stored_windows(dataset)
     ]

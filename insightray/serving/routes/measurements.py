@@ -1,4 +1,4 @@
-"""Measurements saved with a study: ``/v1/studies/{id}/measurements``."""
+"""Measurements saved with a study: ``/v1/studies/{id}/measurements``, and as a DICOM SR."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from insightray.serving.storage.measurements import (
     measurement_json,
     save_measurement,
 )
-from insightray.serving.storage.studies import get_study
+from insightray.serving.storage.studies import get_study, study_bytes
 
 router = APIRouter(prefix="/v1/studies", tags=["measurements"])
 
@@ -29,6 +29,9 @@ class MeasurementRequest(BaseModel):
     stats: dict[str, float | int | str] = Field(
         default_factory=dict, description="a region's mean, sd, min, max, count, unit, area"
     )
+    frame: int | None = Field(
+        default=None, ge=0, le=65535, description="the frame of a multi-frame image (0-based)"
+    )
 
 
 @router.get("/{study_id}/measurements")
@@ -42,13 +45,38 @@ def list_all(
     return {"items": items}
 
 
+@router.get(
+    "/{study_id}/measurements/sr",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}, "description": "DICOM SR (TID 1500)"}},
+)
+def export_sr(study_id: str, services: ServicesDep, who: StudyReader, audit: AuditDep) -> Response:
+    """The study's measurements as a DICOM SR (TID 1500 Measurement Report) referencing the
+    stored, de-identified image: lengths and areas in mm (pixels without a spacing), angles
+    in degrees, a region's mean, SD, min and max in its values. DICOM studies only (415
+    otherwise); 422 when there is nothing measured; needs the ``[pacs]`` extra."""
+    from insightray.pacs.sr_measurements import (  # the [pacs] extra: highdicom
+        ReaderMeasurement,
+        measurement_sr_bytes,
+    )
+
+    study = get_study(services, who, study_id)
+    rows = list_measurements(services, study.id)
+    measured = [ReaderMeasurement(row.kind, row.points, row.value, row.frame) for row in rows]
+    document = measurement_sr_bytes(study_bytes(services, study), measured)
+    audit.record("measurement.sr", study_id=study.id)
+    return Response(document, media_type="application/dicom", headers={"Cache-Control": "no-store"})
+
+
 @router.post("/{study_id}/measurements", status_code=201)
 def save(
     study_id: str, body: MeasurementRequest, services: ServicesDep, who: StudyWriter
 ) -> dict[str, Any]:
     """Save a measurement; lengths and angles are recomputed from the points."""
     study = get_study(services, who, study_id)
-    row = save_measurement(services, who, study, body.kind, body.points, dict(body.stats))
+    row = save_measurement(
+        services, who, study, body.kind, body.points, dict(body.stats), body.frame
+    )
     return measurement_json(row)
 
 

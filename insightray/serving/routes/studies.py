@@ -19,6 +19,7 @@ from insightray.serving.storage.studies import (
     get_study,
     ingest,
     list_studies,
+    prior_studies,
     study_json,
     study_results,
 )
@@ -84,6 +85,25 @@ def fetch(
     return body
 
 
+@router.get("/{study_id}/priors")
+def priors(
+    study_id: str,
+    services: ServicesDep,
+    who: StudyReader,
+    audit: AuditDep,
+) -> dict[str, Any]:
+    """Earlier studies of the same patient (same pseudonym, earlier study date) the caller
+    may see, newest first, for side-by-side comparison. Each says ``days_before``, the
+    interval between the two study dates; the dates themselves are never sent or logged."""
+    study = get_study(services, who, study_id)
+    items = [
+        {**_with_triage(services, prior, results), "days_before": days}
+        for prior, results, days in prior_studies(services, who, study)
+    ]
+    audit.record("study.priors", study_id=study.id)
+    return {"items": items}
+
+
 def _with_triage(services: ServicesDep, study: Study, results: list[Result]) -> dict[str, Any]:
     """The study's API form with its results and the worklist's AI summary (``triage``)."""
     body = study_json(study, [result_summary(result) for result in results])
@@ -129,6 +149,7 @@ def pixels(
     audit: AuditDep,
     max_side: Annotated[int, Query(ge=16, le=images.MAX_LEVEL_SIDE)] = images.OVERVIEW_SIDE,
     region: Annotated[str | None, Query(pattern=r"^\d+,\d+,\d+,\d+$")] = None,
+    frame: Annotated[int | None, Query(ge=0, le=65535)] = None,
 ) -> Response:
     """Little-endian uint16 pixels, row-major; ``value = min + p * (max - min) / 65535``.
 
@@ -136,10 +157,12 @@ def pixels(
     default, downsampled by area averaging when larger), or of ``region`` (``x,y,w,h`` in
     full-resolution pixels) for a tile at full detail. ``X-Full-Width/Height`` give the
     image's size, ``X-Region`` the part sent; min and max are the whole image's, so every
-    level and tile shares one value scale.
+    level and tile shares one value scale. ``frame`` picks a frame of a multi-frame study
+    (default the first; ``X-Frame`` and ``X-Frames`` say which and how many); each frame has
+    its own min and max.
     """
     study = get_study(services, who, study_id)
-    image = decode_study(services, study, "modality")
+    image = decode_study(services, study, "modality", frame)
     box = None if region is None else tuple(int(part) for part in region.split(","))
     payload = images.pixel_level(image, max_side, box)  # type: ignore[arg-type]
     audit.record("study.pixels", study_id=study.id)
@@ -151,6 +174,8 @@ def pixels(
         "X-Region": ",".join(str(v) for v in payload.region),
         "X-Value-Min": repr(payload.value_min),
         "X-Value-Max": repr(payload.value_max),
+        "X-Frame": str(image.meta.frame or 0),
+        "X-Frames": str(image.meta.frames),
         "Cache-Control": "no-store",
     }
     return Response(payload.data, media_type="application/octet-stream", headers=headers)

@@ -23,6 +23,7 @@ from insightray.errors import InputError, NotFoundError
 from insightray.imaging.measure import angle, length
 from insightray.serving.deps import Principal, Services
 from insightray.serving.storage.db.models import Measurement, Study
+from insightray.serving.storage.studies import study_frames
 
 __all__ = [
     "KINDS",
@@ -45,11 +46,14 @@ def save_measurement(
     kind: str,
     points: list[list[float]],
     stats: dict[str, Any],
+    frame: int | None = None,
 ) -> Measurement:
-    """Validate and store one measurement on ``study`` (already checked visible).
+    """Validate and store one measurement on ``study`` (already checked visible), on
+    ``frame`` of a multi-frame study (kept only for those: one frame has no number).
 
     Raises:
-        InputError: An unknown kind, the wrong number of points, or points off the image.
+        InputError: An unknown kind, the wrong number of points, points off the image, or a
+            frame the study does not have.
     """
     subject = f"measurement on study {study.id}"
     if kind not in KINDS:
@@ -64,8 +68,15 @@ def save_measurement(
             -1 <= x <= width + 1 and -1 <= y <= height + 1
         ):
             raise InputError(subject, "a point lies off the image", "measure inside the image")
+    frames = study_frames(study)
+    if frame is not None and not 0 <= frame < frames:
+        raise InputError(
+            subject, f"the study has {frames} frame(s), not a frame {frame}",
+            f"give a frame from 0 to {frames - 1}",
+        )  # fmt: skip
     row = Measurement(
         study_id=study.id,
+        frame=frame if frames > 1 else None,
         owner_id=who.user_id,
         kind=kind,
         points=[[float(x), float(y)] for x, y in points],
@@ -136,5 +147,6 @@ def measurement_json(row: Measurement) -> dict[str, Any]:
         "kind": row.kind,
         "points": row.points,
         "value": row.value,
+        "frame": row.frame,
         "created_at": row.created_at.isoformat(),
     }

@@ -17,14 +17,21 @@ Example:
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
 from sqlalchemy import func, select
 
-from insightray.errors import ImageSizeError, NotFoundError
+from insightray.errors import ImageSizeError, InputError, NotFoundError
 from insightray.imaging import LoadedImage, read_image
-from insightray.imaging.deid import deidentify_upload, upload_patient_id
+from insightray.imaging.deid import (
+    deidentify_upload,
+    pseudonym_for,
+    upload_patient_id,
+    upload_study_date,
+)
 from insightray.imaging.types import Output
 from insightray.imaging.upload import ParsedUpload, read_upload, reading_attributes
 from insightray.serving import images
@@ -41,7 +48,9 @@ __all__ = [
     "get_study",
     "ingest",
     "list_studies",
+    "prior_studies",
     "study_bytes",
+    "study_frames",
     "study_json",
     "study_results",
 ]
@@ -64,7 +73,7 @@ def ingest(
         UnsupportedFormatError: Not DICOM, PNG, JPEG or TIFF (415).
         ImageSizeError: More pixels than ``settings.max_image_pixels`` (413), refused
             from the header, before decoding.
-        InputError: A damaged file, no pixel data, several frames... (422).
+        InputError: A damaged file, no pixel data... (422).
     """
     deidentify = services.settings.deidentify
     limit = services.settings.max_image_pixels
@@ -111,10 +120,12 @@ def ingest(
             "spacing_source": meta.spacing_source,
             **reading_attributes(upload, deidentified=source_format == "dicom" and deidentify),
             "transfer_syntax": meta.transfer_syntax,
+            "frames": meta.frames,
             "value_range": [low, high],
             "windows": windows,
             "window_units": "modality",
             "deidentified": source_format == "dicom" and deidentify,
+            **_patient_link(services, upload),
         },
     )
     with services.db.session() as session:
@@ -150,6 +161,60 @@ def _deidentify(services: Services, upload: ParsedUpload) -> bytes:
                     session, services.store.keyring, patient_id, services.deid_salt
                 )
     return deidentify_upload(upload, salt=services.deid_salt, pseudonym=pseudonym)
+
+
+def _patient_link(services: Services, upload: ParsedUpload) -> dict[str, str]:
+    """What links a patient's studies without identifying them: the patient pseudonym
+    (keyed by the site's salt, as de-identification derives it) and the study date sealed
+    with the key ring (bound to the pseudonym); ``{}`` without a Patient ID."""
+    patient_id = upload_patient_id(upload)
+    if not patient_id:
+        return {}
+    pseudonym = pseudonym_for(patient_id, services.deid_salt)
+    link = {"patient_pseudonym": pseudonym}
+    day = upload_study_date(upload)
+    if day is not None:
+        sealed = services.store.keyring.encrypt(day.isoformat().encode(), aad=_date_aad(pseudonym))
+        link["study_date_sealed"] = base64.b64encode(sealed).decode("ascii")
+    return link
+
+
+def _date_aad(pseudonym: str) -> bytes:
+    return f"study-date:{pseudonym}".encode("ascii")
+
+
+def _study_date(services: Services, study: Study) -> date | None:
+    sealed = study.meta.get("study_date_sealed")
+    pseudonym = study.meta.get("patient_pseudonym")
+    if not sealed or not pseudonym:
+        return None
+    plain = services.store.keyring.decrypt(base64.b64decode(sealed), aad=_date_aad(pseudonym))
+    return date.fromisoformat(plain.decode("ascii"))
+
+
+def prior_studies(
+    services: Services, who: Principal, study: Study
+) -> list[tuple[Study, list[Result], int]]:
+    """The earlier studies of the same patient the caller may see, newest first, each with
+    its results and the days between its study date and ``study``'s.
+
+    Same patient: the same pseudonym (derived from the Patient ID before de-identification);
+    earlier: a study date before this study's. A study without a Patient ID or a date has
+    no priors. The dates are read sealed and go nowhere but into the interval.
+    """
+    current = _study_date(services, study)
+    pseudonym = study.meta.get("patient_pseudonym")
+    if current is None or not pseudonym:
+        return []
+    priors = []
+    for other, results in list_studies(services, who):
+        if other.id == study.id or other.meta.get("patient_pseudonym") != pseudonym:
+            continue
+        day = _study_date(services, other)
+        if day is not None and day < current:
+            priors.append((other, results, (current - day).days))
+    priors.sort(key=lambda item: item[2])
+    return priors
 
 
 def get_study(services: Services, who: Principal, study_id: str) -> Study:
@@ -237,10 +302,30 @@ def study_bytes(services: Services, study: Study) -> bytes:
     return services.store.get(study.sha256)
 
 
-def decode_study(services: Services, study: Study, output: Output = "display") -> LoadedImage:
+def decode_study(
+    services: Services, study: Study, output: Output = "display", frame: int | None = None
+) -> LoadedImage:
     """The study's image: by default with its default window applied, as the CLI reads it;
-    ``output="modality"`` gives the values after the modality LUT."""
-    return read_image(study_bytes(services, study), output=output, name="upload")
+    ``output="modality"`` gives the values after the modality LUT. ``frame`` picks a frame
+    of a multi-frame study (default: the first), read by :func:`insightray.imaging.read_image`.
+
+    Raises:
+        InputError: ``frame`` is not one of the study's frames (422).
+    """
+    frames = study_frames(study)
+    if frame is not None and not 0 <= frame < frames:
+        raise InputError(
+            "frame", f"the study has {frames} frame(s), number {frame} was asked for",
+            f"ask for a frame from 0 to {frames - 1}",
+        )  # fmt: skip
+    if frames > 1 and frame is None:
+        frame = 0
+    return read_image(study_bytes(services, study), frame=frame, output=output, name="upload")
+
+
+def study_frames(study: Study) -> int:
+    """How many frames the study's image has (1 for studies stored before frames were kept)."""
+    return int(study.meta.get("frames") or 1)
 
 
 def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:
@@ -257,6 +342,7 @@ def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:
         "spacing_source": study.meta.get("spacing_source"),
         "windows": _windows(study),
         "photometric": study.meta.get("photometric"),
+        "frames": study_frames(study),
         "body_part": study.meta.get("body_part"),
         "view": study.meta.get("view"),
         "laterality": study.meta.get("laterality"),

@@ -93,6 +93,7 @@ export class Api {
   deleteMeasurement(studyId, id) {
     return this.json("DELETE", `/v1/studies/${encodeURIComponent(studyId)}/measurements/${encodeURIComponent(id)}`);
   }
+  priors(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/priors`); }
   tags(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/tags`); }
   analyseText(text) { return this.json("POST", "/v1/text/analyze", { text }); }
   ask(question, conversationId) {
@@ -118,8 +119,11 @@ export class Api {
    * The uint16 pixels of a study with the headers that give their meaning: a downsampled level
    * of a large image first (the service's default), or a full-detail `region` [x, y, w, h].
    */
-  async pixels(studyId, region = null) {
-    const query = region ? `?region=${region.map((v) => Math.round(v)).join(",")}` : "";
+  async pixels(studyId, region = null, frame = null) {
+    const params = new URLSearchParams();
+    if (region) params.set("region", region.map((v) => Math.round(v)).join(","));
+    if (frame !== null) params.set("frame", String(frame));
+    const query = params.toString() ? `?${params}` : "";
     const response = await this.#fetch(`/v1/studies/${encodeURIComponent(studyId)}/pixels${query}`, { method: "GET" });
     if (!response.ok) this.#fail(response.status, await parseBody(response));
     const number = (name) => Number(response.headers.get(name));
@@ -138,7 +142,16 @@ export class Api {
       data: littleEndianUint16(buffer),
       valueMin: number("X-Value-Min"),
       valueMax: number("X-Value-Max"),
+      frame: number("X-Frame") || 0,
+      frames: number("X-Frames") || 1,
     };
+  }
+
+  /** A file the service makes (e.g. a DICOM SR) as a Blob, fetched with the bearer token. */
+  async blob(path) {
+    const response = await this.#fetch(path, { method: "GET" });
+    if (!response.ok) this.#fail(response.status, await parseBody(response));
+    return response.blob();
   }
 
   /** An image (PNG) as a decoded ImageBitmap, fetched with the bearer token. */

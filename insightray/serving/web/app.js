@@ -4,8 +4,10 @@
 
 import { Api } from "./api.js";
 import { AssistantPanel } from "./assistant.js";
+import { PriorComparison } from "./compare.js";
 import { $, $$, confirmDialog, formatTime, setError, show, toast } from "./dom.js";
 import { FindingsPanel } from "./findings.js";
+import { FrameScroller } from "./frames.js";
 import { ReportPanel } from "./report.js";
 import { MeasurementsPanel } from "./measurements.js";
 import { TagBrowser } from "./tags.js";
@@ -25,6 +27,8 @@ const report = new ReportPanel(api);
 new AssistantPanel(api);
 const measurements = new MeasurementsPanel(viewer, api);
 const tags = new TagBrowser(api);
+const frames = new FrameScroller(viewer, api);
+const compare = new PriorComparison(viewer, api);
 
 let current = null;       // the open study
 let presets = [];         // window presets of the open study
@@ -100,6 +104,8 @@ function closeStudy() {
   measurements.setStudy(null);
   tags.setStudy(null);
   report.setStudy(null);
+  frames.setStudy(null);
+  compare.setStudy(null);
   const placeholder = document.createElement("option");
   placeholder.textContent = "Window";
   $("#preset-select").replaceChildren(placeholder);
@@ -135,11 +141,14 @@ async function openStudy(study) {
       spacingSource: study.spacing_source ?? null,
       monochrome1: study.photometric === "MONOCHROME1",
       unit: study.modality === "CT" ? "HU" : "value",
+      frame: pixels.frame,
     }, presets[0]);
     fillPresets();
     setToolsEnabled(true);
     measurements.setStudy(study);
     tags.setStudy(study);
+    frames.setStudy(study, pixels);
+    compare.setStudy(study);
   } catch (error) {
     if (number !== loadNumber) return;
     setError($("#stage-error"), `The image cannot be shown: ${error.message}`);
@@ -323,13 +332,14 @@ function scheduleTile(state) {
     const region = viewer.visibleRegion();
     if (!region || viewer.scale * viewer.levelFactor <= 1.05) return;
     if (Math.max(region[2], region[3]) > 4096) return;
-    const key = `${current.id}:${region.join(",")}`;
+    const frame = viewer.frame;
+    const key = `${current.id}:${frame}:${region.join(",")}`;
     if (key === tileAsked) return;
     tileAsked = key;
     const id = current.id;
     try {
-      const tile = await api.pixels(id, region);
-      if (current?.id === id) viewer.setTile({ region: tile.region, width: tile.width, height: tile.height, data: tile.data });
+      const tile = await api.pixels(id, region, frames.active ? frame : null);
+      if (current?.id === id && viewer.frame === frame) viewer.setTile({ region: tile.region, width: tile.width, height: tile.height, data: tile.data });
     } catch (error) {
       toast(`Full detail: ${error.message}`, "error");
     }
@@ -346,6 +356,7 @@ function updateCorners(state) {
     return;
   }
   scheduleTile(state);
+  compare.sync(state);
   const spacing = state.spacing
     ? `${Number(state.spacing[1]).toFixed(3)} mm/px${state.spacingSource === "ImagerPixelSpacing" ? " (detector)" : ""}`
     : "spacing unknown: lengths in px";
@@ -419,6 +430,9 @@ const shortcuts = {
     selectTab("assistant");
     $("#chat-input").focus();
   },
+  ArrowLeft: () => frames.step(-1),
+  ArrowRight: () => frames.step(1),
+  c: () => compare.toggle(),
   ArrowDown: () => worklist.move(1),
   ArrowUp: () => worklist.move(-1),
 };

@@ -17,6 +17,24 @@ export class MeasurementsPanel {
     this.study = null;
     this.items = [];
     viewer.onMeasured = (item) => this.#save(item);
+    $("#measure-sr").addEventListener("click", () => this.#downloadSr());
+  }
+
+  /** The measurements as a DICOM SR file (DICOM studies: the SR references the image). */
+  async #downloadSr() {
+    const study = this.study;
+    if (!study) return;
+    try {
+      const blob = await this.api.blob(`/v1/studies/${encodeURIComponent(study.id)}/measurements/sr`);
+      const url = URL.createObjectURL(blob);
+      const link = h("a", { href: url, download: "measurements.sr.dcm" });
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (error) {
+      toast(`DICOM SR: ${error.message}`, "error");
+    }
   }
 
   /** Load the saved measurements of a study (null: none open). */
@@ -40,6 +58,7 @@ export class MeasurementsPanel {
     const study = this.study;
     if (!study) return;
     const body = { kind: item.kind, points: item.points.map(([x, y]) => [x, y]) };
+    if (item.frame !== null && item.frame !== undefined) body.frame = item.frame;
     if (item.kind === "rectangle" || item.kind === "ellipse") body.stats = item.value;
     try {
       const saved = await this.api.saveMeasurement(study.id, body);
@@ -73,9 +92,10 @@ export class MeasurementsPanel {
     const list = $("#measure-list");
     list.replaceChildren(...this.items.map((item) => h("li", {
       class: "measurement",
-      dataset: { id: item.id, kind: item.kind },
+      dataset: { id: item.id, kind: item.kind, frame: item.frame ?? "" },
     },
-      h("span", { class: "measurement-kind" }, KIND_LABEL[item.kind] ?? item.kind),
+      h("span", { class: "measurement-kind" },
+        `${KIND_LABEL[item.kind] ?? item.kind}${item.frame === null || item.frame === undefined ? "" : ` · frame ${item.frame + 1}`}`),
       h("span", { class: "measurement-value" }, measurementText(item.kind, item.value)),
       h("button", {
         class: "btn btn-ghost btn-sm",
@@ -86,5 +106,7 @@ export class MeasurementsPanel {
       item.value?.warning ? h("span", { class: "measurement-warning" }, `* ${item.value.warning}`) : "",
     )));
     show($("#measure-empty"), this.items.length === 0);
+    const dicom = (this.study?.content_type ?? "").includes("dicom");
+    show($("#measure-sr"), dicom && this.items.length > 0);
   }
 }

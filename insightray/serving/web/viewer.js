@@ -58,6 +58,9 @@ export class RadiographViewer {
     this.measuring = null;        // the measurement being drawn
     this.onMeasured = null;       // (measurement) => void, when one is finished
     this.tile = null;             // {region: [x, y, w, h], width, height, data, canvas}
+    this.frame = 0;               // the frame shown of a multi-frame image
+    this.onFrameScroll = null;    // (step) => void: the wheel scrolls frames when set
+    this.followed = false;        // the next render shows a view taken from another viewer
     this.#bindEvents();
     new ResizeObserver(() => this.#resize()).observe(canvas);
     this.#resize();
@@ -74,10 +77,66 @@ export class RadiographViewer {
     this.imageData = new ImageData(this.image.levelWidth, this.image.levelHeight);
     this.pixels32 = new Uint32Array(this.imageData.data.buffer);
     this.tile = null;
+    this.frame = image.frame ?? 0;
     this.measurements = [];
     this.measuring = null;
     this.defaultWindow = window || this.fullRange();
     this.reset();
+  }
+
+  /**
+   * Another frame of the same multi-frame image, {frame, data, valueMin, valueMax} at the
+   * level held: window, zoom, pan and measurements stay as they are.
+   */
+  setFrame(frame) {
+    if (!this.image) return;
+    this.image = { ...this.image, data: frame.data, valueMin: frame.valueMin, valueMax: frame.valueMax };
+    this.frame = frame.frame;
+    this.tile = null;
+    this.windowDirty = true;
+    this.#schedule();
+  }
+
+  /** The scale at which the whole image fits the canvas. */
+  fitScale() {
+    if (!this.image) return 1;
+    const rect = this.canvas.getBoundingClientRect();
+    const margin = 16;
+    return Math.max(MIN_SCALE, Math.min(
+      (rect.width - 2 * margin) / this.image.width,
+      (rect.height - 2 * margin) / this.image.height,
+    ));
+  }
+
+  /**
+   * The view as fractions, to link another viewer to this one: the window, the zoom
+   * relative to fitting, and the image point at the canvas centre as fractions of its size.
+   */
+  view() {
+    if (!this.image) return null;
+    const rect = this.canvas.getBoundingClientRect();
+    return {
+      center: this.center,
+      width: this.width,
+      zoom: this.scale / this.fitScale(),
+      fx: (rect.width / 2 - this.offsetX) / this.scale / this.image.width,
+      fy: (rect.height / 2 - this.offsetY) / this.scale / this.image.height,
+    };
+  }
+
+  /** Follow another viewer's {@link view}; changes under a hair are ignored (no echo). */
+  follow(view) {
+    if (!this.image || !view) return;
+    const mine = this.view();
+    const near = (a, b, tolerance) => Math.abs(a - b) <= tolerance;
+    if (near(mine.center, view.center, 0.01) && near(mine.width, view.width, 0.01)
+      && near(mine.zoom, view.zoom, 1e-4) && near(mine.fx, view.fx, 1e-4) && near(mine.fy, view.fy, 1e-4)) return;
+    const rect = this.canvas.getBoundingClientRect();
+    this.followed = true;  // its render is no change of the reader's: not linked back
+    this.scale = view.zoom * this.fitScale();
+    this.offsetX = rect.width / 2 - view.fx * this.image.width * this.scale;
+    this.offsetY = rect.height / 2 - view.fy * this.image.height * this.scale;
+    this.setWindow(view.center, view.width);
   }
 
   clear() {
@@ -138,12 +197,7 @@ export class RadiographViewer {
   fit() {
     if (!this.image) return;
     const rect = this.canvas.getBoundingClientRect();
-    const margin = 16;
-    const scale = Math.min(
-      (rect.width - 2 * margin) / this.image.width,
-      (rect.height - 2 * margin) / this.image.height,
-    );
-    this.scale = Math.max(MIN_SCALE, scale);
+    this.scale = this.fitScale();
     this.offsetX = (rect.width - this.image.width * this.scale) / 2;
     this.offsetY = (rect.height - this.image.height * this.scale) / 2;
     this.#schedule();
@@ -173,7 +227,12 @@ export class RadiographViewer {
     this.#schedule();
   }
 
-  /** Saved measurements: [{id, kind, points, value}]. */
+  /** The measurements on the frame shown (those of no frame show on every frame). */
+  visibleMeasurements() {
+    return this.measurements.filter((m) => m.frame === null || m.frame === undefined || m.frame === this.frame);
+  }
+
+  /** Saved measurements: [{id, kind, points, value, frame}]. */
   setMeasurements(items) {
     this.measurements = items;
     this.#schedule();
@@ -234,12 +293,14 @@ export class RadiographViewer {
       monochrome1: this.image?.monochrome1 ?? false,
       levelFactor: this.levelFactor,
       measurements: this.measurements.length,
+      frame: this.frame,
       center: this.center,
       windowWidth: this.width,
       inverted: this.inverted,
       scale: this.scale,
       tool: this.tool,
       cursor: this.cursor,
+      followed: this.followed,
     };
   }
 
@@ -304,7 +365,7 @@ export class RadiographViewer {
       }
       if (this.showBoxes) drawn = this.#drawBoxes(ctx);
       const toScreen = ([x, y]) => [this.offsetX + x * this.scale, this.offsetY + y * this.scale];
-      drawMeasurements(ctx, this.measurements, toScreen, this.measuring);
+      drawMeasurements(ctx, this.visibleMeasurements(), toScreen, this.measuring);
       this.#drawScaleBar(ctx);
     }
     const dataset = this.canvas.dataset;
@@ -315,12 +376,15 @@ export class RadiographViewer {
     dataset.inverted = String(this.inverted);
     dataset.scale = this.scale.toFixed(3);
     dataset.offset = `${Math.round(this.offsetX)},${Math.round(this.offsetY)}`;
-    dataset.measurements = String(this.measurements.length);
+    dataset.measurements = String(this.visibleMeasurements().length);
     dataset.tile = this.tile ? this.tile.region.join(",") : "";
     dataset.level = this.image ? `${this.image.levelWidth}x${this.image.levelHeight}` : "";
     dataset.fullWidth = String(this.image?.width ?? 0);
     dataset.fullHeight = String(this.image?.height ?? 0);
+    dataset.frame = this.image ? String(this.frame) : "";
+    dataset.zoom = this.image ? (this.scale / this.fitScale()).toFixed(3) : "";
     this.#emit();
+    this.followed = false;
   }
 
   #drawBoxes(ctx) {
@@ -425,6 +489,7 @@ export class RadiographViewer {
     const item = this.measuring;
     this.measuring = null;
     item.value = this.measure(item.kind, item.points);
+    item.frame = this.onFrameScroll ? this.frame : null;  // a multi-frame image: this frame's
     this.measurements = [...this.measurements, item];
     this.#schedule();
     this.onMeasured?.(item);
@@ -540,6 +605,10 @@ export class RadiographViewer {
     canvas.addEventListener("wheel", (event) => {
       if (!this.image) return;
       event.preventDefault();
+      if (this.onFrameScroll && !event.ctrlKey && event.deltaY !== 0) {
+        this.onFrameScroll(Math.sign(event.deltaY));  // a multi-frame image: Ctrl+wheel zooms
+        return;
+      }
       const { sx, sy } = this.#imagePoint(event);
       this.zoomBy(Math.exp(-event.deltaY * 0.0015), sx, sy);
     }, { passive: false });

@@ -155,6 +155,8 @@ class Measurement(Base):
     kind: Mapped[str] = mapped_column(String(16))
     points: Mapped[Any] = mapped_column(JSON)
     value: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The frame of a multi-frame image it was made on (0-based); ``None`` for one frame.
+    frame: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
 
 
