@@ -1,7 +1,7 @@
 """The frame of a multi-frame image a measurement was made on.
 
-Revision ID: 0024_measurement_frame
-Revises: 0023_conversations
+Revision ID: 0025_measurement_frame
+Revises: 0024_study_reports
 Create Date: 2026-12-07
 """
 
