@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from insightray.errors import ServiceUnavailableError
 from tests.pacs.helpers import assert_same_boxes
 from tests.pacs.orthanc import Orthanc, free_port
+
+if TYPE_CHECKING:
+    from insightray.pacs.vault import Vault
 
 pytest.importorskip("pynetdicom")
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -41,7 +46,7 @@ def waits() -> list[float]:
 
 
 @pytest.fixture
-def listener_for(tmp_path: Path, waits: list[float]) -> Iterator[object]:
+def listener_for(tmp_path: Path, waits: list[float], vault: Vault) -> Iterator[object]:
     from insightray.pacs.listener import Listener
     from insightray.pacs.pipeline import Analyst
 
@@ -50,11 +55,12 @@ def listener_for(tmp_path: Path, waits: list[float]) -> Iterator[object]:
     def make(destination: dict[str, object], allowed: list[str]) -> Listener:
         analyst = Analyst(
             _routing(destination, tmp_path / "dead"),  # type: ignore[arg-type]
+            vault,
             outbox=tmp_path / "outbox",
             audit_log=tmp_path / "audit.jsonl",
             sleep=waits.append,
         )
-        listener = Listener(analyst, tmp_path / "inbox", port=free_port(), allowed=allowed)
+        listener = Listener(analyst, vault, port=free_port(), allowed=allowed)
         listener.start()
         started.append(listener)
         return listener
@@ -64,8 +70,33 @@ def listener_for(tmp_path: Path, waits: list[float]) -> Iterator[object]:
         listener.stop()
 
 
+def _identifiers(chest: Path) -> dict[str, str]:
+    """The chest image's patient and study identifiers (patient data in the test file)."""
+    from insightray.imaging.dicom import read_dataset
+
+    header = read_dataset(chest, header_only=True)
+    keywords = ("PatientName", "PatientID", "StudyInstanceUID", "SOPInstanceUID")
+    return {keyword: str(header[keyword].value) for keyword in keywords}
+
+
+def _files_containing(folder: Path, needles: list[str]) -> list[str]:
+    """Every file under ``folder`` whose raw bytes contain one of ``needles``."""
+    return [
+        f"{path.relative_to(folder)}: {needle}"
+        for path in folder.rglob("*")
+        if path.is_file() and not path.name.endswith(".pem")
+        for needle in needles
+        if needle.encode() in path.read_bytes()
+    ]
+
+
 def test_orthanc_pushes_a_study_and_gets_the_sr_back(
-    orthanc: Orthanc, chest: Path, listener_for: object, tmp_path: Path
+    orthanc: Orthanc,
+    chest: Path,
+    listener_for: object,
+    tmp_path: Path,
+    vault: Vault,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     from insightray.engine import load_predictor
     from insightray.imaging.dicom import read_dataset
@@ -76,11 +107,16 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
     modality = {"AET": "INSIGHTRAY", "Host": "127.0.0.1", "Port": listener.address[1]}
     orthanc.rest("/modalities/insightray", modality, method="PUT")
     uploaded = orthanc.rest("/instances", chest.read_bytes(), raw=True)
+    caplog.set_level(logging.DEBUG)
     orthanc.rest(
         "/modalities/insightray/store",
         {"Resources": [uploaded["ParentStudy"]], "Synchronous": True},  # type: ignore[index]
     )
     assert listener.wait_idle(120)
+    original = _identifiers(chest)
+    # Nothing identifying in clear on disk (inbox, outbox, audit) nor in any log record.
+    assert _files_containing(tmp_path, ["CompressedSamples", *original.values()]) == []
+    assert not [v for v in ["CompressedSamples", *original.values()] if v in caplog.text]
     # The study may hold SRs from earlier tests: they arrive too and no rule takes them.
     (outcome,) = [o for o in listener.outcomes if o.status != "unrouted"]
     assert (outcome.status, outcome.rule, outcome.attempts) == ("sent", "chest", 1)
@@ -89,8 +125,17 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
     study = orthanc.rest(f"/studies/{uploaded['ParentStudy']}")["MainDicomTags"]  # type: ignore[index]
     refs = pacs.find_instances(study["StudyInstanceUID"], modality="SR")
     reports = [read_sr(pacs.retrieve(ref)) for ref in refs]
-    sent = read_dataset(Path(str(outcome.sr_path))).SOPInstanceUID
+    sent = read_dataset(vault.read(Path(str(outcome.sr_path)))).SOPInstanceUID
     (report,) = [r for r in reports if r.sop_instance_uid == sent]
+    # The SR went back with the source's original identifiers, so Orthanc files it beside it.
+    (stored,) = [pacs.retrieve(ref) for ref in refs if ref.sop_instance_uid == sent]
+    assert {k: str(stored[k].value) for k in ("PatientName", "PatientID", "StudyInstanceUID")} == {
+        k: original[k] for k in ("PatientName", "PatientID", "StudyInstanceUID")
+    }
+    assert {r.source_sop_instance_uid for r in report.regions} == {original["SOPInstanceUID"]}
+    # ...while the copy kept in the outbox is the de-identified one.
+    kept = read_dataset(vault.read(Path(str(outcome.sr_path))))
+    assert kept.StudyInstanceUID != original["StudyInstanceUID"] and not str(kept.PatientID)
     expected = load_predictor(task="detection").predict_paths([str(chest)])[0]
     assert_same_boxes([d.box_px for d in expected.detections], [r.box_px for r in report.regions])
     audit = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
@@ -151,8 +196,8 @@ def test_failures_retry_then_dead_letter_and_non_images_stay_unrouted(
     unsent = next(o for o in listener.outcomes if o.attempts == 2)
     assert "association was" in unsent.reason
     folder = tmp_path / "dead" / unsent.sop
-    assert {p.suffix for p in folder.iterdir()} == {".dcm", ".json"}
-    assert len(list(folder.glob("*.sr.dcm"))) == 1
+    assert {p.suffix for p in folder.iterdir()} == {".ir", ".json"}  # still sealed
+    assert len(list(folder.glob("*.sr.ir"))) == 1
     pixel_less = next(o for o in listener.outcomes if o.status == "dead-letter" and not o.attempts)
     assert "pixel" in pixel_less.reason.lower()
     assert json.loads((tmp_path / "dead" / pixel_less.sop / "reason.json").read_text())["reason"]
