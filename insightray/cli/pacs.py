@@ -142,13 +142,7 @@ def pull(
     """
     from insightray.pacs.dicomweb import DicomWeb
 
-    vault = _vault(work)
-    analyst = _analyst(rules, work, aet, vault)
-    for dataset in DicomWeb(source).retrieve_study(study):
-        target = vault.admit(dataset)  # de-identified and sealed before anything else
-        outcome = analyst.handle(target)
-        if outcome.status != "unrouted":  # sent, or copied to the dead letters
-            target.unlink(missing_ok=True)
+    for outcome in _analyst(rules, work, aet, _vault(work)).pull(DicomWeb(source), study):
         _print(outcome)
 
 

@@ -23,10 +23,11 @@ Example:
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from io import BytesIO
 from pathlib import Path
@@ -34,18 +35,19 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from insightray.errors import InsightRayError, ServiceError
+from insightray.errors import InsightRayError, NotFoundError, ServiceError
 from insightray.imaging import read_image
 from insightray.pacs.dicomweb import DicomWeb
 from insightray.pacs.dimse import DEFAULT_AET, send_cstore, tls_context
 from insightray.pacs.routing import Route, RoutingConfig
 from insightray.pacs.sr import build_sr
-from insightray.pacs.vault import Arrival, Vault
+from insightray.pacs.vault import ARRIVAL_SUFFIX, Arrival, Vault
 
-__all__ = ["Analyst", "Outcome"]
+__all__ = ["Analyst", "Outcome", "dead_letters"]
 
 #: The suffix of a sealed SR (in the outbox and the dead letters).
 SR_SUFFIX = ".sr.ir"
+_SOP = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,39 @@ class Analyst:
         failed = Outcome("dead-letter", route.name, sop, attempt, reason)
         return self._record(self._dead_letter(path, sr_path, failed))
 
+    def pull(self, pacs: DicomWeb, study_uid: str) -> Iterator[Outcome]:
+        """Retrieve a study by WADO-RS and handle each instance as it is admitted.
+
+        Instances no rule takes (an SR or presentation state in the study) are dropped
+        from the inbox: they stay in the PACS, and nothing would handle them later.
+        """
+        for dataset in pacs.retrieve_study(study_uid):
+            target = self.vault.admit(dataset)  # de-identified and sealed before anything else
+            outcome = self.handle(target)
+            target.unlink(missing_ok=True)  # sent, copied to the dead letters, or unrouted
+            yield outcome
+
+    def retry(self, sop: str) -> Outcome:
+        """Handle a dead letter's arrival again (analysis included); a new failure makes a
+        new dead letter under the same name.
+
+        Raises:
+            NotFoundError: No dead letter ``sop`` (its name in :func:`dead_letters`).
+        """
+        folder = self.routing.dead_letter / sop
+        arrivals = [] if not _SOP.fullmatch(sop) else sorted(folder.glob(f"*{ARRIVAL_SUFFIX}"))
+        arrivals = [path for path in arrivals if not path.name.endswith(SR_SUFFIX)]
+        if not arrivals:
+            raise NotFoundError(f"dead letter {sop}", "no such dead letter", "list them first")
+        target = self.vault.inbox / arrivals[0].name
+        self.vault.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copy2(arrivals[0], target)
+        shutil.rmtree(folder)  # the arrival is safe in the inbox; a failure makes a new one
+        outcome = self.handle(target)
+        if outcome.status != "unrouted":
+            target.unlink(missing_ok=True)
+        return outcome
+
     def _dead_letter(self, path: Path, sr_path: Path | None, outcome: Outcome) -> Outcome:
         folder = self.routing.dead_letter / (outcome.sop or path.name.split(".")[0])
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -207,3 +242,18 @@ def _encode(dataset: Dataset) -> bytes:
     buffer = BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
+
+
+def dead_letters(folder: Path) -> list[Outcome]:
+    """The dead letters under ``folder``, oldest first (their ``reason.json``)."""
+    found = []
+    for reason in folder.glob("*/reason.json"):
+        try:
+            fields = json.loads(reason.read_text())
+            outcome = Outcome(**{**fields, "sop": fields.get("sop") or reason.parent.name})
+        except (ValueError, TypeError):
+            outcome = Outcome(
+                "dead-letter", sop=reason.parent.name, reason="reason.json unreadable"
+            )
+        found.append((reason.stat().st_mtime, outcome))
+    return [outcome for _, outcome in sorted(found, key=lambda item: item[0])]
