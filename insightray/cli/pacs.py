@@ -8,6 +8,7 @@ Example:
     insightray pacs listen --rules routing.yaml --port 11112 --allow ORTHANC
     insightray pacs pull --study 1.2.3 --from http://127.0.0.1:8042/dicom-web --rules routing.yaml
     insightray pacs push out/*.sr.dcm --dicomweb http://127.0.0.1:8042/dicom-web
+    insightray pacs retry 0123456789abcdef --rules routing.yaml
 """
 
 from __future__ import annotations
@@ -144,6 +145,19 @@ def pull(
 
     for outcome in _analyst(rules, work, aet, _vault(work)).pull(DicomWeb(source), study):
         _print(outcome)
+
+
+@pacs_app.command("retry")
+def retry(
+    dead_letter: Annotated[
+        str, typer.Argument(help="The dead letter's folder name (a 16-digit hash).")
+    ],
+    rules: RulesOption,
+    aet: Annotated[str, typer.Option("--aet", help="AE title for C-STORE results.")] = "INSIGHTRAY",
+    work: WorkOption = Path("pacs-work"),
+) -> None:
+    """Analyse a dead letter again and send its SR back; a new failure dead-letters it anew."""
+    _print(_analyst(rules, work, aet, _vault(work)).retry(dead_letter))
 
 
 @pacs_app.command("push")

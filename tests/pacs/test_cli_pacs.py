@@ -113,3 +113,37 @@ def test_pacs_listen_receives_analyses_and_stops_on_ctrl_c(
     assert process.returncode == 0, stderr.decode()[-2000:]
     (line,) = stdout.decode().splitlines()
     assert json.loads(line)["status"] == "sent"
+
+
+def test_a_dead_letter_is_sent_once_the_destination_is_back(
+    orthanc: Orthanc, chest: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from insightray.imaging.dicom import read_dataset
+    from tests.pacs.orthanc import free_port
+
+    monkeypatch.setenv("INSIGHTRAY_HOME", str(tmp_path / "home"))
+    orthanc.rest("/instances", chest.read_bytes(), raw=True)
+    rules = tmp_path / "routing.yaml"
+
+    def route_to(url: str) -> None:
+        rules.write_text(
+            "rules:\n  - name: chest\n    match: {modality: [CR]}\n    task: detection\n"
+            f"    destination: {{dicomweb: '{url}'}}\nretry: {{attempts: 1}}\n"
+            f"dead_letter: {tmp_path / 'dead'}\n"
+        )
+
+    route_to(f"http://127.0.0.1:{free_port()}/dicom-web")  # the PACS is down
+    study = str(read_dataset(chest, header_only=True).StudyInstanceUID)
+    work = ["--rules", str(rules), "--work", str(tmp_path / "work")]
+    code, stdout, stderr = cli("pacs", "pull", "--study", study, "--from", orthanc.dicomweb_url,
+                               *work)  # fmt: skip
+    assert code == 0, stderr
+    (failed,) = [o for o in map(json.loads, stdout.splitlines()) if o["status"] != "unrouted"]
+    assert failed["status"] == "dead-letter" and "cannot be reached" in failed["reason"]
+    route_to(orthanc.dicomweb_url)  # back
+    code, stdout, stderr = cli("pacs", "retry", failed["sop"], *work)
+    assert code == 0, stderr
+    assert json.loads(stdout)["status"] == "sent"
+    assert not (tmp_path / "dead" / failed["sop"]).exists()
+    code, _, stderr = cli("pacs", "retry", failed["sop"], *work)
+    assert code != 0 and "no such dead letter" in stderr
