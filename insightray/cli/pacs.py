@@ -95,9 +95,9 @@ def listen(
 ) -> None:
     """Receive studies by C-STORE, analyse them by the routing rules and send SRs back.
 
-    Arrivals are de-identified and encrypted on ingest (data key and salt from
-    INSIGHTRAY_HOME); SRs leave with the original identifiers restored. One JSON line per
-    received instance (status sent, unrouted or dead-letter).
+    Arrivals are de-identified and encrypted on ingest (keys from INSIGHTRAY_HOME).
+
+    SRs leave with the original identifiers restored. One JSON line per received instance.
     """
     from insightray.pacs.dimse import tls_context
     from insightray.pacs.listener import Listener
@@ -138,8 +138,9 @@ def pull(
 ) -> None:
     """Retrieve a study by WADO-RS, analyse it by the routing rules and send SRs back.
 
-    Instances are de-identified and encrypted on ingest; SRs leave with the original
-    identifiers restored.
+    Instances are de-identified and encrypted on ingest (keys from INSIGHTRAY_HOME).
+
+    SRs leave with the original identifiers restored. One JSON line per instance.
     """
     from insightray.pacs.dicomweb import DicomWeb
 
