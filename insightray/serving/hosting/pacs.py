@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from insightray.pacs.dicomweb import DicomWeb
     from insightray.pacs.pipeline import Analyst, Outcome
     from insightray.pacs.vault import Vault
+    from insightray.serving.deps import Principal, Services
 
-__all__ = ["PacsGateway"]
+__all__ = ["PacsGateway", "open_study"]
 
 
 class PacsGateway:
@@ -154,3 +155,35 @@ class PacsGateway:
             except InsightRayError as error:
                 status["problem"] = str(error)
         return status
+
+
+def open_study(services: Services, who: Principal, study_uid: str) -> list[dict[str, Any]]:
+    """Bring a PACS study into the viewer: each image becomes a study of ``who``, through the
+    upload path (de-identified and encrypted, ``study.upload`` audited; an image already
+    there comes back as it is), with the boxes of the newest SR on it as ``sr_findings``.
+
+    Raises:
+        NotFoundError: The PACS has no such study (404).
+        ServiceUnavailableError: No PACS is configured, or it cannot be reached (503).
+    """
+    from insightray.pacs.fetch import fetch_study
+    from insightray.serving.storage.db.models import Study
+    from insightray.serving.storage.studies import ingest, study_json
+
+    client = services.pacs.client()
+    if not client.find_studies({"study_uid": study_uid}, limit=1):
+        raise NotFoundError("study", "the PACS has no such study", "search it first")
+    opened = []
+    for image in fetch_study(client, study_uid):
+        study, _ = ingest(services, who, image.data)
+        findings = [
+            {"label": r.label, "score": r.score, "box": list(r.box_px)} for r in image.regions
+        ]
+        with services.db.session() as session:
+            row = session.get(Study, study.id)
+            assert row is not None
+            row.meta = {**row.meta, "sr_findings": findings}
+            session.flush()
+            session.expunge(row)
+        opened.append(study_json(row, []))
+    return opened

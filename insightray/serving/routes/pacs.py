@@ -1,4 +1,5 @@
-"""``/v1/pacs``: the PACS verbs for admins: search, pull (analyse, SR back), dead letters, status.
+"""``/v1/pacs``: the PACS verbs for admins: search, open in the viewer, pull (analyse, SR back),
+dead letters, status.
 
 Admins only (``pacs_admin``), every call audited (``pacs.search``, ``pacs.pull``...; never the
 search terms or UIDs, which identify patients). The service talks to the PACS its settings
@@ -17,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from insightray.serving.deps import AuditDep, PacsAdmin, ServicesDep
+from insightray.serving.hosting.pacs import open_study
 
 router = APIRouter(tags=["pacs"])
 
@@ -78,6 +80,19 @@ async def pull_study(
         outcomes = await run_in_threadpool(services.pacs.pull, body.study_uid)
     await audit.arecord("pacs.pull")
     return {"items": [_outcome(outcome) for outcome in outcomes]}
+
+
+@router.post("/v1/pacs/open")
+async def open_pacs_study(
+    body: PullRequest, services: ServicesDep, who: PacsAdmin, audit: AuditDep
+) -> dict[str, Any]:
+    """Bring a study into the viewer's worklist: each image becomes a study (de-identified and
+    encrypted as an upload is), with the boxes of the newest SR filed beside it in the PACS
+    as ``sr_findings``. Nothing is analysed or sent back (that is ``/v1/pacs/pull``)."""
+    async with audit.failures("pacs.open"):
+        studies = await run_in_threadpool(open_study, services, who, body.study_uid)
+    await audit.arecord("pacs.open")
+    return {"items": studies}
 
 
 @router.get("/v1/pacs/dead-letters")

@@ -111,17 +111,28 @@ def test_search_then_pull_stores_the_sr_back_with_the_original_identifiers(
         assert pulled.status_code == 200, pulled.text
         outcomes = [o for o in pulled.json()["items"] if o["status"] != "unrouted"]
         assert [(o["status"], o["rule"]) for o in outcomes] == [("sent", "chest")]
+        # The viewer's way in: the image becomes a study, with the SR's boxes read back.
+        opened = api.client.post("/v1/pacs/open", json={"study_uid": study_uid}, headers=headers)
+        assert opened.status_code == 200, opened.text
+        (image,) = opened.json()["items"]
+        assert image["modality"] == "CR" and len(image["sr_findings"]) >= 1
+        listed = api.client.get("/v1/studies", headers=headers).json()["items"]
+        assert image["id"] in [study["id"] for study in listed]
+        stored = api.services.store.get(image["sha256"])
+        assert not [needle for needle in NEEDLES if needle.encode() in stored]  # de-identified
         status = api.client.get("/v1/pacs/status", headers=headers).json()
         assert (status["reachable"], status["rules"], status["dead_letters"]) == (
             True, ["chest"], 0,
         )  # fmt: skip
         with api.services.db.session(read_only=True) as session:
             records = [(r.action, r.outcome) for r in session.scalars(select(AuditRecord))]
-        assert {("pacs.search", "ok"), ("pacs.pull", "ok"), ("pacs.status", "ok")} <= set(records)
+        assert {("pacs.search", "ok"), ("pacs.pull", "ok"), ("pacs.open", "ok")} <= set(records)
     pacs = DicomWeb(orthanc.dicomweb_url)
     reports = [pacs.retrieve(ref) for ref in pacs.find_instances(study_uid, modality="SR")]
     ours = [sr for sr in reports if read_sr(sr).regions]
     assert ours and all(str(sr.PatientID) == "9RG1" for sr in ours)
+    boxes = [r.box_px for r in read_sr(ours[-1]).regions]
+    assert sorted(map(tuple, (f["box"] for f in image["sr_findings"]))) == sorted(boxes)
     assert all(str(sr.PatientName) == "CompressedSamples^RG1" for sr in ours)
     hits = [
         str(path)
