@@ -39,6 +39,7 @@ from insightray.errors import InsightRayError, NotFoundError, ServiceError
 from insightray.imaging import read_image
 from insightray.pacs.dicomweb import DicomWeb
 from insightray.pacs.dimse import DEFAULT_AET, send_cstore, tls_context
+from insightray.pacs.gsps import build_gsps
 from insightray.pacs.routing import Route, RoutingConfig
 from insightray.pacs.sr import build_sr
 from insightray.pacs.vault import ARRIVAL_SUFFIX, Arrival, Vault
@@ -114,24 +115,26 @@ class Analyst:
                 self._predictors[key] = load_predictor(route.model, task=route.task)
             return self._predictors[key]
 
-    def _analyse(self, arrival: Arrival, route: Route) -> Dataset:
-        """The SR of the de-identified image (the model never sees the original header)."""
+    def _analyse(self, arrival: Arrival, route: Route) -> tuple[Dataset, Dataset | None]:
+        """The SR (and the rule's presentation state) of the de-identified image: the model
+        never sees the original header."""
         predictor = self._predictor(route)
         header = arrival.header()
         result = predictor.predict([read_image(arrival.image, name="arrival")])[0]
         results = {
             "detection" if route.task == "detection" else "fracture": (result, predictor.card)
         }
-        return build_sr(header, **results)
+        gsps = build_gsps(header, result, predictor.card) if route.presentation_state else None
+        return build_sr(header, **results), gsps
 
-    def _send(self, sr: Dataset, route: Route) -> None:
+    def _send(self, documents: list[Dataset], route: Route) -> None:
         if route.dicomweb is not None:
-            DicomWeb(route.dicomweb).store([sr])
+            DicomWeb(route.dicomweb).store(documents)
         elif route.cstore is not None:
             peer = route.cstore
             tls = tls_context(server=False, ca=peer.ca) if peer.tls else None
             send_cstore(
-                [sr],
+                documents,
                 host=peer.host,
                 port=peer.port,
                 called_aet=peer.aet,
@@ -160,13 +163,14 @@ class Analyst:
         if route is None:
             return self._record(Outcome("unrouted", sop=sop, reason="no routing rule fits"))
         try:
-            sr = self._analyse(arrival, route)
+            sr, gsps = self._analyse(arrival, route)
         except InsightRayError as error:
             failed = Outcome("dead-letter", route.name, sop, reason=str(error))
             return self._record(self._dead_letter(path, None, failed))
         sr_path = self.outbox / f"{sop}{SR_SUFFIX}"
         self.vault.write(sr_path, _encode(sr))
-        outgoing = self.vault.restore(sr, arrival)  # the original identifiers: in memory only
+        # The original identifiers, in memory only, on the way out.
+        outgoing = [self.vault.restore(doc, arrival) for doc in (sr, gsps) if doc is not None]
         retry = self.routing.retry
         attempt = 0
         while attempt < retry.attempts:

@@ -21,7 +21,9 @@ pytest.importorskip("pynetdicom")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _routing(destination: dict[str, object], dead_letter: Path, attempts: int = 2) -> object:
+def _routing(
+    destination: dict[str, object], dead_letter: Path, attempts: int = 2, gsps: bool = False
+) -> object:
     from insightray.pacs.routing import routing_from_dict
 
     return routing_from_dict(
@@ -32,6 +34,7 @@ def _routing(destination: dict[str, object], dead_letter: Path, attempts: int = 
                     "match": {"modality": ["CR", "DX"], "body_part": ["CHEST"]},
                     "task": "detection",
                     "destination": destination,
+                    "presentation_state": gsps,
                 }
             ],
             "retry": {"attempts": attempts, "backoff_s": 0.5},
@@ -52,9 +55,9 @@ def listener_for(tmp_path: Path, waits: list[float], vault: Vault) -> Iterator[o
 
     started: list[Listener] = []
 
-    def make(destination: dict[str, object], allowed: list[str]) -> Listener:
+    def make(destination: dict[str, object], allowed: list[str], gsps: bool = False) -> Listener:
         analyst = Analyst(
-            _routing(destination, tmp_path / "dead"),  # type: ignore[arg-type]
+            _routing(destination, tmp_path / "dead", gsps=gsps),  # type: ignore[arg-type]
             vault,
             outbox=tmp_path / "outbox",
             audit_log=tmp_path / "audit.jsonl",
@@ -103,10 +106,13 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
     from insightray.pacs.dicomweb import DicomWeb
     from insightray.pacs.readback import read_sr
 
-    listener = listener_for({"dicomweb": orthanc.dicomweb_url}, ["ORTHANC"])  # type: ignore[operator]
+    listener = listener_for({"dicomweb": orthanc.dicomweb_url}, ["ORTHANC"], gsps=True)  # type: ignore[operator]
     modality = {"AET": "INSIGHTRAY", "Host": "127.0.0.1", "Port": listener.address[1]}
     orthanc.rest("/modalities/insightray", modality, method="PUT")
     uploaded = orthanc.rest("/instances", chest.read_bytes(), raw=True)
+    study_uid = _identifiers(chest)["StudyInstanceUID"]
+    pacs = DicomWeb(orthanc.dicomweb_url)
+    states_before = {r.sop_instance_uid for r in pacs.find_instances(study_uid, modality="PR")}
     caplog.set_level(logging.DEBUG)
     orthanc.rest(
         "/modalities/insightray/store",
@@ -121,7 +127,6 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
     (outcome,) = [o for o in listener.outcomes if o.status != "unrouted"]
     assert (outcome.status, outcome.rule, outcome.attempts) == ("sent", "chest", 1)
 
-    pacs = DicomWeb(orthanc.dicomweb_url)
     study = orthanc.rest(f"/studies/{uploaded['ParentStudy']}")["MainDicomTags"]  # type: ignore[index]
     refs = pacs.find_instances(study["StudyInstanceUID"], modality="SR")
     reports = [read_sr(pacs.retrieve(ref)) for ref in refs]
@@ -133,6 +138,16 @@ def test_orthanc_pushes_a_study_and_gets_the_sr_back(
         k: original[k] for k in ("PatientName", "PatientID", "StudyInstanceUID")
     }
     assert {r.source_sop_instance_uid for r in report.regions} == {original["SOPInstanceUID"]}
+    # The rule asked for a presentation state too: same boxes, on the original image.
+    from insightray.pacs.gsps import read_gsps_boxes
+
+    new = [r for r in pacs.find_instances(study_uid, modality="PR")
+           if r.sop_instance_uid not in states_before]  # fmt: skip
+    (state,) = [pacs.retrieve(ref) for ref in new]
+    assert str(state.PatientID) == original["PatientID"]
+    referenced = state.ReferencedSeriesSequence[0].ReferencedImageSequence[0]
+    assert referenced.ReferencedSOPInstanceUID == original["SOPInstanceUID"]
+    assert_same_boxes([r.box_px for r in report.regions], read_gsps_boxes(state))
     # ...while the copy kept in the outbox is the de-identified one.
     kept = read_dataset(vault.read(Path(str(outcome.sr_path))))
     assert kept.StudyInstanceUID != original["StudyInstanceUID"] and not str(kept.PatientID)
