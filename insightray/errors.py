@@ -119,6 +119,10 @@ class ServiceUnavailableError(ServiceError):
     """A backing service (database, Redis, a model) cannot be reached right now."""
 
 
+class UpstreamError(ServiceError):
+    """A backing system (a PACS) answered, but refused or failed the request."""
+
+
 class StorageError(InsightRayError):
     """Stored data cannot be read or written."""
 

@@ -63,6 +63,14 @@ SROption = Annotated[
     Path | None,
     typer.Option("--sr", help="Write a DICOM SR per DICOM input here (needs insightray[pacs])."),
 ]
+GSPSOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--gsps",
+        help="Write a Grayscale Softcopy Presentation State per DICOM input here, so plain "
+        "viewers draw the boxes (needs insightray[pacs]).",
+    ),
+]
 
 
 @app.command("detect")
@@ -80,6 +88,7 @@ def detect(
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU (default: card's).")] = None,
     device: DeviceOption = "cpu",
     sr_dir: SROption = None,
+    gsps_dir: GSPSOption = None,
     tta: TTAOption = False,
     cam_dir: Annotated[
         Path | None,
@@ -93,6 +102,7 @@ def detect(
 
     With --sr, each DICOM input's boxes are also written as a DICOM Structured Report (TID 1500
     Measurement Report, one planar ROI per box) named after the source SOP Instance UID.
+    With --gsps, also as a presentation state (``<SOP Instance UID>.pr.dcm``) plain viewers draw.
 
     Each result carries the out-of-distribution guard's "warnings" and "ood_score" (when the
     model has a reference profile): an MR slice or a knee radiograph is named, not answered
@@ -104,6 +114,8 @@ def detect(
 
     if sr_dir is not None:
         from insightray.pacs.sr import write_sr
+    if gsps_dir is not None:
+        from insightray.pacs.gsps import write_gsps
     if cam_dir is not None:
         from insightray.explain import eigencam_heatmap, save_overlay
 
@@ -130,6 +142,8 @@ def detect(
         result = (run() if guard is None else guard.run(run, [image]))[0]
         if sr_dir is not None:
             write_sr(path, sr_dir, detection=(result, predictor.card))
+        if gsps_dir is not None:
+            write_gsps(path, gsps_dir, result, predictor.card)
         return image, result
 
     failures = total = 0

@@ -1,9 +1,14 @@
 """``insightray pacs listen|pull|push``: DICOM networking with a PACS (needs insightray[pacs]).
 
+Arrivals are de-identified and encrypted on ingest with the service's data key and site salt
+(``$INSIGHTRAY_HOME/keys``, or ``INSIGHTRAY_DATA_KEY``), as uploads are; SRs go back to the
+PACS with the original identifiers restored in memory only (:mod:`insightray.pacs.vault`).
+
 Example:
     insightray pacs listen --rules routing.yaml --port 11112 --allow ORTHANC
     insightray pacs pull --study 1.2.3 --from http://127.0.0.1:8042/dicom-web --rules routing.yaml
     insightray pacs push out/*.sr.dcm --dicomweb http://127.0.0.1:8042/dicom-web
+    insightray pacs retry 0123456789abcdef --rules routing.yaml
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from insightray.errors import ConfigError
 
 if TYPE_CHECKING:
     from insightray.pacs.pipeline import Analyst, Outcome
+    from insightray.pacs.vault import Vault
 
 pacs_app = typer.Typer(help="Exchange studies and results with a PACS.", no_args_is_help=True)
 app.add_typer(pacs_app, name="pacs")
@@ -29,17 +35,36 @@ RulesOption = Annotated[
     Path, typer.Option("--rules", help="Routing rules (YAML): match, model, destination.")
 ]
 WorkOption = Annotated[
-    Path, typer.Option("--work", help="Folder for inbox/, outbox/ and audit.jsonl.")
+    Path,
+    typer.Option(
+        "--work", help="Folder for inbox/ and outbox/ (encrypted, de-identified) and audit.jsonl."
+    ),
 ]
 
 
-def _analyst(rules: Path, work: Path, aet: str) -> Analyst:
+def _vault(work: Path) -> Vault:
+    """The work folder's vault, sealing with the service's data key and site salt."""
+    from insightray.pacs.vault import Vault
+    from insightray.serving.settings import ServeSettings
+    from insightray.serving.storage.crypto import KeyRing
+    from insightray.serving.storage.pseudonyms import site_salt
+
+    settings = ServeSettings.from_env()
+    settings.ensure_dirs()
+    work.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return Vault(work / "inbox", KeyRing.from_settings(settings), site_salt(settings.keys_dir))
+
+
+def _analyst(rules: Path, work: Path, aet: str, vault: Vault) -> Analyst:
     from insightray.pacs.pipeline import Analyst
     from insightray.pacs.routing import load_routing
 
-    work.mkdir(parents=True, exist_ok=True)
     return Analyst(
-        load_routing(rules), outbox=work / "outbox", audit_log=work / "audit.jsonl", calling_aet=aet
+        load_routing(rules),
+        vault,
+        outbox=work / "outbox",
+        audit_log=work / "audit.jsonl",
+        calling_aet=aet,
     )
 
 
@@ -70,7 +95,9 @@ def listen(
 ) -> None:
     """Receive studies by C-STORE, analyse them by the routing rules and send SRs back.
 
-    One JSON line per received instance (status sent, unrouted or dead-letter).
+    Arrivals are de-identified and encrypted on ingest (keys from INSIGHTRAY_HOME).
+
+    SRs leave with the original identifiers restored. One JSON line per received instance.
     """
     from insightray.pacs.dimse import tls_context
     from insightray.pacs.listener import Listener
@@ -78,9 +105,10 @@ def listen(
     tls = None
     if tls_cert is not None or tls_ca is not None:
         tls = tls_context(server=True, certificate=tls_cert, key=tls_key, ca=tls_ca)
+    vault = _vault(work)
     listener = Listener(
-        _analyst(rules, work, aet),
-        work / "inbox",
+        _analyst(rules, work, aet, vault),
+        vault,
         host=host,
         port=port,
         ae_title=aet,
@@ -108,20 +136,29 @@ def pull(
     aet: Annotated[str, typer.Option("--aet", help="AE title for C-STORE results.")] = "INSIGHTRAY",
     work: WorkOption = Path("pacs-work"),
 ) -> None:
-    """Retrieve a study by WADO-RS, analyse it by the routing rules and send SRs back."""
-    from insightray.pacs.dicomweb import DicomWeb
-    from insightray.pacs.pipeline import sop_hash
+    """Retrieve a study by WADO-RS, analyse it by the routing rules and send SRs back.
 
-    analyst = _analyst(rules, work, aet)
-    inbox = work / "inbox"
-    inbox.mkdir(parents=True, exist_ok=True)
-    for dataset in DicomWeb(source).retrieve_study(study):
-        target = inbox / f"{sop_hash(str(dataset.SOPInstanceUID))}.dcm"
-        dataset.save_as(target, enforce_file_format=True)
-        outcome = analyst.handle(target)
-        if outcome.status != "unrouted":  # sent, or copied to the dead letters
-            target.unlink(missing_ok=True)
+    Instances are de-identified and encrypted on ingest (keys from INSIGHTRAY_HOME).
+
+    SRs leave with the original identifiers restored. One JSON line per instance.
+    """
+    from insightray.pacs.dicomweb import DicomWeb
+
+    for outcome in _analyst(rules, work, aet, _vault(work)).pull(DicomWeb(source), study):
         _print(outcome)
+
+
+@pacs_app.command("retry")
+def retry(
+    dead_letter: Annotated[
+        str, typer.Argument(help="The dead letter's folder name (a 16-digit hash).")
+    ],
+    rules: RulesOption,
+    aet: Annotated[str, typer.Option("--aet", help="AE title for C-STORE results.")] = "INSIGHTRAY",
+    work: WorkOption = Path("pacs-work"),
+) -> None:
+    """Analyse a dead letter again and send its SR back; a new failure dead-letters it anew."""
+    _print(_analyst(rules, work, aet, _vault(work)).retry(dead_letter))
 
 
 @pacs_app.command("push")

@@ -22,6 +22,10 @@ A pseudonym, when configured, replaces the emptied Patient Name and Patient ID (
 action Z, "or a dummy value"); :func:`pseudonym_for` derives it, and the service keeps the
 mapping encrypted (:mod:`insightray.serving.storage.pseudonyms`).
 
+:func:`restore_identity` is the way back, for a document made from a de-identified image
+(an SR sent back to the PACS the image came from): given the original header, it puts the
+patient and study identifiers back and maps the replacement UIDs to the originals.
+
 Example:
     >>> from pydicom import examples
     >>> clean = deidentify(examples.ct, salt=b"secret salt")
@@ -60,6 +64,7 @@ __all__ = [
     "deidentify_bytes",
     "deidentify_upload",
     "pseudonym_for",
+    "restore_identity",
     "upload_patient_id",
     "upload_study_date",
 ]
@@ -283,3 +288,90 @@ def pseudonym_for(patient_id: str, salt: bytes) -> str:
     """A stable pseudonym (``IR-`` + 20 hex digits of an HMAC) for a patient ID."""
     digest = hmac.new(salt, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
     return f"IR-{digest[:20]}"
+
+
+#: Patient and study attributes :func:`restore_identity` puts back (those a derived document,
+#: such as an SR, copies from its source image).
+RESTORED_KEYWORDS = (
+    "PatientName",
+    "PatientID",
+    "IssuerOfPatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+    "StudyID",
+    "AccessionNumber",
+)
+
+_DEIDENTIFICATION_MARKS = (
+    "PatientIdentityRemoved",
+    "DeidentificationMethod",
+    "DeidentificationMethodCodeSequence",
+    "LongitudinalTemporalInformationModified",
+)
+
+
+def _uids(dataset: Dataset) -> set[str]:
+    """Every UID value in ``dataset``, at every nesting level."""
+    found: set[str] = set()
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                found |= _uids(item)
+        elif element.VR == "UI" and element.value:
+            values = element.value if element.VM > 1 else [element.value]
+            found.update(str(uid) for uid in values)
+    return found
+
+
+def _map_uids(dataset: Dataset, originals: Mapping[str, str]) -> None:
+    for element in dataset:
+        if element.VR == "SQ":
+            for item in element.value:
+                _map_uids(item, originals)
+        elif element.VR == "UI" and element.value:
+            if element.VM > 1:
+                element.value = [originals.get(str(uid), str(uid)) for uid in element.value]
+            else:
+                element.value = originals.get(str(element.value), str(element.value))
+
+
+def restore_identity(document: Dataset, original: Dataset, *, salt: bytes) -> Dataset:
+    """A copy of ``document`` (made from the de-identified form of ``original``) carrying the
+    original identifiers again: :data:`RESTORED_KEYWORDS` from ``original``, and every UID
+    that :func:`deidentify` replaced (study, series, referenced SOP instances) mapped back.
+
+    The document's own UIDs (an SR's SOP Instance UID) are not replacements and stay.
+    Patient data: call it only on the way out to the system the image came from.
+
+    Args:
+        document: Derived from ``deidentify(original, salt=salt)``.
+        original: The source's original header (pixels not needed).
+        salt: The salt the source was de-identified with.
+
+    Example:
+        >>> from pydicom import examples
+        >>> clean = deidentify(examples.ct, salt=b"s")
+        >>> back = restore_identity(clean, examples.ct, salt=b"s")
+        >>> original = examples.ct
+        >>> back.PatientID == original.PatientID, back.SOPInstanceUID == original.SOPInstanceUID
+        (True, True)
+    """
+    restored = copy.deepcopy(document)
+    originals = {_new_uid(uid, salt): uid for uid in _uids(original)}
+    _map_uids(restored, originals)
+    for keyword in RESTORED_KEYWORDS:
+        if keyword in restored:
+            if keyword in original:
+                restored[keyword].value = original[keyword].value
+            else:
+                del restored[keyword]
+    for keyword in _DEIDENTIFICATION_MARKS:
+        if keyword in restored:
+            del restored[keyword]
+    meta = getattr(restored, "file_meta", None)
+    if meta is not None and "SOPInstanceUID" in restored:
+        meta.MediaStorageSOPInstanceUID = restored.SOPInstanceUID
+    return restored

@@ -3,7 +3,7 @@
 :func:`send_cstore` opens one association to a peer, stores the data sets in their own
 transfer syntax (or uncompressed) and closes it. A refused or dropped association is a
 :class:`~insightray.errors.ServiceUnavailableError`, a stored-with-failure status a
-:class:`~insightray.errors.ServiceError`; neither message holds identifiers from the data.
+:class:`~insightray.errors.UpstreamError`; neither message holds identifiers from the data.
 
 Example:
     >>> send_cstore([sr], host="127.0.0.1", port=4242, called_aet="ORTHANC")  # doctest: +SKIP
@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES, AllStoragePresentationContexts
 from pynetdicom.presentation import PresentationContext, build_context
 
-from insightray.errors import ConfigError, ServiceError, ServiceUnavailableError
+from insightray.errors import ConfigError, ServiceUnavailableError, UpstreamError
 
 __all__ = ["DEFAULT_AET", "send_cstore", "storage_contexts", "tls_context"]
 
@@ -106,7 +106,7 @@ def send_cstore(
 
     Raises:
         ServiceUnavailableError: The association was refused, aborted or timed out.
-        ServiceError: The peer answered a C-STORE with a failure status.
+        UpstreamError: The peer answered a C-STORE with a failure status.
     """
     peer = f"DICOM peer {called_aet}@{host}:{port}"
     ae = AE(ae_title=calling_aet)
@@ -132,7 +132,7 @@ def send_cstore(
                     peer, "the connection dropped during C-STORE", "retry later"
                 )
             if code != _SUCCESS and code not in _WARNINGS:
-                raise ServiceError(
+                raise UpstreamError(
                     peer, f"C-STORE failed with status 0x{code:04X}", "check the peer's log"
                 )
             stored += 1

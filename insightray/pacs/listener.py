@@ -1,14 +1,14 @@
 """A C-STORE SCP: modalities and the PACS push studies to Insight Ray, which analyses them.
 
 :class:`Listener` accepts associations only from the AE titles on its allow-list (others are
-rejected at association time), writes every instance it receives into the inbox folder as a
-DICOM file named by a hash of its SOP Instance UID, answers *success* once the file is on disk,
-and hands the file to an :class:`~insightray.pacs.pipeline.Analyst` on one worker thread, so
-slow models never hold up a sender. It listens on loopback unless told otherwise.
+rejected at association time), de-identifies and seals every instance it receives into the
+vault's inbox (:meth:`~insightray.pacs.vault.Vault.admit`: nothing identifying is written in
+clear), answers *success* once the sealed file is on disk, and hands it to an
+:class:`~insightray.pacs.pipeline.Analyst` on one worker thread, so slow models never hold up
+a sender. It listens on loopback unless told otherwise.
 
 Example:
-    >>> listener = Listener(analyst, Path("inbox"), port=11112, allowed=["ORTHANC"])
-    ... # doctest: +SKIP
+    >>> listener = Listener(analyst, vault, port=11112, allowed=["ORTHANC"])  # doctest: +SKIP
     >>> listener.start(); listener.wait_idle(60); listener.stop()  # doctest: +SKIP
 """
 
@@ -25,15 +25,17 @@ from typing import Any
 
 from pynetdicom import AE, evt
 
-from insightray.errors import ConfigError
+from insightray.errors import ConfigError, InsightRayError
 from insightray.pacs.dimse import DEFAULT_AET, storage_contexts
-from insightray.pacs.pipeline import Analyst, Outcome, sop_hash
+from insightray.pacs.pipeline import Analyst, Outcome
+from insightray.pacs.vault import Vault
 
 __all__ = ["KEPT_OUTCOMES", "Listener"]
 
 #: How many outcomes :attr:`Listener.outcomes` keeps (a listener runs for months).
 KEPT_OUTCOMES = 10_000
 _OUT_OF_RESOURCES = 0xA700
+_CANNOT_UNDERSTAND = 0xC000
 _STOP = Path()
 
 
@@ -42,7 +44,7 @@ class Listener:
 
     Args:
         analyst: What runs on each received file (``None``: only store into the inbox).
-        inbox: Folder the received instances are written to.
+        vault: De-identifies and seals each received instance into its inbox.
         host: Address to listen on (loopback by default).
         port: TCP port (0 is not allowed: peers must know it).
         ae_title: This node's AE title.
@@ -58,7 +60,7 @@ class Listener:
     def __init__(
         self,
         analyst: Analyst | None,
-        inbox: Path,
+        vault: Vault,
         *,
         host: str = "127.0.0.1",
         port: int = 11112,
@@ -70,7 +72,7 @@ class Listener:
         if allowed is not None and not allowed:
             raise ConfigError("listener", "the AE-title allow-list is empty", "pass --allow AET")
         self.analyst = analyst
-        self.inbox = inbox
+        self.vault = vault
         self.address = (host, port)
         self.ae_title = ae_title
         self.allowed = None if allowed is None else [title.strip() for title in allowed]
@@ -83,13 +85,19 @@ class Listener:
         self._server: Any = None
         self._worker: threading.Thread | None = None
 
+    @property
+    def inbox(self) -> Path:
+        """Where the sealed arrivals wait (the vault's inbox)."""
+        return self.vault.inbox
+
     def _on_store(self, event: Any) -> int:
         try:
             dataset = event.dataset
             dataset.file_meta = event.file_meta
-            target = self.inbox / f"{sop_hash(str(dataset.SOPInstanceUID))}.dcm"
-            dataset.save_as(target, enforce_file_format=True)
-        except Exception:  # any failure to keep the instance: tell the sender to retry
+            target = self.vault.admit(dataset)
+        except InsightRayError:  # an instance that cannot be encoded: resending cannot help
+            return _CANNOT_UNDERSTAND
+        except Exception:  # any other failure to keep the instance: tell the sender to retry
             return _OUT_OF_RESOURCES
         with self._count:
             self.received += 1

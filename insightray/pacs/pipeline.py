@@ -1,43 +1,54 @@
-"""What happens to an arriving DICOM file: route, analyse, write the SR, send it, or dead-letter.
+"""What happens to an arrival: route, analyse, write the SR, send it back, or dead-letter.
 
-:class:`Analyst` takes one file at a time. The first routing rule that fits its header names
-the model; the result becomes a DICOM SR (:mod:`insightray.pacs.sr`) that goes to the rule's
-destination (DICOMweb STOW-RS or C-STORE), retried with a doubling back-off. What cannot be
-analysed or sent moves to the dead-letter folder with a ``reason.json`` beside it: nothing is
-lost. Every file leaves one line in the audit log (JSON lines), which names the rule, the
-outcome and a hash of the SOP Instance UID, never patient data.
+:class:`Analyst` takes one sealed arrival (:mod:`insightray.pacs.vault`: de-identified and
+encrypted on ingest) at a time. The first routing rule that fits its original header names
+the model, which reads the de-identified image; the result becomes a DICOM SR
+(:mod:`insightray.pacs.sr`) of the de-identified image, kept sealed in the outbox. Only on
+the way out, in memory, does the SR get the original patient and study identifiers back
+(:meth:`~insightray.pacs.vault.Vault.restore`) before it goes to the rule's destination
+(DICOMweb STOW-RS or C-STORE: point it at the PACS the studies come from), retried with a
+doubling back-off. What cannot be analysed or sent moves, still sealed, to the dead-letter
+folder with a ``reason.json`` beside it: nothing is lost. Every arrival leaves one line in
+the audit log (JSON lines), which names the rule, the outcome and the arrival's hash, never
+patient data or UIDs.
 
 Example:
-    >>> analyst = Analyst(load_routing(Path("routing.yaml")), outbox=Path("out"))  # doctest: +SKIP
-    >>> analyst.handle(Path("inbox/1.2.3.dcm")).status  # doctest: +SKIP
+    >>> vault = Vault(Path("inbox"), keyring, salt)  # doctest: +SKIP
+    >>> analyst = Analyst(load_routing(Path("routing.yaml")), vault, outbox=Path("out"))
+    ... # doctest: +SKIP
+    >>> analyst.handle(vault.admit(dataset)).status  # doctest: +SKIP
     'sent'
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from insightray.errors import InsightRayError, ServiceError
-from insightray.imaging.dicom import read_dataset
+from pydicom.dataset import Dataset
+
+from insightray.errors import InsightRayError, NotFoundError, ServiceError
+from insightray.imaging import read_image
 from insightray.pacs.dicomweb import DicomWeb
 from insightray.pacs.dimse import DEFAULT_AET, send_cstore, tls_context
+from insightray.pacs.gsps import build_gsps
 from insightray.pacs.routing import Route, RoutingConfig
-from insightray.pacs.sr import write_sr
+from insightray.pacs.sr import build_sr
+from insightray.pacs.vault import ARRIVAL_SUFFIX, Arrival, Vault
 
-__all__ = ["Analyst", "Outcome", "sop_hash"]
+__all__ = ["Analyst", "Outcome", "dead_letters"]
 
-
-def sop_hash(uid: str) -> str:
-    """A short, stable stand-in for a UID in logs (UIDs can identify a patient's study)."""
-    return hashlib.sha256(uid.encode()).hexdigest()[:16]
+#: The suffix of a sealed SR (in the outbox and the dead letters).
+SR_SUFFIX = ".sr.ir"
+_SOP = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -48,10 +59,12 @@ class Outcome:
         status: ``"sent"``, ``"unrouted"`` (no rule fits; the file is left where it is) or
             ``"dead-letter"``.
         rule: The rule that fit, if any.
-        sop: :func:`sop_hash` of the file's SOP Instance UID (empty if unreadable).
+        sop: The arrival's hash (:func:`~insightray.pacs.vault.sop_hash` of its replacement
+            SOP Instance UID; safe to log).
         attempts: How many times sending was tried.
         reason: Why it was not sent (one line, no patient data).
-        sr_path: The SR written, where it now lies.
+        sr_path: The sealed, de-identified SR (open it with :meth:`Vault.read`), where it
+            now lies.
     """
 
     status: str
@@ -63,11 +76,12 @@ class Outcome:
 
 
 class Analyst:
-    """Runs routing rules on arriving files; predictors are loaded once per (task, model).
+    """Runs routing rules on arrivals; predictors are loaded once per (task, model).
 
     Args:
         routing: The rules, retry policy and dead-letter folder.
-        outbox: Where SRs are written before they are sent.
+        vault: Opens arrivals, seals SRs, restores identifiers on the way out.
+        outbox: Where the sealed, de-identified SRs are kept.
         audit_log: A JSON-lines file each outcome is appended to (``None``: none).
         calling_aet: The AE title used for C-STORE destinations.
         sleep: How to wait between retries (tests pass a recorder).
@@ -76,6 +90,7 @@ class Analyst:
     def __init__(
         self,
         routing: RoutingConfig,
+        vault: Vault,
         *,
         outbox: Path,
         audit_log: Path | None = None,
@@ -83,6 +98,7 @@ class Analyst:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.routing = routing
+        self.vault = vault
         self.outbox = outbox
         self.audit_log = audit_log
         self.calling_aet = calling_aet
@@ -99,23 +115,26 @@ class Analyst:
                 self._predictors[key] = load_predictor(route.model, task=route.task)
             return self._predictors[key]
 
-    def _analyse(self, path: Path, route: Route) -> Path:
+    def _analyse(self, arrival: Arrival, route: Route) -> tuple[Dataset, Dataset | None]:
+        """The SR (and the rule's presentation state) of the de-identified image: the model
+        never sees the original header."""
         predictor = self._predictor(route)
-        result = predictor.predict_paths([str(path)])[0]
+        header = arrival.header()
+        result = predictor.predict([read_image(arrival.image, name="arrival")])[0]
         results = {
             "detection" if route.task == "detection" else "fracture": (result, predictor.card)
         }
-        return write_sr(path, self.outbox, **results)
+        gsps = build_gsps(header, result, predictor.card) if route.presentation_state else None
+        return build_sr(header, **results), gsps
 
-    def _send(self, sr_path: Path, route: Route) -> None:
-        dataset = read_dataset(sr_path)
+    def _send(self, documents: list[Dataset], route: Route) -> None:
         if route.dicomweb is not None:
-            DicomWeb(route.dicomweb).store([dataset])
+            DicomWeb(route.dicomweb).store(documents)
         elif route.cstore is not None:
             peer = route.cstore
             tls = tls_context(server=False, ca=peer.ca) if peer.tls else None
             send_cstore(
-                [dataset],
+                documents,
                 host=peer.host,
                 port=peer.port,
                 called_aet=peer.aet,
@@ -124,7 +143,7 @@ class Analyst:
             )
 
     def handle(self, path: Path) -> Outcome:
-        """Route, analyse and send one DICOM file; never raises: whatever goes wrong (the
+        """Route, analyse and send one sealed arrival; never raises: whatever goes wrong (the
         file, the PACS, or a bug, named by its type) becomes a dead-letter outcome."""
         try:
             return self._handle(path)
@@ -134,26 +153,30 @@ class Analyst:
 
     def _handle(self, path: Path) -> Outcome:
         try:
-            header = read_dataset(path, header_only=True)
+            arrival = self.vault.open(path)
         except InsightRayError as error:
             return self._record(
                 self._dead_letter(path, None, Outcome("dead-letter", reason=str(error)))
             )
-        sop = sop_hash(str(header.get("SOPInstanceUID", "")))
-        route = self.routing.route_for(header)
+        sop = arrival.sop
+        route = self.routing.route_for(arrival.identity)  # the Basic Profile drops some keys
         if route is None:
             return self._record(Outcome("unrouted", sop=sop, reason="no routing rule fits"))
         try:
-            sr_path = self._analyse(path, route)
+            sr, gsps = self._analyse(arrival, route)
         except InsightRayError as error:
             failed = Outcome("dead-letter", route.name, sop, reason=str(error))
             return self._record(self._dead_letter(path, None, failed))
+        sr_path = self.outbox / f"{sop}{SR_SUFFIX}"
+        self.vault.write(sr_path, _encode(sr))
+        # The original identifiers, in memory only, on the way out.
+        outgoing = [self.vault.restore(doc, arrival) for doc in (sr, gsps) if doc is not None]
         retry = self.routing.retry
         attempt = 0
         while attempt < retry.attempts:
             attempt += 1
             try:
-                self._send(sr_path, route)
+                self._send(outgoing, route)
                 return self._record(Outcome("sent", route.name, sop, attempt, sr_path=str(sr_path)))
             except ServiceError as error:  # the PACS: down, refusing, timing out: retry
                 reason = str(error)
@@ -165,10 +188,43 @@ class Analyst:
         failed = Outcome("dead-letter", route.name, sop, attempt, reason)
         return self._record(self._dead_letter(path, sr_path, failed))
 
+    def pull(self, pacs: DicomWeb, study_uid: str) -> Iterator[Outcome]:
+        """Retrieve a study by WADO-RS and handle each instance as it is admitted.
+
+        Instances no rule takes (an SR or presentation state in the study) are dropped
+        from the inbox: they stay in the PACS, and nothing would handle them later.
+        """
+        for dataset in pacs.retrieve_study(study_uid):
+            target = self.vault.admit(dataset)  # de-identified and sealed before anything else
+            outcome = self.handle(target)
+            target.unlink(missing_ok=True)  # sent, copied to the dead letters, or unrouted
+            yield outcome
+
+    def retry(self, sop: str) -> Outcome:
+        """Handle a dead letter's arrival again (analysis included); a new failure makes a
+        new dead letter under the same name.
+
+        Raises:
+            NotFoundError: No dead letter ``sop`` (its name in :func:`dead_letters`).
+        """
+        folder = self.routing.dead_letter / sop
+        arrivals = [] if not _SOP.fullmatch(sop) else sorted(folder.glob(f"*{ARRIVAL_SUFFIX}"))
+        arrivals = [path for path in arrivals if not path.name.endswith(SR_SUFFIX)]
+        if not arrivals:
+            raise NotFoundError(f"dead letter {sop}", "no such dead letter", "list them first")
+        target = self.vault.inbox / arrivals[0].name
+        self.vault.inbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copy2(arrivals[0], target)
+        shutil.rmtree(folder)  # the arrival is safe in the inbox; a failure makes a new one
+        outcome = self.handle(target)
+        if outcome.status != "unrouted":
+            target.unlink(missing_ok=True)
+        return outcome
+
     def _dead_letter(self, path: Path, sr_path: Path | None, outcome: Outcome) -> Outcome:
-        folder = self.routing.dead_letter / (outcome.sop or sop_hash(path.name))
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, folder / "source.dcm")
+        folder = self.routing.dead_letter / (outcome.sop or path.name.split(".")[0])
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copy2(path, folder / path.name)  # still sealed, under its name (its AAD)
         kept = None
         if sr_path is not None:
             kept = folder / sr_path.name
@@ -184,3 +240,24 @@ class Analyst:
             with self._lock, self.audit_log.open("a") as log:
                 log.write(json.dumps(line) + "\n")
         return outcome
+
+
+def _encode(dataset: Dataset) -> bytes:
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def dead_letters(folder: Path) -> list[Outcome]:
+    """The dead letters under ``folder``, oldest first (their ``reason.json``)."""
+    found = []
+    for reason in folder.glob("*/reason.json"):
+        try:
+            fields = json.loads(reason.read_text())
+            outcome = Outcome(**{**fields, "sop": fields.get("sop") or reason.parent.name})
+        except (ValueError, TypeError):
+            outcome = Outcome(
+                "dead-letter", sop=reason.parent.name, reason="reason.json unreadable"
+            )
+        found.append((reason.stat().st_mtime, outcome))
+    return [outcome for _, outcome in sorted(found, key=lambda item: item[0])]

@@ -12,6 +12,7 @@ A YAML (or JSON) file holds the rules, the retry policy and the dead-letter fold
         match: {modality: [CR, DX], series_description: "(?i)tibia|wrist"}
         task: classification
         destination: {cstore: {host: pacs.local, port: 2762, aet: PACS, tls: true}}
+        # presentation_state: true   # detection only: also send the boxes as a GSPS
     retry: {attempts: 3, backoff_s: 2.0}
     dead_letter: /var/lib/insightray/dead-letter
 
@@ -117,7 +118,8 @@ class CStoreDestination:
 
 @dataclass(frozen=True)
 class Route:
-    """One rule: a match, the model to run and where its SR goes."""
+    """One rule: a match, the model to run and where its SR (and, for a detector with
+    ``presentation_state``, a Grayscale Softcopy Presentation State of its boxes) goes."""
 
     name: str
     task: str
@@ -125,6 +127,7 @@ class Route:
     match: Match = field(default_factory=Match)
     dicomweb: str | None = None
     cstore: CStoreDestination | None = None
+    presentation_state: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,10 +176,15 @@ def _route(index: int, raw: Any) -> Route:
     section = f"rules[{index}]"
     if not isinstance(raw, Mapping):
         raise _fail(section, "a rule must be a mapping")
-    _only(section, raw, {"name", "match", "task", "model", "destination"})
+    _only(section, raw, {"name", "match", "task", "model", "destination", "presentation_state"})
     task = raw.get("task")
     if task not in TASKS:
         raise _fail(section, f"task must be one of {list(TASKS)}, not {task!r}")
+    presentation_state = raw.get("presentation_state", False)
+    if not isinstance(presentation_state, bool):
+        raise _fail(section, "presentation_state must be true or false")
+    if presentation_state and task != "detection":
+        raise _fail(section, "presentation_state draws boxes: it needs task detection")
     destination = raw.get("destination") or {}
     _only(f"{section}.destination", destination, {"dicomweb", "cstore"})
     if len(destination) != 1:
@@ -202,6 +210,7 @@ def _route(index: int, raw: Any) -> Route:
         match=_match(f"{section}.match", raw.get("match") or {}),
         dicomweb=None if "dicomweb" not in destination else str(destination["dicomweb"]),
         cstore=cstore,
+        presentation_state=presentation_state,
     )
 
 

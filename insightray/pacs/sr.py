@@ -48,7 +48,9 @@ __all__ = [
     "NO_FINDINGS",
     "SR_SERIES_NUMBER",
     "build_sr",
+    "check_source",
     "finding_code",
+    "polyline",
     "sr_bytes",
     "sr_file_name",
     "write_sr",
@@ -103,12 +105,14 @@ def _algorithm(card: ModelCard) -> hd.sr.AlgorithmIdentification:
     )
 
 
-def _box_polyline(box: Box) -> np.ndarray[Any, np.dtype[np.float32]]:
+def polyline(box: Box) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A box as a closed polyline: ``(x1, y1) (x2, y1) (x2, y2) (x1, y2) (x1, y1)``."""
     x1, y1, x2, y2 = box
     return np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2], [x1, y1]], dtype=np.float32)
 
 
-def _check_source(source: Dataset) -> None:
+def check_source(source: Dataset) -> None:
+    """Raise :class:`InputError` when the header lacks a UID a derived object must reference."""
     for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID"):
         if not source.get(keyword):
             raise InputError(
@@ -127,7 +131,7 @@ def _roi_groups(
         finding, site = finding_code(found.class_name)
         region = hd.sr.ImageRegion(
             graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-            graphic_data=_box_polyline(found.box_px),
+            graphic_data=polyline(found.box_px),
             source_image=hd.sr.SourceImageForRegion.from_source_image(source),
         )
         groups.append(
@@ -207,7 +211,7 @@ def build_sr(
         InputError: The header lacks the UIDs an SR must reference.
         ConfigError: Neither ``detection`` nor ``fracture`` was given.
     """
-    _check_source(source)
+    check_source(source)
     if detection is None and fracture is None:
         raise ConfigError("SR", "there is no result to report", "pass a detection or fracture")
     groups: list[Any] = []

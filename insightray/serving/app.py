@@ -36,6 +36,7 @@ from insightray.serving.hosting.cache import ResultCache
 from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
 from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.pacs import PacsGateway
 from insightray.serving.hosting.rollout import ModelRegistry
 from insightray.serving.routes import ROUTERS
 from insightray.serving.security.audit import AuditLog
@@ -129,6 +130,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
     )
     registry = ModelRegistry(db)
     registry.register_bundled()
+    salt = site_salt(settings.keys_dir)
     return Services(
         settings=settings,
         db=db,
@@ -139,7 +141,8 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         registry=registry,
         host=host,
         metrics=metrics,
-        deid_salt=site_salt(settings.keys_dir),
+        deid_salt=salt,
+        pacs=PacsGateway(settings, keyring, salt),
     )
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from insightray.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from insightray.serving.hosting.inference import ModelHost
 from insightray.serving.hosting.metrics import ServiceMetrics
+from insightray.serving.hosting.pacs import PacsGateway
 from insightray.serving.hosting.rollout import ModelRegistry
 from insightray.serving.security.audit import AuditLog
 from insightray.serving.security.ratelimit import RateLimiter
@@ -56,6 +57,7 @@ __all__ = [
     "MetricsReader",
     "ModelsAdmin",
     "ModelsReader",
+    "PacsAdmin",
     "Principal",
     "Services",
     "ServicesDep",
@@ -84,6 +86,7 @@ class Services:
     host: ModelHost
     metrics: ServiceMetrics
     deid_salt: bytes
+    pacs: PacsGateway
 
     def record(
         self,
@@ -262,3 +265,4 @@ AssistantUser = Annotated[Principal, Depends(require(Permission.ASSISTANT))]
 ModelsReader = Annotated[Principal, Depends(require(Permission.MODELS_READ))]
 ModelsAdmin = Annotated[Principal, Depends(require(Permission.MODELS_ADMIN))]
 MetricsReader = Annotated[Principal, Depends(require(Permission.METRICS_READ))]
+PacsAdmin = Annotated[Principal, Depends(require(Permission.PACS_ADMIN))]

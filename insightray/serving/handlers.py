@@ -39,6 +39,7 @@ from insightray.errors import (
     StorageError,
     UnsupportedFormatError,
     UnsupportedTransferSyntaxError,
+    UpstreamError,
 )
 
 __all__ = ["error_body", "error_response", "install_error_handlers", "is_oip_path", "status_of"]
@@ -59,6 +60,7 @@ STATUS_BY_ERROR: dict[type[InsightRayError], int] = {
     ConflictError: 409,
     RateLimitedError: 429,
     ServiceUnavailableError: 503,
+    UpstreamError: 502,
     StorageError: 500,
 }
 #: Errors not listed (ConfigError from a request body, for instance) are the caller's: 422.

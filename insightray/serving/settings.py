@@ -79,6 +79,12 @@ class ServeSettings:
         index_on_start: With no knowledge index yet, build it (MedQuAD from the shared
             data) in the background at start-up; the assistant answers "preparing, N %"
             meanwhile. Off by default so that test and CI services never start a build.
+        pacs_dicomweb_url: The PACS's DICOMweb root (``http://pacs:8042/dicom-web``) that
+            the admin routes ``/v1/pacs/...`` search and pull from; ``None``: those routes
+            answer 503. The service talks to this PACS only (no URL is taken from requests).
+        pacs_routing: The routing file (:mod:`insightray.pacs.routing`) that decides what
+            a pulled study is analysed with and where its SRs go (point it at the same PACS);
+            ``None``: ``POST /v1/pacs/pull`` answers 503.
     """
 
     home: Path
@@ -100,9 +106,13 @@ class ServeSettings:
     ood_action: str = "flag"
     conversation_ttl_s: int = 1800
     index_on_start: bool = False
+    pacs_dicomweb_url: str | None = None
+    pacs_routing: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
+        if self.pacs_routing is not None:
+            object.__setattr__(self, "pacs_routing", Path(self.pacs_routing).expanduser())
         if not self.database_url:
             url = f"sqlite:///{self.home / 'insightray.db'}"
             object.__setattr__(self, "database_url", url)
@@ -123,6 +133,11 @@ class ServeSettings:
     def keys_dir(self) -> Path:
         """Secrets: ``data.key``, ``jwt.key``, ``deid.salt`` (mode 0700)."""
         return self.home / "keys"
+
+    @property
+    def pacs_dir(self) -> Path:
+        """The PACS work folder: sealed ``inbox/`` and ``outbox/``, ``audit.jsonl``."""
+        return self.home / "pacs"
 
     @property
     def store_dir(self) -> Path:
@@ -178,7 +193,7 @@ def _parse(variable: str, raw: str, type_name: str) -> Any:
             return int(raw)
         if type_name == "float":
             return float(raw)
-        if type_name == "Path":
+        if type_name in ("Path", "Path | None"):
             return Path(raw)
         return raw
     except ValueError as error:

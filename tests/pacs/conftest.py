@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.pacs.orthanc import Orthanc, orthanc_installed, run_orthanc
+
+if TYPE_CHECKING:
+    from insightray.pacs.vault import Vault
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +30,14 @@ def chest(shared_data: Path) -> Path:
     if not path.is_file():
         pytest.skip("cr_chest_RG1_UNCI.dcm not found")
     return path
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Vault:
+    """A vault over ``tmp_path/inbox`` sealing with a fresh key ring (the service's class)."""
+    import secrets
+
+    from insightray.pacs.vault import Vault
+    from insightray.serving.storage.crypto import KeyRing
+
+    return Vault(tmp_path / "inbox", KeyRing([secrets.token_bytes(32)]), b"test site salt")

@@ -44,6 +44,11 @@ def test_first_fitting_rule_wins_and_matching_is_case_blind() -> None:
         ({"rules": [_rule(match={"series_description": "("})]}, "not a regular expression"),
         ({"rules": [_rule(match={"colour": ["red"]})]}, "unknown keys \\['colour'\\]"),
         ({"rules": [_rule()], "retry": {"attempts": 0}}, "attempts must be at least 1"),
+        (
+            {"rules": [_rule(task="classification", presentation_state=True)]},
+            "presentation_state draws boxes",
+        ),
+        ({"rules": [_rule(presentation_state="yes")]}, "must be true or false"),
     ],
 )
 def test_invalid_routing_is_a_config_error(raw: dict[str, object], message: str) -> None:

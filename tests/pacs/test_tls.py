@@ -5,11 +5,15 @@ from __future__ import annotations
 import datetime
 import ipaddress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from insightray.errors import ConfigError, ServiceUnavailableError
 from tests.pacs.orthanc import free_port
+
+if TYPE_CHECKING:
+    from insightray.pacs.vault import Vault
 
 pytest.importorskip("pynetdicom")
 x509 = pytest.importorskip("cryptography.x509")
@@ -50,16 +54,16 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def test_tls_listener_takes_tls_and_refuses_plain(chest: Path, tmp_path: Path) -> None:
+def test_tls_listener_takes_tls_and_refuses_plain(
+    chest: Path, tmp_path: Path, vault: Vault
+) -> None:
     from insightray.imaging.dicom import read_dataset
     from insightray.pacs.dimse import send_cstore, tls_context
     from insightray.pacs.listener import Listener
 
     cert, key = _self_signed(tmp_path)
     server = tls_context(server=True, certificate=cert, key=key)
-    listener = Listener(
-        None, tmp_path / "inbox", port=free_port(), allowed=["MODALITY"], tls=server
-    )
+    listener = Listener(None, vault, port=free_port(), allowed=["MODALITY"], tls=server)
     listener.start()
     try:
         image = read_dataset(chest)
@@ -88,18 +92,20 @@ def test_a_tls_listener_needs_a_usable_certificate(tmp_path: Path) -> None:
 
 
 def test_routing_sends_srs_over_tls_and_a_bad_ca_dead_letters_at_once(
-    chest: Path, tmp_path: Path
+    chest: Path, tmp_path: Path, vault: Vault
 ) -> None:
-    import shutil
-
+    from insightray.imaging.dicom import read_dataset
     from insightray.pacs.dimse import tls_context
     from insightray.pacs.listener import Listener
     from insightray.pacs.pipeline import Analyst
     from insightray.pacs.routing import routing_from_dict
+    from insightray.pacs.vault import Vault
+    from insightray.serving.storage.crypto import KeyRing
 
     cert, key = _self_signed(tmp_path)
+    pacs_vault = Vault(tmp_path / "pacs", KeyRing([bytes(32)]), b"pacs salt")
     pacs = Listener(
-        None, tmp_path / "pacs", port=free_port(), allowed=["INSIGHTRAY"],
+        None, pacs_vault, port=free_port(), allowed=["INSIGHTRAY"],
         tls=tls_context(server=True, certificate=cert, key=key),
     )  # fmt: skip
     pacs.start()
@@ -112,10 +118,8 @@ def test_routing_sends_srs_over_tls_and_a_bad_ca_dead_letters_at_once(
                 {"rules": [rule], "retry": {"attempts": 3}, "dead_letter": str(tmp_path / "dl")}
             )
             assert routing.rules[0].cstore is not None and routing.rules[0].cstore.tls
-            analyst = Analyst(routing, outbox=tmp_path / "out", sleep=lambda _: None)
-            arrival = tmp_path / f"arrival-{len(outcomes)}.dcm"
-            shutil.copy(chest, arrival)
-            outcomes.append(analyst.handle(arrival))
+            analyst = Analyst(routing, vault, outbox=tmp_path / "out", sleep=lambda _: None)
+            outcomes.append(analyst.handle(vault.admit(read_dataset(chest))))
         assert pacs.wait_idle(30)
     finally:
         pacs.stop()

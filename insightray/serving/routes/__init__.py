@@ -19,6 +19,7 @@ from insightray.serving.routes import (
     measurements,
     models,
     oip,
+    pacs,
     reports,
     studies,
     study_reports,
@@ -40,6 +41,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     assistant.router,
     models.router,
     labels.router,
+    pacs.router,
     oip.router,
     health.router,
 )

@@ -42,7 +42,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from insightray.errors import ConfigError
-from insightray.serving.fsutil import atomic_write
+from insightray.fsutil import atomic_write
 from insightray.serving.storage.db import AuditRecord, Database
 from insightray.serving.storage.db.session import WRITE_OPTION
 

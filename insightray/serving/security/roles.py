@@ -36,6 +36,7 @@ class Permission(StrEnum):
     AUDIT_READ = "audit_read"
     METRICS_READ = "metrics_read"
     PHI_READ = "phi_read"
+    PACS_ADMIN = "pacs_admin"
 
 
 _CLINICAL = frozenset(
@@ -53,8 +54,9 @@ _CLINICAL = frozenset(
 
 #: Clinicians work with their patients' studies; researchers do the same on (de-identified)
 #: data but cannot delete and never see identifying header values (PHI_READ: names, IDs,
-#: dates in the tag browser); admins run the service and may do everything; auditors read the
-#: audit trail, metrics and the model registry, and never see images or results.
+#: dates in the tag browser); admins run the service and may do everything (PACS_ADMIN, the
+#: /v1/pacs routes, is theirs alone); auditors read the audit trail, metrics and the model
+#: registry, and never see images or results.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLINICIAN: _CLINICAL,
     Role.RESEARCHER: _CLINICAL - {Permission.STUDY_DELETE, Permission.PHI_READ},

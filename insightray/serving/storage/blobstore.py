@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from insightray.errors import NotFoundError, TamperedDataError
-from insightray.serving.fsutil import atomic_write, fsync_dir
+from insightray.fsutil import atomic_write, fsync_dir
 from insightray.serving.storage.crypto import KeyRing
 
 __all__ = ["BlobStore", "sha256_hex"]

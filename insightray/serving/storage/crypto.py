@@ -51,7 +51,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from insightray.errors import ConfigError, TamperedDataError
-from insightray.serving.fsutil import atomic_write
+from insightray.fsutil import atomic_write
 
 if TYPE_CHECKING:
     from insightray.serving.settings import ServeSettings

@@ -348,6 +348,7 @@ def study_json(study: Study, results: Sequence[Any]) -> dict[str, Any]:
         "laterality": study.meta.get("laterality"),
         "study_description": study.meta.get("study_description"),
         "series_description": study.meta.get("series_description"),
+        "sr_findings": study.meta.get("sr_findings", []),
         "status": study.status,
         "created_at": study.created_at.isoformat(),
         "results": list(results),

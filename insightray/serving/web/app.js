@@ -10,6 +10,7 @@ import { FindingsPanel } from "./findings.js";
 import { FrameScroller } from "./frames.js";
 import { ReportPanel } from "./report.js";
 import { MeasurementsPanel } from "./measurements.js";
+import { PacsSearch } from "./pacs.js";
 import { TagBrowser } from "./tags.js";
 import { RadiographViewer } from "./viewer.js";
 import { windowPresets } from "./windows.js";
@@ -29,6 +30,7 @@ const measurements = new MeasurementsPanel(viewer, api);
 const tags = new TagBrowser(api);
 const frames = new FrameScroller(viewer, api);
 const compare = new PriorComparison(viewer, api);
+const pacs = new PacsSearch(api, { onOpened: studiesFromPacs });
 
 let current = null;       // the open study
 let presets = [];         // window presets of the open study
@@ -56,11 +58,28 @@ async function showApp(user) {
   role.textContent = user.role;
   chip.append(name, role);
   closeStudy();
+  pacs.enable(user);
   try {
     await worklist.refresh();
   } catch (error) {
     toast(`Worklist: ${error.message}`, "error");
   }
+}
+
+/** Studies brought in from the PACS: list them and open the first. */
+async function studiesFromPacs(studies) {
+  for (const study of studies) worklist.replace(study);
+  if (studies.length) worklist.select(studies[0].id);
+}
+
+/** The boxes of the PACS SR filed beside an image, shown as a detection result. */
+function srResult(study) {
+  return {
+    task: "cxr",
+    result_id: `sr-${study.id}`,
+    model: { name: "SR from the PACS", version: "" },
+    findings: study.sr_findings,
+  };
 }
 
 function sessionEnded() {
@@ -162,6 +181,8 @@ async function openStudy(study) {
     } catch (error) {
       if (number === loadNumber) findings.setError(`Results: ${error.message}`);
     }
+  } else if (study.sr_findings?.length) {
+    findings.setResults([srResult(study)]);
   }
 }
 

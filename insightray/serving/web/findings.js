@@ -14,7 +14,7 @@ function operatingPoint(result) {
 
 export function modelText(model) {
   if (!model) return "";
-  return `${model.name} v${model.version}`;
+  return model.version ? `${model.name} v${model.version}` : model.name;
 }
 
 export class FindingsPanel {
