@@ -152,6 +152,9 @@ def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[
                 "search ms p50": statistics.median(seconds) * 1000,
                 "questions": len(questions),
                 "answerable": len(keep),
+                "hits@5": [float(hit) for hit in recall],  # per question, for paired tests
+                "reciprocal ranks": reciprocal,
+                "answerable mask": answerable,
             }
         )
     return rows

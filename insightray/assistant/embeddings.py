@@ -2,8 +2,10 @@
 
 The backend is sentence-transformers when it is installed, else plain transformers with the
 same recipe (mean pooling over the attention mask, then L2 normalisation), so both give the
-same vectors. The model loads on first use from the local package path only; nothing is
-downloaded.
+same vectors; ``onnx`` and ``onnx-int8`` run an export of the same model on ONNX Runtime
+(:mod:`insightray.assistant.onnx_encoder`: the same vectors, or INT8 ones within a cosine of
+about 0.99, several times faster). The model loads on first use from the local package path
+only; nothing is downloaded.
 
 Example:
     >>> embedder = Embedder()  # doctest: +SKIP
@@ -40,7 +42,8 @@ __all__ = [
 
 #: Rows of float32 vectors (or one vector).
 Vectors = NDArray[np.float32]
-Backend = Literal["auto", "sentence-transformers", "transformers"]
+Backend = Literal["auto", "sentence-transformers", "transformers", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "transformers", "onnx", "onnx-int8")
 WEIGHTS_NAME = "model.safetensors"
 
 
@@ -99,10 +102,12 @@ class EmbedderConfig:
 
     Attributes:
         model_path: A sentence-transformers model folder; ``None`` is the packaged MiniLM.
-        backend: ``"auto"`` (sentence-transformers if installed), or force one.
+        backend: ``"auto"`` (sentence-transformers if installed), or force one; ``onnx`` and
+            ``onnx-int8`` run on ONNX Runtime.
         batch_size: Texts per forward pass.
         max_length: Word pieces per text (longer texts are truncated).
-        num_threads: Torch CPU threads (``None`` leaves torch's setting).
+        num_threads: CPU threads (``None``: torch's setting; all cores for ONNX Runtime).
+        cache_dir: Where ONNX exports are kept (default ``insightray_home() / "encoders"``).
     """
 
     model_path: Path | None = None
@@ -110,6 +115,12 @@ class EmbedderConfig:
     batch_size: int = 32
     max_length: int = 256
     num_threads: int | None = None
+    cache_dir: Path | None = None
+
+    @property
+    def int8(self) -> bool:
+        """Whether the vectors are INT8 approximations (they then differ slightly)."""
+        return self.backend == "onnx-int8"
 
 
 class Embedder:
@@ -123,6 +134,10 @@ class Embedder:
                 str(self.model_path), "not a model folder (no config.json)", "check the path"
             )
         backend = self.config.backend
+        if backend not in BACKENDS:
+            raise ConfigError(
+                backend, "unknown embedding backend", "use one of " + ", ".join(BACKENDS)
+            )
         if backend == "auto":
             found = importlib.util.find_spec("sentence_transformers") is not None
             backend = "sentence-transformers" if found else "transformers"
@@ -177,17 +192,32 @@ class Embedder:
 
     def _load(self) -> Callable[[list[str]], Vectors]:
         if self._encode_batch is None:
-            import torch
-
-            if self.config.num_threads:
-                torch.set_num_threads(self.config.num_threads)
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            loader = _sentence_transformers if self.backend == "sentence-transformers" else None
-            if self.backend not in ("sentence-transformers", "transformers"):
-                raise ConfigError(self.backend, "unknown embedding backend", "use auto")
-            self._encode_batch = (loader or _transformers)(self.model_path, self.config)
+            if self.backend.startswith("onnx"):
+                self._encode_batch = self._onnx()
+            else:
+                import torch
+
+                if self.config.num_threads:
+                    torch.set_num_threads(self.config.num_threads)
+                st = self.backend == "sentence-transformers"
+                loader = _sentence_transformers if st else _transformers
+                self._encode_batch = loader(self.model_path, self.config)
         return self._encode_batch
+
+    def _onnx(self) -> Callable[[list[str]], Vectors]:
+        from transformers import AutoTokenizer
+
+        from insightray.assistant.onnx_encoder import export_encoder, onnx_encoder
+        from insightray.config import insightray_home
+
+        folder = self.config.cache_dir or insightray_home() / "encoders"
+        exported = export_encoder(
+            self.model_path, folder, self.sha256(folder), int8=self.config.int8
+        )
+        tokenizer = AutoTokenizer.from_pretrained(str(self.model_path), local_files_only=True)
+        return onnx_encoder(exported, tokenizer, self.config.max_length, self.config.num_threads)
 
 
 def _sentence_transformers(path: Path, config: EmbedderConfig) -> Callable[[list[str]], Vectors]:

@@ -84,14 +84,16 @@ class IndexConfig:
         dense: ``"flat"`` (exact), ``"hnsw"`` or ``"auto"`` (HNSW from ``hnsw_from`` passages).
         hnsw_from: Passage count from which ``"auto"`` picks HNSW.
         hnsw_m: HNSW graph degree.
-        embedder: The embedding model settings.
+        embedder: The passage encoder (default ONNX Runtime INT8, which retrieves as well as
+            the PyTorch model and builds several times faster: bench_index_encoder.py; the
+            questions are encoded by the assistant's own embedder).
     """
 
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
     dense: Literal["auto", "flat", "hnsw"] = "auto"
     hnsw_from: int = 200_000
     hnsw_m: int = 32
-    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    embedder: EmbedderConfig = field(default_factory=lambda: EmbedderConfig(backend="onnx-int8"))
 
     def dense_kind(self, passages: int) -> Literal["flat", "hnsw"]:
         """The dense index kind for a collection of ``passages``."""
@@ -141,7 +143,10 @@ def fingerprint(
     """The index fingerprint and the per-input checksums it is made of."""
     inputs = [{"path": str(p), "sha256": _input_checksum(p)} for p in sources]
     settings = asdict(config)
-    settings["embedder"] = {"max_length": config.embedder.max_length}  # what changes vectors
+    # what changes vectors: the length, and INT8 (fp32 backends all give the same vectors)
+    settings["embedder"] = {"max_length": config.embedder.max_length}
+    if config.embedder.int8:
+        settings["embedder"]["int8"] = True
     blob = json.dumps(
         {
             "format": INDEX_FORMAT,
@@ -266,8 +271,12 @@ def _reuse_vectors(
     except (InputNotFoundError, ConfigError, OSError, ValueError, KeyError):
         return found, 0
     same_model = old.manifest.get("model", {}).get("sha256") == model_sha
-    old_length = old.manifest.get("config", {}).get("embedder", {}).get("max_length")
-    if not same_model or old_length != config.embedder.max_length:
+    old_embedder = old.manifest.get("config", {}).get("embedder", {})
+    same_vectors = (old_embedder.get("max_length"), old_embedder.get("backend") == "onnx-int8") == (
+        config.embedder.max_length,
+        config.embedder.int8,
+    )
+    if not same_model or not same_vectors:
         return found, 0
     known = {embed_text(p): i for i, p in enumerate(old.passages)}
     reused = 0

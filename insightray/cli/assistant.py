@@ -43,7 +43,9 @@ IndexDir = Annotated[
         show_default=False,
     ),
 ]
-Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads for torch.", min=1)]
+Threads = Annotated[
+    int | None, typer.Option("--threads", help="CPU threads (default: all cores).", min=1)
+]
 #: One thread answers a question fastest: a query is too small to split, and spare cores
 #: are often busy.
 QueryThreads = Annotated[
@@ -163,6 +165,14 @@ def index_build(
         Path | None,
         typer.Option("--log", help="Progress log (default: <index>-build.log beside it)."),
     ] = None,
+    encoder: Annotated[
+        str,
+        typer.Option(
+            "--encoder",
+            help="Passage encoder: onnx-int8 (ONNX Runtime, INT8, all cores: the fastest), "
+            "onnx (fp32) or torch (the PyTorch model).",
+        ),
+    ] = "onnx-int8",
 ) -> None:
     """Build (or confirm up to date) the knowledge index: read, chunk, embed, BM25.
 
@@ -172,7 +182,11 @@ def index_build(
 
     if dense not in ("auto", "flat", "hnsw"):
         raise typer.BadParameter("use auto, flat or hnsw", param_hint="--dense")
-    config = IndexConfig(dense=dense, embedder=EmbedderConfig(num_threads=threads))  # type: ignore[arg-type]
+    backends = {"onnx-int8": "onnx-int8", "onnx": "onnx", "torch": "auto"}
+    if encoder not in backends:
+        raise typer.BadParameter("use onnx-int8, onnx or torch", param_hint="--encoder")
+    embedder = EmbedderConfig(backend=backends[encoder], num_threads=threads)  # type: ignore[arg-type]
+    config = IndexConfig(dense=dense, embedder=embedder)  # type: ignore[arg-type]
     folder = index_dir or default_index_dir()
     log_file = log_path or folder.with_name(folder.name + "-build.log")
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -19,6 +19,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from insightray.errors import ServiceUnavailableError
@@ -119,12 +120,12 @@ class IndexPreparation:
         temporary.replace(self.lock)
 
     def _build(self) -> None:
-        from insightray.assistant.embeddings import EmbedderConfig
         from insightray.assistant.index import IndexConfig, build_index
 
         log.info("building the knowledge index in %s (%d threads)", self.index_dir, self.threads)
         try:
-            config = IndexConfig(embedder=EmbedderConfig(num_threads=self.threads))
+            default = IndexConfig()
+            config = replace(default, embedder=replace(default.embedder, num_threads=self.threads))
             build_index(self.sources, self.index_dir, config, progress=False,
                         on_progress=self._write)  # fmt: skip
             log.info("knowledge index ready in %s", self.index_dir)

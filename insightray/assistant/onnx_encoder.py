@@ -1,0 +1,142 @@
+"""The sentence encoder on ONNX Runtime: exported once from the packaged model, then fused and
+(optionally) quantised to INT8, for building the knowledge index in minutes on a CPU.
+
+The export is the same network as the PyTorch encoder (eager attention, so that onnxruntime's
+BERT fusions can recognise it: one ``Attention`` node per layer, ``SkipLayerNormalization``,
+``BiasGelu``); INT8 is onnxruntime's dynamic quantisation of the linear layers' weights (per
+channel, activations quantised at run time), which keeps the vectors within a cosine of about
+0.99 of fp32. Exports are kept in ``folder`` under the weights' SHA-256, so another model or
+changed weights never reuse a stale export. ``benchmarks/bench_index_encoder.py`` measures speed
+and retrieval against the PyTorch encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["export_encoder", "onnx_encoder"]
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def export_encoder(model_path: Path, folder: Path, sha256: str, *, int8: bool) -> Path:
+    """The fused (and with ``int8`` quantised) ONNX file of the model, exported if missing.
+
+    Args:
+        model_path: A BERT-family sentence-transformers model folder.
+        folder: Where exports are kept.
+        sha256: The weights' SHA-256 (names the export).
+        int8: Quantise the linear layers' weights to INT8.
+    """
+    target = folder / f"{sha256[:16]}-{'int8' if int8 else 'fp32'}.onnx"
+    if target.is_file():
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    fused = folder / f"{sha256[:16]}-fp32.onnx"
+    if not fused.is_file():
+        _export_fused(model_path, fused)
+    if int8:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        partial = target.with_suffix(f".{os.getpid()}.part")
+        with _quiet():  # it logs a hint to pre-process that does not apply to dynamic INT8
+            quantize_dynamic(
+                fused,
+                partial,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                # the fused operators are from onnxruntime's domain, which shape inference
+                # does not know; their outputs are float
+                extra_options={"DefaultTensorType": 1},
+            )
+        partial.replace(target)
+    return target
+
+
+def _export_fused(model_path: Path, target: Path) -> None:
+    import torch
+    from onnxruntime.transformers import optimizer
+    from transformers import AutoModel
+
+    config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
+    model: Any = AutoModel.from_pretrained(
+        str(model_path), local_files_only=True, attn_implementation="eager"
+    ).eval()
+
+    class Hidden(torch.nn.Module):  # keyword arguments: the positional order changed in v5
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in _INPUTS)
+    axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
+    raw = target.with_suffix(f".{os.getpid()}.raw")
+    with _quiet(), torch.inference_mode():
+        torch.onnx.export(
+            Hidden(), example, str(raw), input_names=list(_INPUTS), output_names=["hidden"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+        fused = optimizer.optimize_model(
+            str(raw),
+            model_type="bert",
+            num_heads=int(config["num_attention_heads"]),
+            hidden_size=int(config["hidden_size"]),
+        )
+    partial = target.with_suffix(f".{os.getpid()}.part")
+    fused.save_model_to_file(str(partial))
+    raw.unlink()
+    partial.replace(target)
+
+
+def onnx_encoder(
+    onnx_path: Path, tokenizer: Any, max_length: int, threads: int | None
+) -> Callable[[list[str]], NDArray[np.float32]]:
+    """A batch encoder on ``onnx_path``: mean pooling over the attention mask, then L2
+    normalisation, as the sentence-transformers recipe; ``threads`` default to all cores."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    names = {item.name for item in session.get_inputs()}
+
+    def encode(batch: list[str]) -> NDArray[np.float32]:
+        inputs = tokenizer(
+            batch, padding=True, truncation=True, max_length=max_length, return_tensors="np"
+        )
+        feed = {name: np.asarray(inputs[name], dtype=np.int64) for name in names}
+        hidden = session.run(None, feed)[0]
+        mask = np.asarray(inputs["attention_mask"], dtype=np.float32)[..., None]
+        pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)
+        norms = np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return np.asarray(pooled / norms, dtype=np.float32)
+
+    return encode
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silences the exporter's and quantiser's warnings and root-logger hints meanwhile."""
+    level = logging.root.level
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.root.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            logging.root.setLevel(level)
