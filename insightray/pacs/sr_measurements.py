@@ -30,7 +30,7 @@ from pydicom.uid import generate_uid
 from insightray.errors import ConfigError, UnsupportedFormatError
 from insightray.imaging import detect_format
 from insightray.imaging.dicom import read_dataset
-from insightray.pacs.sr import _MANUFACTURER, LOCAL_SCHEME, _box_polyline, _check_source
+from insightray.pacs.sr import _MANUFACTURER, LOCAL_SCHEME, check_source, polyline
 
 __all__ = [
     "MEASUREMENT_SR_SERIES_NUMBER",
@@ -90,7 +90,7 @@ def _measurement_region(
         graphic_type, data = hd.sr.GraphicTypeValues.POLYLINE, np.array(points, dtype=np.float32)
     elif kind == "rectangle":
         (x0, y0), (x1, y1) = points[:2]
-        graphic_type, data = hd.sr.GraphicTypeValues.POLYLINE, _box_polyline((x0, y0, x1, y1))
+        graphic_type, data = hd.sr.GraphicTypeValues.POLYLINE, polyline((x0, y0, x1, y1))
     else:  # an ellipse bounded by the two corners: its major axis ends, then its minor's
         (x0, y0), (x1, y1) = points[:2]
         cx, cy, rx, ry = (x0 + x1) / 2, (y0 + y1) / 2, abs(x1 - x0) / 2, abs(y1 - y0) / 2
@@ -145,7 +145,7 @@ def build_measurement_sr(
         InputError: The header lacks the UIDs an SR must reference.
         ConfigError: There are no measurements.
     """
-    _check_source(source)
+    check_source(source)
     if not measurements:
         raise ConfigError("SR", "the study has no measurements", "measure something first")
     groups = []
