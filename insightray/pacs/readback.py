@@ -59,11 +59,14 @@ class ReadBackFinding:
         label: The model's label (from the tracking identifier).
         probability: The probability measured.
         present: Whether the finding was called present at the model's operating point.
+        evaluation: The evaluation's code meaning (``"Present"``, ``"Absent"``, a report's
+            ``"Uncertain (qualifier value)"``; empty when there is none).
     """
 
     label: str
     probability: float
     present: bool
+    evaluation: str = ""
 
 
 @dataclass(frozen=True)
@@ -131,11 +134,12 @@ def _region(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> Read
 
 def _finding(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> ReadBackFinding:
     probability = group.get_measurements(name=codes.DCM.Probability)
-    evaluation = group.get_qualitative_evaluations(name=codes.DCM.Finding)
+    evaluation = group.get_qualitative_evaluations(name=codes.DCM.PresenceOfProperty)
     return ReadBackFinding(
         label=str(group.tracking_identifier),
         probability=float(probability[0].value) if probability else float("nan"),
         present=bool(evaluation) and evaluation[0].value == codes.SCT.Present,
+        evaluation=str(evaluation[0].value.meaning) if evaluation else "",
     )
 
 

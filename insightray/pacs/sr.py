@@ -186,7 +186,8 @@ def _image_group(
         measurements=measurements,
         qualitative_evaluations=[
             hd.sr.QualitativeEvaluation(
-                name=codes.DCM.Finding, value=codes.SCT.Present if present else codes.SCT.Absent
+                name=codes.DCM.PresenceOfProperty,
+                value=codes.SCT.Present if present else codes.SCT.Absent,
             )
         ],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],

@@ -62,6 +62,7 @@ def test_fracture_sr_is_one_image_level_finding(shared_data: Path, tmp_path: Pat
     assert finding.label == "fractured"
     assert finding.probability == pytest.approx(record["probability"], abs=1e-4)
     assert finding.present == (record["label"] == "fractured")
+    assert finding.evaluation == ("Present" if finding.present else "Absent")  # read, not assumed
 
 
 def test_sr_of_a_png_is_a_clear_per_file_error(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@
 -> observation mapping in ``nlp/resources/detector_observations.json``): discrepancies both
 ways, and the observations the detector cannot see. ``GET`` answers the same for the report in
 force. ``GET .../report/draft`` writes a structured draft from the AI findings, marked as
-AI-generated, for the radiologist to edit and save.
+AI-generated, for the radiologist to edit and save. ``GET .../report/sr`` answers the report's
+observations as a DICOM SR of the study's image, for the PACS.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +33,7 @@ from insightray.serving.deps import (
 from insightray.serving.hosting.analysis import load_result
 from insightray.serving.routes.reports import report_labeller
 from insightray.serving.storage.db.models import Study
-from insightray.serving.storage.studies import get_study, study_results
+from insightray.serving.storage.studies import get_study, study_bytes, study_results
 from insightray.serving.storage.study_reports import latest_report, report_text, save_report
 
 router = APIRouter(prefix="/v1/studies", tags=["reports"])
@@ -86,6 +87,30 @@ async def fetch(
     answer = await run_in_threadpool(_answer, services, who, study, text, labels.to_dict())
     await audit.arecord("study.report.read", study_id=study.id)
     return {**answer, "saved_at": row.created_at.isoformat(), "saved_by": row.username}
+
+
+@router.get(
+    "/{study_id}/report/sr",
+    response_class=Response,
+    responses={200: {"content": {"application/dicom": {}}, "description": "DICOM SR (TID 1500)"}},
+)
+def export_sr(study_id: str, services: ServicesDep, who: StudyReader, audit: AuditDep) -> Response:
+    """The report in force as a DICOM SR (TID 1500) of the stored, de-identified image: one
+    image-level finding per observation the report mentions, evaluated Present, Absent or
+    Uncertain, by the rules named as the algorithm. DICOM studies only (415 otherwise); 404
+    without a report; needs the ``[pacs]`` extra."""
+    from insightray.pacs.sr_report import report_sr_bytes  # the [pacs] extra: highdicom
+
+    study = get_study(services, who, study_id)
+    row = latest_report(services, study.id)
+    if row is None:
+        raise NotFoundError(
+            f"report of study {study_id}", "no report saved", "POST the report's text first"
+        )
+    labels = report_labeller().label(report_text(services, row))
+    document = report_sr_bytes(study_bytes(services, study), labels)
+    audit.record("study.report.sr", study_id=study.id)
+    return Response(document, media_type="application/dicom", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{study_id}/report/draft")

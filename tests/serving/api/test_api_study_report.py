@@ -3,13 +3,16 @@ with the real detector's findings both ways, and the AI draft."""
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
+import pydicom
 from sqlalchemy import select
 
 from insightray.nlp.reports import ReportLabeller
 from insightray.serving.storage.db import AuditRecord, StudyReport
-from tests.serving.api.conftest import DETECTOR, Api
+from tests.serving.api.conftest import CHEST_DICOM, DETECTOR, Api
 from tests.serving.api.test_api_analysis import TB_IMAGE
 
 CLEAR = "FINDINGS: Heart size is normal. The lungs are clear. No pleural effusion or pneumothorax."
@@ -123,3 +126,33 @@ def test_study_report_permissions_and_deletion(api: Api) -> None:
     assert not api.services.store.exists(row.text_key)
     with api.services.db.session(read_only=True) as session:
         assert not list(session.scalars(select(StudyReport)))
+
+
+def test_the_report_in_force_exports_as_a_dicom_sr_of_the_study(api: Api, tmp_path: Path) -> None:
+    from insightray.pacs.readback import read_sr
+    from tests.pacs.helpers import dciodvfy_errors
+
+    headers = api.as_role("clinician")
+    study = api.upload(CHEST_DICOM)
+    url = f"/v1/studies/{study['id']}/report"
+    assert api.client.get(f"{url}/sr", headers=headers).status_code == 404  # no report yet
+    assert api.client.post(url, json={"text": CLEAR}, headers=headers).status_code == 200
+    answer = api.client.get(f"{url}/sr", headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["content-type"] == "application/dicom"
+    written = tmp_path / "report.sr.dcm"
+    written.write_bytes(answer.content)
+    assert dciodvfy_errors(written) == []
+    stored = pydicom.dcmread(io.BytesIO(api.services.store.get(study["sha256"])))
+    back = read_sr(written)
+    assert back.referenced_sop_instance_uids == (stored.SOPInstanceUID,)  # the de-identified one
+    evaluations = {f.label: f.evaluation for f in back.findings}
+    assert evaluations["Pleural Effusion"] == evaluations["Pneumothorax"] == "Absent"
+    assert evaluations["No Finding"] == "Present"
+    with api.services.db.session(read_only=True) as session:
+        actions = [r.action for r in session.scalars(select(AuditRecord))]
+    assert "study.report.sr" in actions
+    png = api.upload(TB_IMAGE)
+    png_url = f"/v1/studies/{png['id']}/report"
+    assert api.client.post(png_url, json={"text": CLEAR}, headers=headers).status_code == 200
+    assert api.client.get(f"{png_url}/sr", headers=headers).status_code == 415
