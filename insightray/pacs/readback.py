@@ -135,11 +135,12 @@ def _region(group: hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations) -> Read
 def _finding(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> ReadBackFinding:
     probability = group.get_measurements(name=codes.DCM.Probability)
     evaluation = group.get_qualitative_evaluations(name=codes.DCM.PresenceOfProperty)
+    value: Any = evaluation[0].value if evaluation else None  # a CodedConcept
     return ReadBackFinding(
         label=str(group.tracking_identifier),
         probability=float(probability[0].value) if probability else float("nan"),
-        present=bool(evaluation) and evaluation[0].value == codes.SCT.Present,
-        evaluation=str(evaluation[0].value.meaning) if evaluation else "",
+        present=value == codes.SCT.Present,
+        evaluation=str(value.meaning) if value is not None else "",
     )
 
 
