@@ -105,6 +105,13 @@ def save_feedback(
             "send accept or reject for a fracture label; send label= with correct",
         )  # fmt: skip
     with services.db.session() as session:
+        # The audit record first: it takes the lock that serialises writers (PostgreSQL
+        # advisory lock; SQLite's write lock is taken up front), so two requests never both
+        # insert one reader's verdict, nor both fire the trigger.
+        services.record(
+            who, "feedback.save", verdict, None, session, study_id=result.study_id,
+            model_name=result.model_name, model_version=result.model_version,
+        )  # fmt: skip
         row = session.scalar(
             select(FindingFeedback).where(
                 FindingFeedback.result_id == result.id,
@@ -123,10 +130,6 @@ def save_feedback(
         row.verdict, row.label = verdict, label if verdict == "correct" else None
         row.updated_at = utc_now()
         session.flush()
-        services.record(
-            who, "feedback.save", verdict, None, session, study_id=result.study_id,
-            model_name=result.model_name, model_version=result.model_version,
-        )  # fmt: skip
         _check_trigger(services, who, session, result.model_name, result.model_version)
         session.expunge(row)
     return row
@@ -136,7 +139,7 @@ def _check_trigger(
     services: Services, who: Principal, session: Session, name: str, version: str
 ) -> None:
     """Fire or re-arm the retraining trigger of one model version (inside the saving
-    transaction, after its audit record: writers are serialised)."""
+    transaction, after its audit record took the writers' lock)."""
     threshold = services.settings.retrain_agreement
     window = services.settings.retrain_window
     if threshold <= 0:
@@ -223,24 +226,26 @@ def feedback_figures(db: Database, window: int) -> list[FeedbackFigures]:
     """Live performance of every model version with verdicts, from the database (so every
     replica reports the same); verdicts on deleted studies still count."""
     accepted = func.sum(case((FindingFeedback.verdict == "accept", 1), else_=0))
-    group = (FindingFeedback.model_name, FindingFeedback.model_version, FindingFeedback.kind)
-    query = select(*group, func.count(), accepted).group_by(*group)
+    model, version, kind = (
+        FindingFeedback.model_name, FindingFeedback.model_version, FindingFeedback.kind
+    )  # fmt: skip
+    query = select(model, version, kind, func.count(), accepted).group_by(model, version, kind)
     with db.session(read_only=True) as session:
         counts: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
-        for name, version, kind, judged, ok in session.execute(query):
-            counts.setdefault((name, version), {})[kind] = (int(judged), int(ok or 0))
+        for row in session.execute(query):
+            counts.setdefault((row[0], row[1]), {})[row[2]] = (int(row[3]), int(row[4] or 0))
         states = {
             (s.model_name, s.model_version): s for s in session.scalars(select(RetrainingTrigger))
         }
         figures = []
-        for (name, version), by_kind in sorted(counts.items()):
-            state = states.get((name, version))
+        for (name, number), by_kind in sorted(counts.items()):
+            state = states.get((name, number))
             figures.append(
                 FeedbackFigures(
                     model=name,
-                    version=version,
+                    version=number,
                     judged=by_kind,
-                    recent_agreement=_recent_agreement(session, name, version, window),
+                    recent_agreement=_recent_agreement(session, name, number, window),
                     retraining_needed=bool(state and state.below),
                     triggers=state.crossings if state else 0,
                 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -13,9 +14,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from insightray.config import data_root
+from insightray.serving.deps import Principal
+from insightray.serving.hosting.feedback import save_feedback
 from insightray.serving.hosting.inference import ModelLoader
 from insightray.serving.settings import ServeSettings
-from insightray.serving.storage.db import AuditRecord, FindingFeedback
+from insightray.serving.storage.db import AuditRecord, FindingFeedback, User
 from tests.serving.api.conftest import DETECTOR, DETECTOR_VERSION, Api, start_api
 
 TB_IMAGE = data_root() / "cxr" / "tbx11k" / "images" / "tb0020.jpg"
@@ -165,3 +168,31 @@ def test_the_fracture_label_is_accepted_or_rejected(api: Api) -> None:
     assert _value(figures, "insightray_feedback_agreement", **labels) == 0.0
     assert _value(figures, "insightray_feedback_precision", **labels) is None  # no boxes
     assert _value(figures, "insightray_retraining_needed", **labels) == 0.0  # window of 50
+
+
+def test_concurrent_verdicts_fire_the_trigger_once(small_window: Api) -> None:
+    """Two readers judging every box at once, each verdict sent twice: one row per reader
+    and finding, and one crossing however the requests interleave."""
+    api = small_window
+    study = api.upload(TB_IMAGE)
+    body = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=api.as_role("clinician")
+    ).json()
+    boxes = len(body["findings"]) + len(body["candidates"])
+    with api.services.db.session(read_only=True) as session:
+        users = {u.username: u.id for u in session.scalars(select(User))}
+    readers = [Principal(n, n[:-1], users[n], f"user:{n}") for n in ("clinician1", "admin1")]
+    jobs = [(who, index) for who in readers for index in range(boxes)] * 2
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        rows = list(
+            pool.map(
+                lambda job: save_feedback(
+                    api.services, job[0], body["result_id"], job[1], "reject"
+                ),
+                jobs,
+            )
+        )
+    assert len(rows) == len(jobs)
+    with api.services.db.session(read_only=True) as session:
+        assert len(list(session.scalars(select(FindingFeedback)))) == 2 * boxes
+    assert _actions(api, "retraining.") == ["retraining.trigger"]
