@@ -171,7 +171,7 @@ def test_the_fracture_label_is_accepted_or_rejected(api: Api) -> None:
 
 
 def test_concurrent_verdicts_fire_the_trigger_once(small_window: Api) -> None:
-    """Two readers judging every box at once, each verdict sent twice: one row per reader
+    """Two readers judging every box at once, each verdict sent six times: one row per reader
     and finding, and one crossing however the requests interleave."""
     api = small_window
     study = api.upload(TB_IMAGE)
@@ -182,8 +182,8 @@ def test_concurrent_verdicts_fire_the_trigger_once(small_window: Api) -> None:
     with api.services.db.session(read_only=True) as session:
         users = {u.username: u.id for u in session.scalars(select(User))}
     readers = [Principal(n, n[:-1], users[n], f"user:{n}") for n in ("clinician1", "admin1")]
-    jobs = [(who, index) for who in readers for index in range(boxes)] * 2
-    with ThreadPoolExecutor(max_workers=6) as pool:
+    jobs = [(who, index) for who in readers for index in range(boxes)] * 6
+    with ThreadPoolExecutor(max_workers=12) as pool:
         rows = list(
             pool.map(
                 lambda job: save_feedback(
