@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,7 +43,7 @@ __all__ = [
 #: Rows of float32 vectors (or one vector).
 Vectors = NDArray[np.float32]
 Backend = Literal["auto", "sentence-transformers", "transformers", "onnx", "onnx-int8"]
-BACKENDS: tuple[str, ...] = ("auto", "sentence-transformers", "transformers", "onnx", "onnx-int8")
+BACKENDS: tuple[str, ...] = get_args(Backend)
 WEIGHTS_NAME = "model.safetensors"
 
 

@@ -33,6 +33,7 @@ from insightray.models.catalog import find_task
 from insightray.serving.deps import Services
 from insightray.serving.handlers import error_response, install_error_handlers
 from insightray.serving.hosting.cache import ResultCache
+from insightray.serving.hosting.feedback import feedback_figures
 from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
 from insightray.serving.hosting.metrics import ServiceMetrics
@@ -120,6 +121,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
     db = Database.open(settings)
     keyring = KeyRing.from_settings(settings)
     metrics = ServiceMetrics()
+    metrics.watch_feedback(lambda: feedback_figures(db, settings.retrain_window))
     host = ModelHost(
         loader or ModelLoader(index_dir=settings.home / "index"),
         metrics,

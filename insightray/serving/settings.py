@@ -85,6 +85,13 @@ class ServeSettings:
         pacs_routing: The routing file (:mod:`insightray.pacs.routing`) that decides what
             a pulled study is analysed with and where its SRs go (point it at the same PACS);
             ``None``: ``POST /v1/pacs/pull`` answers 503.
+        retrain_window: How many of a model version's most recent judged findings (readers'
+            accept / reject / correct verdicts) the retraining trigger looks at; it stays
+            silent until there are that many.
+        retrain_agreement: The retraining trigger fires (an audited ``retraining.trigger``
+            event and the ``insightray_retraining_triggers_total`` metric) when the share of
+            accepted findings among the last ``retrain_window`` falls below this, once per
+            crossing; ``0`` turns it off. A policy value set by the site, not fitted to data.
     """
 
     home: Path
@@ -108,6 +115,8 @@ class ServeSettings:
     index_on_start: bool = False
     pacs_dicomweb_url: str | None = None
     pacs_routing: Path | None = None
+    retrain_window: int = 50
+    retrain_agreement: float = 0.8
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -117,13 +126,17 @@ class ServeSettings:
             url = f"sqlite:///{self.home / 'insightray.db'}"
             object.__setattr__(self, "database_url", url)
         positive = ("token_ttl_s", "max_upload_bytes", "max_image_pixels", "rate_burst")
-        for name in (*positive, "batch_max_size", "conversation_ttl_s"):
+        for name in (*positive, "batch_max_size", "conversation_ttl_s", "retrain_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be at least 1", f"set INSIGHTRAY_{name.upper()}")
         if self.rate_per_s <= 0 or self.batch_max_delay_ms < 0 or self.cache_entries < 0:
             raise ConfigError("rate/batch settings", "must not be negative", "check the values")
         if self.inference_threads < 1 or self.torch_threads < 1:
             raise ConfigError("threads", "must be at least 1", "set a positive thread count")
+        if not 0.0 <= self.retrain_agreement <= 1.0:
+            raise ConfigError(
+                "retrain_agreement", "must lie between 0 and 1", "set INSIGHTRAY_RETRAIN_AGREEMENT"
+            )
         if self.ood_action not in OOD_ACTIONS:
             raise ConfigError(
                 f"ood_action {self.ood_action!r}", "unknown action", "set flag or refuse"

@@ -185,14 +185,21 @@ def test_operator_guide_names_every_setting() -> None:
     assert not missing, f"docs/operations.md does not describe {missing}"
 
 
-def test_alert_rules_use_the_services_ood_series() -> None:
-    from insightray.serving.hosting.metrics import ServiceMetrics
+def test_alert_rules_use_the_services_ood_and_feedback_series() -> None:
+    from insightray.serving.hosting.metrics import FeedbackFigures, ServiceMetrics
 
     rules_file = ROOT / "deploy" / "prometheus" / "insightray-alerts.yml"
     groups = yaml.safe_load(rules_file.read_text())["groups"]
     expressions = " ".join(rule["expr"] for group in groups for rule in group["rules"])
     metrics = ServiceMetrics()
     metrics.observe_ood("m", "1", 2.0, True)
+    metrics.watch_feedback(lambda: [FeedbackFigures("m", "1", {"box": (4, 1)}, 0.25, True, 1)])
     exposed = metrics.render().decode()
-    for series in ("insightray_ood_images_total", "insightray_ood_score_bucket"):
+    for series in (
+        "insightray_ood_images_total",
+        "insightray_ood_score_bucket",
+        "insightray_retraining_triggers_total",
+        "insightray_retraining_needed",
+    ):
         assert series in expressions and series in exposed
+    assert 'insightray_feedback_precision{model="m",version="1"} 0.25' in exposed

@@ -30,7 +30,9 @@ def test_from_env_reads_typed_variables_and_overrides_win(
     monkeypatch.setenv("INSIGHTRAY_RATE_PER_S", "2.5")
     monkeypatch.setenv("INSIGHTRAY_DEIDENTIFY", "no")
     monkeypatch.setenv("INSIGHTRAY_BATCH_MAX_SIZE", "4")
+    monkeypatch.setenv("INSIGHTRAY_RETRAIN_AGREEMENT", "0.65")
     settings = ServeSettings.from_env(batch_max_size=16)
+    assert settings.retrain_agreement == 0.65 and settings.retrain_window == 50
     assert settings.home == tmp_path
     assert settings.database_url == f"sqlite:///{tmp_path / 'insightray.db'}"
     assert settings.keys_dir == tmp_path / "keys"
@@ -55,6 +57,9 @@ def test_data_key_is_not_shown_in_repr(monkeypatch: pytest.MonkeyPatch, tmp_path
         ("INSIGHTRAY_RATE_BURST", "many"),
         ("INSIGHTRAY_PSEUDONYM_MAP", "maybe"),
         ("INSIGHTRAY_TOKEN_TTL_S", "0"),
+        ("INSIGHTRAY_RETRAIN_WINDOW", "0"),
+        ("INSIGHTRAY_RETRAIN_AGREEMENT", "1.5"),
+        ("INSIGHTRAY_RETRAIN_AGREEMENT", "most"),
     ],
 )
 def test_bad_values_are_config_errors(

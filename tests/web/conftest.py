@@ -48,8 +48,11 @@ NEWCOMER = ("newcomer", "newcomer-passphrase-42")
 #: role may not see identifying DICOM values.
 RADIOLOGIST = ("radiologist", "light-box-passphrase-31")
 ANALYST = ("analyst", "research-passphrase-58")
+#: A clinician who judges the AI's findings, and an auditor who reads /metrics (Prometheus).
+SECOND_READER = ("second-reader", "second-opinion-passphrase-19")
+MONITOR = ("monitor", "prometheus-passphrase-23")
 USERS = ((READER, "clinician"), (NEWCOMER, "clinician"), (RADIOLOGIST, "clinician"),
-         (ANALYST, "researcher"))  # fmt: skip
+         (ANALYST, "researcher"), (SECOND_READER, "clinician"), (MONITOR, "auditor"))  # fmt: skip
 #: MedQuAD documents of the assistant's small index: gout, shingles, migraine, celiac disease.
 KNOWLEDGE = (
     "MedQuAD/4_MPlus_Health_Topics_QA/0000409.xml",

@@ -2,7 +2,10 @@
 
 Series: requests and their latency per route template (never the raw path, which holds ids),
 predictions and their latency per model version, batch sizes, queue depth, cache hits and
-misses, and the out-of-distribution guard's outcomes and scores.
+misses, and the out-of-distribution guard's outcomes and scores. Live performance from
+readers' feedback (:class:`FeedbackFigures`, read from the database at each scrape through
+:meth:`ServiceMetrics.watch_feedback`, so every replica reports the same figures): judged and
+accepted findings, precision, agreement, recent agreement, and the retraining trigger.
 
 Example:
     >>> metrics = ServiceMetrics()
@@ -13,9 +16,14 @@ Example:
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
-__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE", "FeedbackFigures", "ServiceMetrics"]
 
 #: The media type of :meth:`ServiceMetrics.render` (Prometheus text format 0.0.4).
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -23,6 +31,102 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _OOD_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 100.0)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64)
+
+
+@dataclass(frozen=True)
+class FeedbackFigures:
+    """Readers' verdicts on one model version.
+
+    Attributes:
+        model: The model's name.
+        version: Its version.
+        judged: Per kind (``box``, ``label``): (verdicts, accepted verdicts).
+        recent_agreement: Accepted share of the last N verdicts; ``None`` with fewer.
+        retraining_needed: Whether the recent agreement is below the threshold now.
+        triggers: How many times it crossed below the threshold.
+    """
+
+    model: str
+    version: str
+    judged: dict[str, tuple[int, int]] = field(default_factory=dict)
+    recent_agreement: float | None = None
+    retraining_needed: bool = False
+    triggers: int = 0
+
+    @property
+    def precision(self) -> float | None:
+        """Accepted boxes / judged boxes; ``None`` without judged boxes."""
+        judged, accepted = self.judged.get("box", (0, 0))
+        return accepted / judged if judged else None
+
+    @property
+    def agreement(self) -> float | None:
+        """Accepted findings / judged findings (boxes and labels); ``None`` without any."""
+        judged = sum(n for n, _ in self.judged.values())
+        return sum(ok for _, ok in self.judged.values()) / judged if judged else None
+
+
+class _FeedbackCollector(Collector):
+    """Series computed at each scrape from :class:`FeedbackFigures`."""
+
+    def __init__(self, figures: Callable[[], list[FeedbackFigures]]) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape time: no fixed description at registration
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+        judged = GaugeMetricFamily(
+            "insightray_feedback_judged",
+            "Findings readers judged (accept, reject, correct), by kind (box, label).",
+            labels=[*labels, "kind"],
+        )
+        accepted = GaugeMetricFamily(
+            "insightray_feedback_accepted",
+            "Findings readers accepted, by kind (box, label).",
+            labels=[*labels, "kind"],
+        )
+        precision = GaugeMetricFamily(
+            "insightray_feedback_precision",
+            "Accepted boxes / judged boxes, from readers' feedback.",
+            labels=labels,
+        )
+        agreement = GaugeMetricFamily(
+            "insightray_feedback_agreement",
+            "Accepted findings / judged findings (boxes and labels), from readers' feedback.",
+            labels=labels,
+        )
+        recent = GaugeMetricFamily(
+            "insightray_feedback_recent_agreement",
+            "Agreement over the last INSIGHTRAY_RETRAIN_WINDOW verdicts.",
+            labels=labels,
+        )
+        needed = GaugeMetricFamily(
+            "insightray_retraining_needed",
+            "1 while the recent agreement is below INSIGHTRAY_RETRAIN_AGREEMENT.",
+            labels=labels,
+        )
+        triggers = CounterMetricFamily(
+            "insightray_retraining_triggers",
+            "Times the recent agreement crossed below INSIGHTRAY_RETRAIN_AGREEMENT.",
+            labels=labels,
+        )
+        for figure in self.figures():
+            key = [figure.model, figure.version]
+            for kind, (count, ok) in sorted(figure.judged.items()):
+                judged.add_metric([*key, kind], count)
+                accepted.add_metric([*key, kind], ok)
+            for family, value in (
+                (precision, figure.precision),
+                (agreement, figure.agreement),
+                (recent, figure.recent_agreement),
+            ):
+                if value is not None:
+                    family.add_metric(key, value)
+            needed.add_metric(key, 1.0 if figure.retraining_needed else 0.0)
+            triggers.add_metric(key, figure.triggers)
+        yield from (judged, accepted, precision, agreement, recent, needed, triggers)
 
 
 class ServiceMetrics:
@@ -88,6 +192,10 @@ class ServiceMetrics:
             ("model", "version", "outcome"),
             registry=self.registry,
         )
+
+    def watch_feedback(self, figures: Callable[[], list[FeedbackFigures]]) -> None:
+        """Expose readers' feedback: ``figures`` is called at each scrape (a database read)."""
+        self.registry.register(_FeedbackCollector(figures))
 
     def observe_ood(self, model: str, version: str, score: float | None, flagged: bool) -> None:
         """Count one guarded image (flagged or not) and its out-of-distribution score."""

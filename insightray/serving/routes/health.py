@@ -3,7 +3,8 @@
 ``/healthz`` and ``/v2/health/live`` answer 200 while the process serves HTTP;
 ``/readyz`` and ``/v2/health/ready`` answer 200 once the database answers and the model
 warm-up has finished (each model's state is listed), 503 before. ``/metrics`` needs the
-``metrics_read`` permission (admins, auditors; give Prometheus an API key).
+``metrics_read`` permission (admins, auditors; give Prometheus an API key); its feedback and
+retraining series are read from the database at each scrape.
 """
 
 from __future__ import annotations

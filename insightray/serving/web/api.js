@@ -93,6 +93,13 @@ export class Api {
   deleteMeasurement(studyId, id) {
     return this.json("DELETE", `/v1/studies/${encodeURIComponent(studyId)}/measurements/${encodeURIComponent(id)}`);
   }
+  /** The signed-in reader's verdicts on a result's findings. */
+  feedback(resultId) { return this.json("GET", `/v1/results/${encodeURIComponent(resultId)}/feedback`); }
+  /** Accept, reject or correct (with `label`) finding `index` of a result (0: a fracture label). */
+  judge(resultId, index, verdict, label = undefined) {
+    const body = label === undefined ? { verdict } : { verdict, label };
+    return this.json("PUT", `/v1/results/${encodeURIComponent(resultId)}/feedback/${index}`, body);
+  }
   priors(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/priors`); }
   tags(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/tags`); }
   analyseText(text) { return this.json("POST", "/v1/text/analyze", { text }); }

@@ -1,5 +1,7 @@
 // The AI findings panel: detector boxes (threshold, per-class toggles, a list that highlights
-// its box), the fracture result with its operating point and the Grad-CAM heatmap controls.
+// its box), the fracture result with its operating point and the Grad-CAM heatmap controls,
+// and the reader's verdict on each box and on the fracture label (accept, reject, relabel),
+// saved with PUT /v1/results/{id}/feedback/{index}: the service's live agreement per model.
 
 import { $, h, percent, probabilityText, setError, show } from "./dom.js";
 
@@ -33,6 +35,7 @@ export class FindingsPanel {
     this.hiddenClasses = new Set();
     this.sticky = null;
     this.heatmapLoaded = null;   // result id whose heatmap the viewer holds
+    this.verdicts = new Map();   // "<result id>:<index>" -> {verdict, label} of this reader
     this.#bind();
   }
 
@@ -46,6 +49,43 @@ export class FindingsPanel {
       $("#heatmap-opacity-value").textContent = percent(value);
     });
     $("#findings-list").addEventListener("mouseleave", () => this.#highlight(this.sticky));
+    for (const button of document.querySelectorAll("#fracture-feedback [data-verdict]")) {
+      button.addEventListener("click", () => {
+        if (this.fracture) this.judge(this.fracture, 0, button.dataset.verdict);
+      });
+    }
+  }
+
+  /** Whether a result came from the service (an SR read from the PACS has no feedback). */
+  #judgeable(result) {
+    return Boolean(result?.result_id) && !String(result.result_id).startsWith("sr-");
+  }
+
+  /** The reader's earlier verdicts on a result, shown on its buttons. */
+  async #loadVerdicts(result) {
+    if (!this.#judgeable(result)) return;
+    try {
+      const body = await this.api.feedback(result.result_id);
+      for (const item of body?.items ?? []) {
+        this.verdicts.set(`${result.result_id}:${item.finding}`, { verdict: item.verdict, label: item.label });
+      }
+      this.render();
+    } catch (error) {
+      this.setError(`Feedback: ${error.message}`);
+    }
+  }
+
+  /** Save the reader's verdict on finding `index` of `result` (a box, or 0: the label). */
+  async judge(result, index, verdict, label = undefined) {
+    const key = `${result.result_id}:${index}`;
+    try {
+      const saved = await this.api.judge(result.result_id, index, verdict, label);
+      this.verdicts.set(key, { verdict: saved.verdict, label: saved.label });
+      this.setError("");
+    } catch (error) {
+      this.setError(`Feedback: ${error.message}`);
+    }
+    this.render();
   }
 
   /** Forget everything (no study open). */
@@ -55,6 +95,7 @@ export class FindingsPanel {
     this.hiddenClasses.clear();
     this.sticky = null;
     this.heatmapLoaded = null;
+    this.verdicts.clear();
     this.setBusy(false);
     setError($("#findings-error"), "");
     this.render();
@@ -96,6 +137,7 @@ export class FindingsPanel {
     this.sticky = null;
     const point = operatingPoint(result);
     this.setThreshold(point ?? this.#defaultThreshold(result), false);
+    this.#loadVerdicts(result);
   }
 
   /** Without an operating point from the service: show every box it returned. */
@@ -111,6 +153,7 @@ export class FindingsPanel {
       this.setHeatmap(false);
     }
     this.fracture = result;
+    this.#loadVerdicts(result);
   }
 
   setThreshold(value, rerender = true) {
@@ -218,7 +261,7 @@ export class FindingsPanel {
       }, h("span", { class: "swatch", style: { background: color(label) } }), label, h("span", { class: "count" }, `${visible}/${total}`));
     }));
 
-    $("#findings-list").replaceChildren(...listed.map((f) => this.#findingItem(f, color(f.label), shown.includes(f))));
+    $("#findings-list").replaceChildren(...listed.map((f) => this.#findingItem(f, color(f.label), shown.includes(f), labels)));
     const none = $("#findings-none");
     const weaker = findings.length - listed.length;
     show(none, findings.length === 0 || listed.length === 0);
@@ -230,7 +273,7 @@ export class FindingsPanel {
     this.#highlight(this.sticky);
   }
 
-  #findingItem(finding, color, visible) {
+  #findingItem(finding, color, visible, labels) {
     const [x1, y1, x2, y2] = finding.box;
     const size = finding.box_mm
       ? `${(finding.box_mm[2] - finding.box_mm[0]).toFixed(0)} × ${(finding.box_mm[3] - finding.box_mm[1]).toFixed(0)} mm`
@@ -249,6 +292,42 @@ export class FindingsPanel {
       h("span", { class: "finding-label" }, finding.label),
       h("span", { class: "finding-score" }, percent(finding.score)),
       h("span", { class: "finding-sub", title: `box ${Math.round(x1)}, ${Math.round(y1)} to ${Math.round(x2)}, ${Math.round(y2)} px` }, `${size}${reason}`),
+      ...(this.#judgeable(this.detection) ? [this.#verdictButtons(finding, labels)] : []),
+    );
+  }
+
+  /** Accept / reject buttons and a relabel menu for one box; the saved verdict is pressed. */
+  #verdictButtons(finding, labels) {
+    const index = Number(finding.key.split(":").pop());
+    const saved = this.verdicts.get(finding.key);
+    const button = (verdict, text, title) => h("button", {
+      class: `btn btn-ghost btn-sm verdict-button ${verdict}`,
+      type: "button",
+      title,
+      "aria-pressed": String(saved?.verdict === verdict),
+      dataset: { verdict },
+      onclick: (event) => {
+        event.stopPropagation();
+        this.judge(this.detection, index, verdict);
+      },
+    }, text);
+    const relabel = labels.filter((label) => label !== finding.label);
+    const menu = relabel.length ? [h("select", {
+      class: "relabel",
+      title: "Right place, wrong class: pick the right one",
+      "aria-label": `Relabel ${finding.label}`,
+      onclick: (event) => event.stopPropagation(),
+      onchange: (event) => {
+        if (event.target.value) this.judge(this.detection, index, "correct", event.target.value);
+      },
+    },
+      h("option", { value: "" }, saved?.verdict === "correct" ? `→ ${saved.label}` : "Relabel…"),
+      ...relabel.map((label) => h("option", { value: label }, label)),
+    )] : [];
+    return h("span", { class: "verdict-buttons", dataset: { verdict: saved?.verdict ?? "" } },
+      button("accept", "✓ Accept", "The model is right about this box"),
+      button("reject", "✗ Reject", "The model is wrong: no such finding here"),
+      ...menu,
     );
   }
 
@@ -278,5 +357,12 @@ export class FindingsPanel {
     $("#fracture-probability").textContent = probabilityText(probability);
     $("#fracture-threshold").textContent = `${threshold.toFixed(3)} (model card)`;
     $("#heatmap-toggle").disabled = !result.heatmap_url;
+    const saved = this.verdicts.get(`${result.result_id}:0`);
+    const feedback = $("#fracture-feedback");
+    show(feedback, this.#judgeable(result));
+    feedback.dataset.verdict = saved?.verdict ?? "";
+    for (const button of feedback.querySelectorAll("[data-verdict]")) {
+      button.setAttribute("aria-pressed", String(saved?.verdict === button.dataset.verdict));
+    }
   }
 }

@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from insightray.serving.storage.db.feedback import FindingFeedback, RetrainingTrigger
 from insightray.serving.storage.db.labels import ImageLabel
 from insightray.serving.storage.db.models import (
     ApiKey,
@@ -30,11 +31,13 @@ __all__ = [
     "AuditRecord",
     "Base",
     "Database",
+    "FindingFeedback",
     "ImageLabel",
     "Measurement",
     "ModelVersion",
     "PseudonymMap",
     "Result",
+    "RetrainingTrigger",
     "Study",
     "StudyReport",
     "User",
