@@ -63,6 +63,7 @@ __all__ = [
     "deidentify",
     "deidentify_bytes",
     "deidentify_upload",
+    "encode_dataset",
     "pseudonym_for",
     "restore_identity",
     "upload_patient_id",
@@ -230,7 +231,7 @@ def deidentify_bytes(data: Source, *, salt: bytes, pseudonym: str | None = None)
         CorruptFileError: The DICOM file is damaged beyond reading.
     """
     dataset = read_part10(data, name="upload")
-    return _encode(deidentify(dataset, salt=salt, pseudonym=pseudonym))
+    return encode_dataset(deidentify(dataset, salt=salt, pseudonym=pseudonym))
 
 
 def deidentify_upload(upload: ParsedUpload, *, salt: bytes, pseudonym: str | None = None) -> bytes:
@@ -243,7 +244,7 @@ def deidentify_upload(upload: ParsedUpload, *, salt: bytes, pseudonym: str | Non
     """
     if upload.dataset is None:
         raise ValueError("only a DICOM upload can be de-identified")
-    return _encode(deidentify(upload.dataset, salt=salt, pseudonym=pseudonym))
+    return encode_dataset(deidentify(upload.dataset, salt=salt, pseudonym=pseudonym))
 
 
 def upload_patient_id(upload: ParsedUpload) -> str:
@@ -273,13 +274,18 @@ def upload_study_date(upload: ParsedUpload) -> date | None:
     return None
 
 
-def _encode(dataset: Dataset) -> bytes:
+def encode_dataset(dataset: Dataset, name: str = "upload") -> bytes:
+    """A data set as DICOM Part 10 bytes.
+
+    Raises:
+        CorruptFileError: It cannot be encoded (values the sender's export got wrong).
+    """
     buffer = BytesIO()
     try:
         dataset.save_as(buffer, enforce_file_format=True)
     except Exception as error:
         raise CorruptFileError(
-            "upload", "the DICOM file cannot be re-encoded", "re-export it"
+            name, "the DICOM data set cannot be encoded", "check the sender's export"
         ) from error
     return buffer.getvalue()
 

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from io import BytesIO
@@ -228,17 +229,42 @@ def build_sr(
         present = answer.probability >= answer.threshold
         groups.append(_image_group(source, "fractured", card, answer.probability, present))
         cards.append(card)
+    return measurement_report(
+        source,
+        groups,
+        device_observer(
+            [c.name + c.version for c in cards], " + ".join(card.name for card in cards)
+        ),
+        SR_SERIES_NUMBER,
+        "Insight Ray AI results",
+    )
+
+
+def device_observer(identity: list[str], model_name: str) -> hd.sr.ObservationContext:
+    """The observation context of an SR written by Insight Ray as a device, whose UID is
+    derived from ``identity`` (the same models give the same device UID)."""
     device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=generate_uid(entropy_srcs=[c.name + c.version for c in cards]),
+        uid=generate_uid(entropy_srcs=identity),
         name=_MANUFACTURER,
         manufacturer_name=_MANUFACTURER,
-        model_name=" + ".join(card.name for card in cards)[:64],
+        model_name=model_name[:64],
     )
-    observation = hd.sr.ObservationContext(
+    return hd.sr.ObservationContext(
         observer_device_context=hd.sr.ObserverContext(
             observer_type=codes.DCM.Device, observer_identifying_attributes=device
         )
     )
+
+
+def measurement_report(
+    source: Dataset,
+    groups: list[Any],
+    observation: hd.sr.ObservationContext,
+    series_number: int,
+    description: str,
+) -> hd.sr.Comprehensive3DSR:
+    """A TID 1500 Measurement Report of ``groups`` about ``source``, in a new SR series of
+    the source's study (every SR Insight Ray writes is assembled here)."""
     report = hd.sr.MeasurementReport(
         observation_context=observation,
         procedure_reported=codes.LN.XRUnspecifiedBodyRegion,
@@ -248,13 +274,29 @@ def build_sr(
         evidence=[source],
         content=report[0],
         series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=_MANUFACTURER,
-        series_description="Insight Ray AI results",
+        series_description=description,
         is_complete=True,
     )
+
+
+def dicom_sr_bytes(source: bytes, build: Callable[[Dataset], hd.sr.Comprehensive3DSR]) -> bytes:
+    """``build(header)`` of a DICOM image's bytes, as DICOM Part 10 bytes.
+
+    Raises:
+        UnsupportedFormatError: The image is not DICOM.
+    """
+    if detect_format(source) != "dicom":
+        raise UnsupportedFormatError(
+            "study", "an SR can only reference a DICOM image", "use a DICOM study"
+        )
+    header = read_dataset(source, header_only=True, name="image")
+    buffer = BytesIO()
+    build(header).save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
 
 
 def sr_file_name(source: Dataset) -> str:
@@ -275,12 +317,9 @@ def sr_bytes(
     """
     if detect_format(source) != "dicom":
         return None
-    header = read_dataset(source, header_only=True, name="image")
-    buffer = BytesIO()
-    build_sr(header, detection=detection, fracture=fracture).save_as(
-        buffer, enforce_file_format=True
+    return dicom_sr_bytes(
+        source, lambda header: build_sr(header, detection=detection, fracture=fracture)
     )
-    return buffer.getvalue()
 
 
 def write_sr(

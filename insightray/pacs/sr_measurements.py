@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-from io import BytesIO
 from typing import Any, NamedTuple
 
 import highdicom as hd
@@ -27,10 +26,14 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from insightray.errors import ConfigError, UnsupportedFormatError
-from insightray.imaging import detect_format
-from insightray.imaging.dicom import read_dataset
-from insightray.pacs.sr import _MANUFACTURER, LOCAL_SCHEME, check_source, polyline
+from insightray.errors import ConfigError
+from insightray.pacs.sr import (
+    LOCAL_SCHEME,
+    check_source,
+    dicom_sr_bytes,
+    measurement_report,
+    polyline,
+)
 
 __all__ = [
     "MEASUREMENT_SR_SERIES_NUMBER",
@@ -170,21 +173,8 @@ def build_measurement_sr(
             ),
         )
     )
-    report = hd.sr.MeasurementReport(
-        observation_context=observation,
-        procedure_reported=codes.LN.XRUnspecifiedBodyRegion,
-        imaging_measurements=groups,
-    )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[source],
-        content=report[0],
-        series_instance_uid=generate_uid(),
-        series_number=MEASUREMENT_SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        series_description="Insight Ray reader measurements",
-        is_complete=True,
+    return measurement_report(
+        source, groups, observation, MEASUREMENT_SR_SERIES_NUMBER, "Insight Ray reader measurements"
     )
 
 
@@ -196,11 +186,4 @@ def measurement_sr_bytes(source: bytes, measurements: list[ReaderMeasurement]) -
         InputError: Its header lacks the UIDs an SR must reference.
         ConfigError: There are no measurements.
     """
-    if detect_format(source) != "dicom":
-        raise UnsupportedFormatError(
-            "study", "an SR can only reference a DICOM image", "export a DICOM study's measurements"
-        )
-    header = read_dataset(source, header_only=True, name="image")
-    buffer = BytesIO()
-    build_measurement_sr(header, measurements).save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_sr_bytes(source, lambda header: build_measurement_sr(header, measurements))

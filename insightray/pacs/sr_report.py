@@ -18,19 +18,20 @@ Example:
 
 from __future__ import annotations
 
-from io import BytesIO
-
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from insightray.errors import UnsupportedFormatError
-from insightray.imaging import detect_format
-from insightray.imaging.dicom import read_dataset
 from insightray.nlp.reports.labeller import ReportLabels
-from insightray.pacs.sr import _MANUFACTURER, check_source, finding_code
+from insightray.pacs.sr import (
+    check_source,
+    device_observer,
+    dicom_sr_bytes,
+    finding_code,
+    measurement_report,
+)
 
 __all__ = ["REPORT_SR_SERIES_NUMBER", "build_report_sr", "report_sr_bytes"]
 
@@ -79,32 +80,12 @@ def build_report_sr(source: Dataset, labels: ReportLabels) -> hd.sr.Comprehensiv
                 source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
             )
         )
-    device = hd.sr.DeviceObserverIdentifyingAttributes(
-        uid=generate_uid(entropy_srcs=[labels.rules]),
-        name=_MANUFACTURER,
-        manufacturer_name=_MANUFACTURER,
-        model_name=name[:64],
-    )
-    observation_context = hd.sr.ObservationContext(
-        observer_device_context=hd.sr.ObserverContext(
-            observer_type=codes.DCM.Device, observer_identifying_attributes=device
-        )
-    )
-    report = hd.sr.MeasurementReport(
-        observation_context=observation_context,
-        procedure_reported=codes.LN.XRUnspecifiedBodyRegion,
-        imaging_measurements=groups,
-    )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[source],
-        content=report[0],
-        series_instance_uid=generate_uid(),
-        series_number=REPORT_SR_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=_MANUFACTURER,
-        series_description="Insight Ray report observations",
-        is_complete=True,
+    return measurement_report(
+        source,
+        groups,
+        device_observer([labels.rules], name),
+        REPORT_SR_SERIES_NUMBER,
+        "Insight Ray report observations",
     )
 
 
@@ -115,11 +96,4 @@ def report_sr_bytes(source: bytes, labels: ReportLabels) -> bytes:
         UnsupportedFormatError: The image is not DICOM.
         InputError: Its header lacks the UIDs an SR must reference.
     """
-    if detect_format(source) != "dicom":
-        raise UnsupportedFormatError(
-            "study", "an SR can only reference a DICOM image", "export a DICOM study's report"
-        )
-    header = read_dataset(source, header_only=True, name="image")
-    buffer = BytesIO()
-    build_report_sr(header, labels).save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return dicom_sr_bytes(source, lambda header: build_report_sr(header, labels))

@@ -34,15 +34,14 @@ import copy
 import hashlib
 import struct
 from dataclasses import dataclass
-from io import BytesIO
 from pathlib import Path
 from typing import Protocol
 
 from pydicom.dataset import Dataset
 
-from insightray.errors import CorruptFileError, TamperedDataError
+from insightray.errors import TamperedDataError
 from insightray.fsutil import atomic_write
-from insightray.imaging.deid import deidentify, restore_identity
+from insightray.imaging.deid import deidentify, encode_dataset, restore_identity
 from insightray.imaging.dicom import read_dataset
 
 __all__ = ["ARRIVAL_SUFFIX", "Arrival", "Sealer", "Vault", "sop_hash"]
@@ -87,17 +86,6 @@ class Arrival:
     def header(self) -> Dataset:
         """The de-identified header (no pixels read)."""
         return read_dataset(self.image, header_only=True, name="arrival")
-
-
-def _encode(dataset: Dataset) -> bytes:
-    buffer = BytesIO()
-    try:
-        dataset.save_as(buffer, enforce_file_format=True)
-    except Exception as error:
-        raise CorruptFileError(
-            "arrival", "the DICOM instance cannot be encoded", "check the sender's export"
-        ) from error
-    return buffer.getvalue()
 
 
 def _identity(dataset: Dataset) -> Dataset:
@@ -151,8 +139,8 @@ class Vault:
             CorruptFileError: The data set cannot be encoded (a damaged instance).
         """
         clean = deidentify(dataset, salt=self._salt)
-        image = _encode(clean)
-        identity = _encode(_identity(dataset))
+        image = encode_dataset(clean, "arrival")
+        identity = encode_dataset(_identity(dataset), "arrival")
         sop = sop_hash(str(clean.get("SOPInstanceUID", "")))
         payload = _MAGIC + _LENGTH.pack(len(identity)) + identity + image
         return self.write(self.inbox / f"{sop}{ARRIVAL_SUFFIX}", payload)

@@ -13,7 +13,7 @@ import { MeasurementsPanel } from "./measurements.js";
 import { PacsSearch } from "./pacs.js";
 import { TagBrowser } from "./tags.js";
 import { RadiographViewer } from "./viewer.js";
-import { windowPresets } from "./windows.js";
+import { imageOf, windowPresets } from "./windows.js";
 import { contentKind, studyTitle, Worklist } from "./worklist.js";
 
 const AUTO_TASK_KEY = "insightray.autoTask";
@@ -148,20 +148,7 @@ async function openStudy(study) {
     const pixels = await api.pixels(study.id);
     if (number !== loadNumber) return;
     presets = windowPresets(study, pixels);
-    viewer.setImage({
-      width: pixels.fullWidth,
-      height: pixels.fullHeight,
-      levelWidth: pixels.width,
-      levelHeight: pixels.height,
-      data: pixels.data,
-      valueMin: pixels.valueMin,
-      valueMax: pixels.valueMax,
-      spacing: study.pixel_spacing ?? null,
-      spacingSource: study.spacing_source ?? null,
-      monochrome1: study.photometric === "MONOCHROME1",
-      unit: study.modality === "CT" ? "HU" : "value",
-      frame: pixels.frame,
-    }, presets[0]);
+    viewer.setImage(imageOf(study, pixels), presets[0]);
     fillPresets();
     setToolsEnabled(true);
     measurements.setStudy(study);

@@ -7,7 +7,7 @@
 
 import { $, show, toast } from "./dom.js";
 import { RadiographViewer } from "./viewer.js";
-import { windowPresets } from "./windows.js";
+import { imageOf, windowPresets } from "./windows.js";
 import { studyTitle } from "./worklist.js";
 
 export class PriorComparison {
@@ -66,19 +66,7 @@ export class PriorComparison {
     try {
       const pixels = await this.api.pixels(prior.id);
       if (number !== this.number || this.prior !== prior) return;
-      this.other.setImage({
-        width: pixels.fullWidth,
-        height: pixels.fullHeight,
-        levelWidth: pixels.width,
-        levelHeight: pixels.height,
-        data: pixels.data,
-        valueMin: pixels.valueMin,
-        valueMax: pixels.valueMax,
-        spacing: prior.pixel_spacing ?? null,
-        spacingSource: prior.spacing_source ?? null,
-        monochrome1: prior.photometric === "MONOCHROME1",
-        unit: prior.modality === "CT" ? "HU" : "value",
-      }, windowPresets(prior, pixels)[0]);
+      this.other.setImage(imageOf(prior, pixels), windowPresets(prior, pixels)[0]);
       this.other.follow(this.viewer.view());  // linked: the prior takes the current view
       $("#prior-pane").dataset.study = prior.id;
     } catch (error) {

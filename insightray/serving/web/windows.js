@@ -52,3 +52,21 @@ export function windowPresets(study, pixels) {
   if (!list.some((w) => same(w, full))) list.push(full);
   return list;
 }
+
+/** What RadiographViewer.setImage needs to show a study's pixels (as api.pixels answers them). */
+export function imageOf(study, pixels) {
+  return {
+    width: pixels.fullWidth,
+    height: pixels.fullHeight,
+    levelWidth: pixels.width,
+    levelHeight: pixels.height,
+    data: pixels.data,
+    valueMin: pixels.valueMin,
+    valueMax: pixels.valueMax,
+    spacing: study.pixel_spacing ?? null,
+    spacingSource: study.spacing_source ?? null,
+    monochrome1: study.photometric === "MONOCHROME1",
+    unit: study.modality === "CT" ? "HU" : "value",
+    frame: pixels.frame,
+  };
+}
