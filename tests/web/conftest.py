@@ -162,6 +162,12 @@ def service(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         ],
         env,
     )
+    yield from serve(home, env)
+
+
+def serve(home: Path, env: dict[str, str]) -> Iterator[Service]:
+    """Run ``insightray serve`` on a free loopback port with ``env``, ready to take requests,
+    until the generator is closed (the fixtures ``yield from`` it)."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = home / "serve.log"

@@ -7,7 +7,6 @@ chest radiograph and the SR Insight Ray stored back for it), in Chromium.
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.pacs.orthanc import Orthanc, orthanc_installed, run_orthanc
-from tests.processes import stop_process
-from tests.web.conftest import Service, _cli, _free_port, _run_all, _wait_ready
+from tests.web.conftest import Service, _run_all, serve
 from tests.web.test_viewer import canvas, sign_in, wait_canvas
 
 pytest.importorskip("pynetdicom")
@@ -64,20 +62,7 @@ def pacs_service(
         ],
         env,
     )
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = home / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=sink, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    running = Service(url, home, log)
-    try:
-        _wait_ready(url, process, running)
-        yield running
-    finally:
-        stop_process(process)
+    yield from serve(home, env)
 
 
 @pytest.fixture
