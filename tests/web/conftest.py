@@ -149,6 +149,7 @@ def service(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     home = tmp_path_factory.mktemp("web-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTRAY_")}
     env["INSIGHTRAY_HOME"] = str(home)
+    env["INSIGHTRAY_DEBUG"] = "1"  # a failing set-up command shows its traceback
     if "INSIGHTRAY_DATA" in os.environ:
         env["INSIGHTRAY_DATA"] = os.environ["INSIGHTRAY_DATA"]
     knowledge = _knowledge_subset(medquad, home.parent / "medquad-web.zip")

@@ -53,6 +53,7 @@ def pacs_service(
     home = tmp_path_factory.mktemp("web-pacs-home")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INSIGHTRAY_")}
     env |= {"INSIGHTRAY_HOME": str(home), "INSIGHTRAY_PACS_DICOMWEB_URL": orthanc.dicomweb_url}
+    env["INSIGHTRAY_DEBUG"] = "1"  # a failing set-up command shows its traceback
     if "INSIGHTRAY_DATA" in os.environ:
         env["INSIGHTRAY_DATA"] = os.environ["INSIGHTRAY_DATA"]
     _run_all(

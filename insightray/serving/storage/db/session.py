@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -73,9 +75,26 @@ def make_engine(url: str) -> Engine:
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (see below)
     cursor = dbapi_connection.cursor()
-    for pragma in ("journal_mode=WAL", "foreign_keys=ON", "busy_timeout=30000", "synchronous=FULL"):
+    cursor.execute("PRAGMA busy_timeout=30000")
+    _journal_to_wal(cursor)
+    for pragma in ("foreign_keys=ON", "synchronous=FULL"):
         cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
+
+
+def _journal_to_wal(cursor: Any) -> None:
+    """Switch the file to WAL. A brand-new file switched by several processes at once (replicas
+    or CLI commands starting together) can answer "database is locked" at once, without the
+    busy handler, while another one holds the lock the switch needs: try again for a while."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(connection: Connection) -> None:
