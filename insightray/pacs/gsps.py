@@ -23,10 +23,7 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from insightray.errors import UnsupportedFormatError
-from insightray.imaging import detect_format
-from insightray.imaging.dicom import read_dataset
-from insightray.pacs.sr import check_source, polyline
+from insightray.pacs.sr import check_source, polyline, write_beside_source
 
 if TYPE_CHECKING:
     from insightray.engine import DetectionResult
@@ -121,15 +118,10 @@ def write_gsps(source_path: Path, out_dir: Path, result: DetectionResult, card: 
     Raises:
         UnsupportedFormatError: The source is not a DICOM file.
     """
-    if detect_format(source_path) != "dicom":
-        raise UnsupportedFormatError(
-            str(source_path), "a presentation state needs a DICOM image", "drop --gsps for it"
-        )
-    header = read_dataset(source_path, header_only=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / f"{header.SOPInstanceUID}.pr.dcm"
-    build_gsps(header, result, card).save_as(target, enforce_file_format=True)
-    return target
+    return write_beside_source(
+        source_path, out_dir, ".pr.dcm", lambda header: build_gsps(header, result, card),
+        refusal=("a presentation state needs a DICOM image", "drop --gsps for it"),
+    )  # fmt: skip
 
 
 def read_gsps_boxes(gsps: Dataset) -> list[tuple[float, float, float, float]]:

@@ -53,7 +53,6 @@ __all__ = [
     "finding_code",
     "polyline",
     "sr_bytes",
-    "sr_file_name",
     "write_sr",
 ]
 
@@ -299,11 +298,6 @@ def dicom_sr_bytes(source: bytes, build: Callable[[Dataset], hd.sr.Comprehensive
     return buffer.getvalue()
 
 
-def sr_file_name(source: Dataset) -> str:
-    """The SR's file name: the source SOP Instance UID, then ``.sr.dcm``."""
-    return f"{source.SOPInstanceUID}.sr.dcm"
-
-
 def sr_bytes(
     source: bytes,
     *,
@@ -337,13 +331,33 @@ def write_sr(
     Raises:
         UnsupportedFormatError: The source is not a DICOM file.
     """
+    return write_beside_source(
+        source_path, out_dir, ".sr.dcm",
+        lambda header: build_sr(header, detection=detection, fracture=fracture),
+        refusal=("an SR can only be written for a DICOM image", "drop --sr for it"),
+    )  # fmt: skip
+
+
+def write_beside_source(
+    source_path: Path,
+    out_dir: Path,
+    suffix: str,
+    build: Callable[[Dataset], Dataset],
+    *,
+    refusal: tuple[str, str],
+) -> Path:
+    """Build a DICOM object from a DICOM file's header and write it into ``out_dir`` as
+    ``<source SOP Instance UID><suffix>`` (the SRs and presentation states of the CLI).
+
+    Raises:
+        UnsupportedFormatError: The source is not a DICOM file (``refusal``: what is wrong,
+            what to do).
+    """
     if detect_format(source_path) != "dicom":
-        raise UnsupportedFormatError(
-            str(source_path), "an SR can only be written for a DICOM image", "drop --sr for it"
-        )
+        raise UnsupportedFormatError(str(source_path), *refusal)
     header = read_dataset(source_path, header_only=True)
-    document = build_sr(header, detection=detection, fracture=fracture)
+    document = build(header)
     out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / sr_file_name(header)
+    target = out_dir / f"{header.SOPInstanceUID}{suffix}"
     document.save_as(target, enforce_file_format=True)
     return target

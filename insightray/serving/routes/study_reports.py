@@ -33,6 +33,7 @@ from insightray.serving.deps import (
 from insightray.serving.hosting.analysis import load_result
 from insightray.serving.routes.reports import report_labeller
 from insightray.serving.storage.db.models import Study
+from insightray.serving.storage.db.study_reports import StudyReport
 from insightray.serving.storage.studies import get_study, study_bytes, study_results
 from insightray.serving.storage.study_reports import latest_report, report_text, save_report
 
@@ -76,12 +77,7 @@ async def fetch(
 ) -> dict[str, Any]:
     """The report in force, its observations and the discrepancies with the newest analysis."""
     study = await run_in_threadpool(get_study, services, who, study_id)
-    row = await run_in_threadpool(latest_report, services, study.id)
-    if row is None:
-        raise NotFoundError(
-            f"report of study {study_id}", "no report saved", "POST the report's text first"
-        )
-    text = await run_in_threadpool(report_text, services, row)
+    row, text = await run_in_threadpool(_report_in_force, services, study)
     labeller = await run_in_threadpool(report_labeller)
     labels = await run_in_threadpool(labeller.label, text)
     answer = await run_in_threadpool(_answer, services, who, study, text, labels.to_dict())
@@ -102,12 +98,8 @@ def export_sr(study_id: str, services: ServicesDep, who: StudyReader, audit: Aud
     from insightray.pacs.sr_report import report_sr_bytes  # the [pacs] extra: highdicom
 
     study = get_study(services, who, study_id)
-    row = latest_report(services, study.id)
-    if row is None:
-        raise NotFoundError(
-            f"report of study {study_id}", "no report saved", "POST the report's text first"
-        )
-    labels = report_labeller().label(report_text(services, row))
+    _, text = _report_in_force(services, study)
+    labels = report_labeller().label(text)
     document = report_sr_bytes(study_bytes(services, study), labels)
     audit.record("study.report.sr", study_id=study.id)
     return Response(document, media_type="application/dicom", headers={"Cache-Control": "no-store"})
@@ -137,6 +129,20 @@ def draft(
         model_version=model["version"],
     )  # fmt: skip
     return {**result, "study_id": study.id, "result_id": analysis["result_id"]}
+
+
+def _report_in_force(services: Services, study: Study) -> tuple[StudyReport, str]:
+    """The study's newest saved report and its text.
+
+    Raises:
+        NotFoundError: No report was saved for the study.
+    """
+    row = latest_report(services, study.id)
+    if row is None:
+        raise NotFoundError(
+            f"report of study {study.id}", "no report saved", "POST the report's text first"
+        )
+    return row, report_text(services, row)
 
 
 def _answer(
