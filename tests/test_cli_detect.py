@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from insightray.cli import main
+from insightray.engine.export import EXPORT_RECIPE
 from insightray.models import load_card
 
 DETECTION_KEYS = {"class_id", "class_name", "score", "box", "box_mm"}
@@ -174,6 +175,12 @@ def test_onnx_backend_gives_the_torch_boxes(
     code, _, stderr = cli(*args, "--backend", "onnx", "--out", str(tmp_path / "overlays"))
     assert code == 0, stderr  # the cached export is reused
     assert {p.suffix for p in (tmp_path / "overlays").iterdir()} == {".png", ".json"}
+    stamp = export.with_name(export.name + ".sha256")
+    assert stamp.read_text().split()[-1] == EXPORT_RECIPE
+    stamp.write_text(" ".join(stamp.read_text().split()[:-1]) + " an-older-recipe\n")
+    code, _, stderr = cli(*args, "--backend", "onnx")
+    assert code == 0, stderr  # an export made by another recipe is made again
+    assert stamp.read_text().split()[-1] == EXPORT_RECIPE
 
 
 def test_detect_cam_writes_eigencam_overlays(

@@ -28,10 +28,20 @@ from insightray.engine.backends import OnnxBackend, TorchBackend, checked_image_
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "export_onnx", "prediction_difference", "verify_onnx"]
+__all__ = [
+    "EXPORT_RECIPE",
+    "INPUT_NAME",
+    "OUTPUT_NAME",
+    "export_onnx",
+    "prediction_difference",
+    "verify_onnx",
+]
 
 INPUT_NAME = "images"
 OUTPUT_NAME = "predictions"
+#: Names what :func:`export_onnx` produces (opset, fusion, graph outputs). Bump it when the
+#: recipe changes, so exports cached beside the weights are made again.
+EXPORT_RECIPE = "opset17-fused-1"
 
 
 class _PredictionsOnly(nn.Module):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload, runtime_checkable
 
 from insightray.engine.backends import Backend, OnnxBackend, TorchBackend
-from insightray.engine.export import export_onnx
+from insightray.engine.export import EXPORT_RECIPE, export_onnx
 from insightray.engine.weights import load_model, verify_checksum
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models import ModelCard, load_card
@@ -163,7 +163,8 @@ def _onnx_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
     """The card's ONNX export; exported once beside the weights when they are PyTorch.
 
     The export is ``<weights stem>.onnx`` with a ``.onnx.sha256`` stamp holding the SHA-256 of
-    the weights it came from and its input size; it is exported again when they change.
+    the weights it came from, its input size and the export recipe; it is exported again when
+    any of them changes.
     """
     weights = weights_path(card, card_path)
     if weights.suffix == ".onnx":
@@ -173,7 +174,8 @@ def _onnx_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
         return OnnxBackend(weights, device=device)
     target = weights.with_suffix(".onnx")
     stamp = target.with_name(target.name + ".sha256")
-    expected = f"{card.weights_sha256} {card.input_size[0]}x{card.input_size[1]}"
+    size = f"{card.input_size[0]}x{card.input_size[1]}"
+    expected = f"{card.weights_sha256} {size} {EXPORT_RECIPE}"
     if not (target.is_file() and stamp.is_file() and stamp.read_text().strip() == expected):
         model = load_model(card, weights)
         try:
