@@ -436,6 +436,19 @@ def export_detect(
     model: ModelOption = None,
     img: Annotated[int | None, typer.Option("--img", help="Input side (default: card's).")] = None,
     opset: Annotated[int, typer.Option("--opset")] = 17,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Write the INT8 (ONNX Runtime static QDQ) graph `optimize detect --int8` makes; "
+            "check it with `evaluate detect`, not element-wise.",
+        ),
+    ] = False,
+    calibration: Annotated[
+        Path | None,
+        typer.Option("--calibration", help="With --int8: images to calibrate on (folder or list)."),
+    ] = None,
+    images: Annotated[int, typer.Option("--images", min=1, help="Calibration images used.")] = 64,
 ) -> None:
     """Export a detector to ONNX, check it against PyTorch, and write its card beside it."""
     from insightray.engine import export_onnx, load_model, verify_onnx
@@ -444,6 +457,10 @@ def export_detect(
 
     if out_file.suffix != ".onnx":
         raise ConfigError(str(out_file), "the file name must end in .onnx", "rename it")
+    card_file = out_file.with_name(out_file.stem + ".card.json")
+    if int8:
+        _export_int8(model, out_file, card_file, calibration, images, img)
+        return
     card_path = resolve_card(model, default=default_model("detection"))
     card = load_card(card_path)
     detector = load_model(card, card_path.parent / str(card.weights_file))
@@ -453,10 +470,39 @@ def export_detect(
     exported = dataclasses.replace(
         card, input_size=size, weights_file=out_file.name, weights_sha256=sha256_file(out_file)
     )
-    card_file = out_file.with_name(out_file.stem + ".card.json")
     save_card(exported, card_file)
     out.print(
         f"{out_file} (+ {card_file.name}); ONNX Runtime matches PyTorch to {difference:.2g}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _export_int8(
+    model: str | None,
+    out_file: Path,
+    card_file: Path,
+    calibration: Path | None,
+    images: int,
+    img: int | None,
+) -> None:
+    from insightray.engine.quantize import calibration_images, quantize_detector
+
+    if calibration is None:
+        raise ConfigError("export detect --int8", "no calibration images", "pass --calibration")
+    if img is not None:
+        raise ConfigError(
+            "export detect --int8", "the INT8 graph keeps the model's input size", "drop --img"
+        )
+    chosen = calibration_images(calibration, images)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    card = quantize_detector(
+        model, chosen, out_file.parent, description=f"{len(chosen)} images from {calibration}",
+        weights_name=out_file.name, card_name=card_file.name,
+    )  # fmt: skip
+    out.print(
+        f"{out_file} (+ {card_file.name}); INT8 copy of {card.lineage.parent}: check it with "
+        f"`insightray evaluate detect --model {out_file}`",
         highlight=False,
         soft_wrap=True,
     )

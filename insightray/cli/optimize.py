@@ -39,12 +39,11 @@ def optimize_detect(
     ] = "percentile",
 ) -> None:
     """Quantise a detector to INT8; the new folder runs with `detect --model OUT`."""
-    from insightray.engine.quantize import quantize_detector
-    from insightray.imaging import image_paths
+    from insightray.engine.quantize import calibration_images, quantize_detector
 
     if not int8:
         raise ConfigError("optimize detect", "no method chosen", "pass --int8")
-    chosen = sorted(image_paths(calibration))[:images]
+    chosen = calibration_images(calibration, images)
     card = quantize_detector(
         model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
     )

@@ -31,11 +31,17 @@ from insightray.engine.preprocessing import prepare_image
 from insightray.engine.weights import input_channels, load_model
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
-from insightray.imaging import read_image
+from insightray.imaging import image_paths, read_image
 from insightray.models import Lineage, ModelCard, load_card, save_card
 from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
 
-__all__ = ["CALIBRATION_METHODS", "INT8_WEIGHTS", "float_nodes", "quantize_detector"]
+__all__ = [
+    "CALIBRATION_METHODS",
+    "INT8_WEIGHTS",
+    "calibration_images",
+    "float_nodes",
+    "quantize_detector",
+]
 
 #: Calibration methods by name (ONNX Runtime's ``CalibrationMethod`` members).
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
@@ -91,6 +97,9 @@ def quantize_detector(
     out_dir: str | Path,
     method: str = "percentile",
     description: str = "",
+    *,
+    weights_name: str = INT8_WEIGHTS,
+    card_name: str = CARD_FILE,
 ) -> ModelCard:
     """Write an INT8 copy of a detector as a new model folder and return its card.
 
@@ -101,6 +110,9 @@ def quantize_detector(
         out_dir: The new model folder.
         method: ``minmax``, ``percentile`` or ``entropy``.
         description: What the calibration images are, for the card.
+        weights_name: The quantised graph's file name in ``out_dir``.
+        card_name: The card's file name in ``out_dir`` (``<stem>.card.json`` for an export
+            that sits beside other files, as ``export detect --int8`` writes).
 
     Raises:
         ConfigError: Not a detector, no calibration images or an unknown method.
@@ -134,7 +146,7 @@ def quantize_detector(
         )
         quantization.quantize_static(
             str(prepared),
-            str(target / INT8_WEIGHTS),
+            str(target / weights_name),
             reader,
             quant_format=quantization.QuantFormat.QDQ,
             per_channel=True,
@@ -158,11 +170,16 @@ def quantize_detector(
     card = dataclasses.replace(
         parent,
         version=f"{parent.version}+int8",
-        weights_file=INT8_WEIGHTS,
-        weights_sha256=sha256_file(target / INT8_WEIGHTS),
+        weights_file=weights_name,
+        weights_sha256=sha256_file(target / weights_name),
         lineage=lineage,
         metrics={},
         notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
     )
-    save_card(card, target / CARD_FILE)
+    save_card(card, target / card_name)
     return card
+
+
+def calibration_images(source: Path, count: int) -> list[Path]:
+    """The first ``count`` images, in name order, of a folder or a list file of image paths."""
+    return sorted(image_paths(source))[:count]

@@ -104,3 +104,15 @@ def test_optimize_and_detect_verbs_run_the_int8_model(
     assert '"version": "0.1.0+int8"' in stdout
     code, _, stderr = cli("optimize", "detect", "--calibration", str(out), "--out", str(out))
     assert code != 0 and "--int8" in stderr
+    exported = tmp_path / "files" / "model-int8.onnx"
+    code, _, stderr = cli(
+        "export", "detect", "--int8", "--calibration", str(images[0].parent),
+        "--model", str(parent), "--out", str(exported),
+    )  # fmt: skip
+    assert code == 0, stderr
+    card = load_card(exported.with_name("model-int8.card.json"))
+    assert card.weights_file == exported.name and card.lineage.method == "quantised"
+    code, stdout, stderr = cli("detect", str(images[0]), "--model", str(exported), "--json")
+    assert code == 0 and '"version": "0.1.0+int8"' in stdout, stderr
+    code, _, stderr = cli("export", "detect", "--int8", "--out", str(exported))
+    assert code != 0 and "--calibration" in stderr
