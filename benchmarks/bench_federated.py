@@ -10,12 +10,19 @@ ImageNet EfficientNet-Lite0 and gets ``rounds * local_epochs`` passes over its d
 - FedAvg + DP at two noise multipliers (client clipping, central Gaussian noise), with the
   epsilon spent at delta = 1e-3.
 
+Recipe choices (FedBN or shared batch norm) are made with ``--select`` first, never on the test
+split: each site holds out a stratified fifth of its own source groups as its validation, the
+sites train on the rest, and the union of the sites' validations scores pooled training and
+FedAvg with either batch-norm mode (``select.json``). The main arms then run with the chosen
+``--batch-norm``.
+
 All arms use the fracture trainer's :func:`~insightray.training.fracture.steps.
 train_local_epochs` (the federated sites call the same function). Reported: held-out test
 ROC AUC with a 95 % group-bootstrap interval, and epsilon.
 
 Usage:
-    python benchmarks/bench_federated.py --sites 3 --rounds 3 --image-size 64 --out runs/bench_fl
+    python benchmarks/bench_federated.py --sites 3 --select --out runs/bench_fl
+    python benchmarks/bench_federated.py --sites 3 --batch-norm shared --out runs/bench_fl
 """
 
 from __future__ import annotations
@@ -35,14 +42,24 @@ import torch
 from insightray.config import data_root
 from insightray.federated.settings import FederatedSettings
 from insightray.federated.simulation import prepare_sites, simulate
-from insightray.federated.sites import TEST_FOLDER, site_folders
+from insightray.federated.sites import (
+    SUMMARY_FILE,
+    TEST_FOLDER,
+    SitePlan,
+    site_folders,
+    write_sites,
+)
 from insightray.training.fracture import (
     build_classifier,
     evaluate_scores,
     load_prepared,
     train_local_epochs,
 )
-from insightray.training.fracture.dataset import FractureItem, load_fracture_items
+from insightray.training.fracture.dataset import (
+    FractureItem,
+    load_fracture_items,
+    split_by_group,
+)
 from insightray.training.fracture.trainer import predict_prepared
 from insightray.training.runtime import seed_everything
 
@@ -83,6 +100,44 @@ def _central(
     }
 
 
+def _by_group(items: list[FractureItem]) -> dict[str, list[FractureItem]]:
+    groups: dict[str, list[FractureItem]] = {}
+    for item in items:
+        groups.setdefault(item.group, []).append(item)
+    return groups
+
+
+def _selection_split(split: Path, out: Path, seed: int) -> Path:
+    """The sites minus a fifth of each site's groups; those fifths, pooled, as ``test/``."""
+    if (out / SUMMARY_FILE).is_file():
+        return out
+    sites, validation = [], {}
+    for folder in site_folders(split):
+        parts = split_by_group(
+            load_fracture_items(folder), val_fraction=0.2, test_fraction=0.0, seed=seed
+        )
+        sites.append(_by_group(parts.train))
+        validation.update(_by_group(parts.val))
+    write_sites(SitePlan(sites, validation), out)
+    return out
+
+
+def _select(split: Path, base: FederatedSettings, out: Path) -> dict[str, Any]:
+    """Pooled and FedAvg with FedBN or shared batch norm, scored on the sites' validations."""
+    chosen = _selection_split(split, out / "sites", seed=1)
+    validation = load_fracture_items(chosen / TEST_FOLDER)
+    pooled = [i for folder in site_folders(chosen) for i in load_fracture_items(folder)]
+    return {
+        "pooled": _central(pooled, base, validation, out / "cache" / "pooled"),
+        **{
+            f"fedavg-{mode}": _federated(
+                chosen, dataclasses.replace(base, local_bn=mode == "fedbn"), out / mode
+            )
+            for mode in ("fedbn", "shared")
+        },
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sites", type=int, default=3)
@@ -92,20 +147,33 @@ def main() -> None:
     parser.add_argument("--dp-clip", type=float, default=1.0)
     parser.add_argument("--dp-noise", type=float, nargs=2, default=[0.1, 1.0])
     parser.add_argument("--arms", nargs="*", default=[])
+    parser.add_argument("--batch-norm", choices=("fedbn", "shared"), default="fedbn")
+    parser.add_argument("--select", action="store_true", help="Choose --batch-norm first.")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_federated"))
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = data_root() / "fracture" / "bone_fracture_roboflow"
     args.out.mkdir(parents=True, exist_ok=True)
-    split = prepare_sites(data, args.sites, args.out / "sites", seed=0)
+    split = args.out / "sites"  # the split a resumed run already made, or a fresh one
+    if not (split / SUMMARY_FILE).is_file():
+        split = prepare_sites(data, args.sites, split, seed=0)
     test = load_fracture_items(split / TEST_FOLDER)
     sites = [load_fracture_items(folder) for folder in site_folders(split)]
     base = FederatedSettings(
-        rounds=args.rounds, local_epochs=args.local_epochs, image_size=args.image_size
+        rounds=args.rounds,
+        local_epochs=args.local_epochs,
+        image_size=args.image_size,
+        local_bn=args.batch_norm == "fedbn",
     )
+    if args.select:
+        selection = _select(split, base, args.out / "select")
+        (args.out / "select.json").write_text(json.dumps(selection, indent=2) + "\n")
+        print(json.dumps(selection, indent=2))
+        return
     results_path = args.out / "results.json"
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results["machine"] = {"cpu_flags": _cpu_flags(), "python": platform.python_version()}
+    results["batch_norm"] = args.batch_norm
     arms: dict[str, Any] = {
         "pooled": lambda: _central(
             [i for s in sites for i in s], base, test, args.out / "cache" / "pooled"
