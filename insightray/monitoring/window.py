@@ -117,7 +117,7 @@ class DriftWindow:
         if len(reference) > reference_cap:
             chosen = np.random.default_rng(seed).permutation(len(reference))[:reference_cap]
             reference = reference.subset(np.sort(chosen))
-        self.reference = reference
+        self.reference, self.reference_cap = reference, reference_cap
         self.minimum, self.every = minimum, every
         self.alpha, self.permutations, self.seed = alpha, permutations, seed
         self._rows: deque[_Row] = deque(maxlen=size)
