@@ -3,10 +3,11 @@
 For each bundled model's reference profile, ``--splits`` times: a random reference sample of
 300 profile images (the size :class:`~insightray.monitoring.window.DriftWindow` keeps; the
 service draws one with seed 0) against a window of ``n`` *other* profile images drawn at
-random (n = 50, 100, 200), compared as the service does (:func:`~insightray.monitoring.drift.compare_tables`, alpha 0.05, 200
-permutations). Reports the share of comparisons that say drift (the false-alarm rate per
-comparison), the largest PSI over the features (median and maximum over splits), and the
-seconds per comparison. No images are read: the profiles hold every feature.
+random (n = 50, 100, 200), compared as the service does
+(:func:`~insightray.monitoring.drift.compare_tables`, alpha 0.05, 200 permutations).
+Reports the share of comparisons that say drift (the false-alarm rate per comparison), the
+largest PSI over the features (median and maximum over splits), and the seconds per
+comparison. No images are read: the profiles hold every feature.
 
     python benchmarks/bench_drift_window.py --splits 20
 """

@@ -1,14 +1,18 @@
 """The service's rolling drift window: chest X-rays (TBX11K, held out) then bone X-rays sent
 to the real chest detector move the window's gauges on ``/metrics``, and the retraining
-trigger fires on drift (audited) and re-arms when the window is chest X-rays again.
+trigger fires on drift (audited) and re-arms when the window is chest X-rays again; then the
+real ``/metrics`` carries every series the example Grafana dashboard queries.
 
 The end-to-end run (36 analyses) is on SQLite; the trigger's shared state is tested on
 SQLite and PostgreSQL with :func:`record_drift` directly."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -24,6 +28,7 @@ from tests.serving.api.conftest import DETECTOR_VERSION, Api, start_api
 TBX11K = data_root() / "cxr" / "tbx11k"
 BONES = data_root() / "fracture" / "bone_fracture_roboflow" / "images"
 WINDOW = 12
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -32,6 +37,7 @@ def drift_api(tmp_path: Path, model_loader: ModelLoader, password_hash: str) -> 
     yield from start_api(
         ServeSettings(home=tmp_path / "home"), model_loader, password_hash,
         drift_window=WINDOW, drift_min_images=WINDOW, drift_every=WINDOW // 2,
+        retrain_window=1,
     )  # fmt: skip
 
 
@@ -40,15 +46,18 @@ def _chest_images(count: int, skip: int = 0) -> list[Path]:
     return [TBX11K / "images" / Path(name).name for name in names]
 
 
-def _send(api: Api, paths: list[Path]) -> None:
+def _send(api: Api, paths: list[Path]) -> list[dict[str, Any]]:
     headers = api.as_role("clinician")
+    bodies = []
     for path in paths:
         study = api.upload(path)
         response = api.client.post(
             f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=headers
         )
         assert response.status_code == 200, response.text
+        bodies.append(response.json())
     api.services.host.drift.settle()  # type: ignore[union-attr]
+    return bodies
 
 
 def _gauges(api: Api) -> dict[str, float]:
@@ -100,7 +109,7 @@ def test_bone_xrays_drift_the_chest_detectors_window_and_fire_the_trigger(
     assert bones["insightray_retraining_triggers_total"] == 1.0
     assert _trigger_records(api) == [("retraining.trigger", "drift", "system")]
 
-    _send(api, _chest_images(WINDOW, skip=WINDOW))  # the window is chest X-rays again
+    chest_again = _send(api, _chest_images(WINDOW, skip=WINDOW))  # chest X-rays again
     again = _gauges(api)
     assert again["insightray_drift_detected"] == 0.0
     assert again["insightray_retraining_needed"] == 0.0
@@ -108,6 +117,20 @@ def test_bone_xrays_drift_the_chest_detectors_window_and_fire_the_trigger(
     assert _trigger_records(api) == [
         ("retraining.trigger", "drift", "system"), ("retraining.rearm", "drift", "system"),
     ]  # fmt: skip
+
+    # One accepted box, so the feedback series exist too: the dashboard cannot rot.
+    judged = next(b for b in chest_again if b["findings"] or b["candidates"])
+    verdict = api.client.put(
+        f"/v1/results/{judged['result_id']}/feedback/0", json={"verdict": "accept"},
+        headers=api.as_role("clinician"),
+    )  # fmt: skip
+    assert verdict.status_code == 200, verdict.text
+    text = api.client.get("/metrics", headers=api.as_role("auditor")).text
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "insightray-monitoring.json").read_text())
+    queries = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+    names = set(re.findall(r"\binsightray_[a-z0-9_]+", queries))
+    assert len(names) >= 10
+    assert not sorted(n for n in names if f"\n{n}{{" not in text), "dashboard series missing"
 
 
 def test_the_drift_trigger_fires_once_across_replicas(api: Api) -> None:
