@@ -30,6 +30,7 @@ from insightray.cli.common import (
     train_app,
     unique_path,
 )
+from insightray.cli.monitor import ProfileOption, training_profile
 from insightray.errors import ConfigError, InsightRayError
 
 if TYPE_CHECKING:
@@ -242,6 +243,7 @@ def train_detect(
         int | None,
         typer.Option("--fold", min=0, help="With --folds: train only this fold (no summary)."),
     ] = None,
+    profile: ProfileOption = True,
 ) -> None:
     """Train a YOLOv5 detector; writes checkpoints, metrics, plots and model/card.json.
 
@@ -250,11 +252,16 @@ def train_detect(
     last-epoch EMA weights (run/model_last, no epoch chosen on the held-out fold) are scored
     on fold k. OUT/cv_summary.json holds per-fold metrics, each metric's mean with its 95 %
     t-interval over folds, and the pooled out-of-fold metrics with bootstrap intervals;
-    OUT/fold<k>/oof.json the held-out boxes; OUT/ensemble/card.json the fold ensemble."""
+    OUT/fold<k>/oof.json the held-out boxes; OUT/ensemble/card.json the fold ensemble.
+
+    Beside model/card.json goes the model's reference profile (monitoring: profile.json, from
+    at most 300 training images, seeded; rank 0 only under torchrun), unless --no-profile
+    (folds get none)."""
     from insightray.training.detection import (
         TrainConfig,
         config_from_dict,
         is_main_process,
+        load_data_split,
         load_train_config,
         read_run_config,
         train_detector,
@@ -315,6 +322,15 @@ def train_detect(
             highlight=False,
             soft_wrap=True,
         )
+        if profile:
+            train = load_data_split(config.data, "train")
+            paths = [record.image_path for record in train.records]
+            training_profile(result.card_path, paths, None, f"{_data_name(config.data)}, train")
+
+
+def _data_name(data: Any) -> str:
+    """How a run's data spec reads in its profile: the YAML's path, or the CSV's."""
+    return str(data["csv"]) if isinstance(data, dict) else str(data)
 
 
 def _cross_validate(config: Any, k: int, only: int | None) -> None:

@@ -25,6 +25,7 @@ from insightray.cli.common import (
     train_app,
     unique_path,
 )
+from insightray.cli.monitor import ProfileOption, training_profile
 from insightray.errors import ConfigError, InsightRayError
 
 if TYPE_CHECKING:
@@ -173,9 +174,12 @@ def train_fracture_command(
             "mean (95 % CI) AUC and ECE, out-of-fold predictions in OUT/oof.csv.",
         ),
     ] = None,
+    profile: ProfileOption = True,
 ) -> None:
     """Train a fracture classifier; writes metrics, reliability diagrams and model/card.json
-    (with --folds K: one model per fold under OUT/fold<k>/, oof.csv and folds.json)."""
+    with the model's reference profile beside it (monitoring: profile.json, unless
+    --no-profile; with --folds K: one model per fold under OUT/fold<k>/, oof.csv and
+    folds.json, no profiles)."""
     from insightray.training.fracture import (
         config_from_dict,
         load_fracture_config,
@@ -228,6 +232,13 @@ def train_fracture_command(
         highlight=False,
         soft_wrap=True,
     )
+    if profile:
+        training_profile(
+            result.card_path,
+            list(result.train_images),
+            list(result.train_groups),
+            f"{config.data}, train split",
+        )
 
 
 @evaluate_app.command("fracture")

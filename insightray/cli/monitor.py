@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress
@@ -71,33 +71,69 @@ def profile(
     ] = None,
 ) -> None:
     """Store a model's reference profile (profile.json) in its folder, from its training data."""
-    from insightray.engine import load_predictor
     from insightray.imaging import image_paths
     from insightray.models.catalog import resolve_card
-    from insightray.monitoring.embedding import Embedder, module_of
-    from insightray.monitoring.profile import RADIOGRAPH_MODALITIES, build_profile
+    from insightray.monitoring.profile import RADIOGRAPH_MODALITIES
 
     card_path = resolve_card(model, default="")
-    predictor = load_predictor(card_path)
-    network = module_of(predictor)
-    if network is None:
-        raise ConfigError(f"model {model}", "it has no PyTorch network", "profile a torch model")
-    embedder = Embedder(network, predictor.card)
     paths = image_paths(data)
-    sample = _measure(paths, embedder, predictor, "Profiling")
-    groups = None if group_pattern is None else _groups(paths, group_pattern)
-    built = build_profile(
-        sample,
-        predictor.card,
-        embedder.layer,
+    target = write_profile_with_progress(
+        card_path,
+        paths,
         data=description or str(data),
         rate=rate,
         modalities=modality or RADIOGRAPH_MODALITIES,
         body_parts=body_part or (),
-        groups=groups,
+        groups=None if group_pattern is None else _groups(paths, group_pattern),
     )
-    target = built.save(card_path.parent)
     out.print(f"{len(paths)} images profiled; wrote {target}")
+
+
+#: Training images measured for the reference profile written at the end of a training run.
+TRAINING_PROFILE_IMAGES = 300
+
+ProfileOption = Annotated[
+    bool,
+    typer.Option(
+        "--profile/--no-profile",
+        help=f"Write the model's reference profile (monitoring; at most "
+        f"{TRAINING_PROFILE_IMAGES} training images, seeded) into its folder.",
+    ),
+]
+
+
+def training_profile(
+    card_path: Path, paths: list[Path], groups: list[str] | None, data: str
+) -> None:
+    """Write the profile of a freshly trained model from (a sample of) its training images;
+    a set too small to profile is reported, not an error (the model stands without it)."""
+    shown = min(len(paths), TRAINING_PROFILE_IMAGES)
+    try:
+        target = write_profile_with_progress(
+            card_path,
+            paths,
+            data=f"{data} ({shown} of {len(paths)} training images, seed 0)",
+            groups=groups,
+            limit=TRAINING_PROFILE_IMAGES,
+        )
+    except ConfigError as error:
+        err.print(f"no reference profile written: {error}", highlight=False, soft_wrap=True)
+        return
+    out.print(f"reference profile of {shown} training images -> {target}", highlight=False)
+
+
+def write_profile_with_progress(card_path: Path, paths: list[Path], **options: Any) -> Path:
+    """:func:`~insightray.monitoring.profile.write_profile` with a progress bar (also used
+    at the end of ``train fracture`` and ``train detect``)."""
+    from insightray.monitoring.profile import write_profile
+
+    limit = options.get("limit")
+    total = len(paths) if limit is None else min(limit, len(paths))
+    with Progress(console=err, transient=True) as progress:
+        task = progress.add_task("Profiling", total=total)
+        return write_profile(
+            card_path, paths, progress=lambda done: progress.advance(task, done), **options
+        )
 
 
 @monitor_app.command("drift")

@@ -10,6 +10,8 @@
 - :mod:`~insightray.monitoring.guard`: the per-request out-of-distribution guard
   (``warnings`` and ``ood_score`` on every image result).
 - :mod:`~insightray.monitoring.drift`: two-sample drift tests (``insightray monitor drift``).
+- :mod:`~insightray.monitoring.window`: a rolling window of recent images' features compared
+  with the profile (the service's drift gauges).
 
 Submodules are imported where used: the guard needs numpy and torch only; fitting a profile
 needs scikit-learn and the drift tests scipy.

@@ -46,7 +46,7 @@ from insightray.monitoring.embedding import Embedder, module_of
 from insightray.monitoring.features import ImageFeatures, image_features
 from insightray.monitoring.profile import ReferenceProfile, load_profile
 
-__all__ = ["BLANK_STD", "SATURATED_FRACTION", "OodGuard", "Verdict"]
+__all__ = ["BLANK_STD", "SATURATED_FRACTION", "Observation", "OodGuard", "Verdict"]
 
 #: An image whose intensities spread less than this (standard deviation) is blank.
 BLANK_STD = 0.01
@@ -68,6 +68,23 @@ class Verdict:
 
     ood_score: float
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the guard measured on a batch, for a drift window (numbers only).
+
+    Attributes:
+        results: The predictor's results, with the guard's fields filled in.
+        features: Each image's :class:`~insightray.monitoring.features.ImageFeatures`.
+        embeddings: ``(images, dims)`` raw embeddings.
+        verdicts: Each image's :class:`Verdict`.
+    """
+
+    results: Sequence[object]
+    features: Sequence[ImageFeatures]
+    embeddings: FloatArray
+    verdicts: Sequence[Verdict]
 
 
 class OodGuard:
@@ -121,19 +138,31 @@ class OodGuard:
         card_path = resolve_card(model, default=default_model(find_task(task).name))
         return cls.for_predictor(predictor, card_path)
 
-    def run(self, predict: Callable[[], Sequence[R]], images: Sequence[LoadedImage]) -> list[R]:
+    def run(
+        self,
+        predict: Callable[[], Sequence[R]],
+        images: Sequence[LoadedImage],
+        observe: Callable[[Observation], None] | None = None,
+    ) -> list[R]:
         """Call ``predict`` (the predictor on ``images``) and fill in each result's
-        ``ood_score`` and ``warnings``; results must be dataclasses with those fields."""
+        ``ood_score`` and ``warnings``; results must be dataclasses with those fields.
+
+        ``observe``, if given, receives what was measured (a drift window's rows): the
+        embedding and features are computed once, for the guard and the window alike.
+        """
         if self.shares_model:
             results, embeddings = self.embedder.capture(predict)
         else:
             results = predict()
             embeddings = self.embedder.embed([image.pixels for image in images])
-        verdicts = self.check(images, embeddings)
-        return [
+        features, verdicts = self._measure(images, embeddings)
+        checked = [
             dataclasses.replace(result, ood_score=verdict.ood_score, warnings=verdict.warnings)  # type: ignore[type-var]
             for result, verdict in zip(results, verdicts, strict=True)
         ]
+        if observe is not None:
+            observe(Observation(checked, features, embeddings, verdicts))
+        return checked
 
     def check(
         self, images: Sequence[LoadedImage], embeddings: FloatArray | None = None
@@ -143,14 +172,22 @@ class OodGuard:
             return []
         if embeddings is None:
             embeddings = self.embedder.embed([image.pixels for image in images])
+        return self._measure(images, embeddings)[1]
+
+    def _measure(
+        self, images: Sequence[LoadedImage], embeddings: FloatArray
+    ) -> tuple[list[ImageFeatures], list[Verdict]]:
         features = [image_features(image) for image in images]
+        if not features:
+            return [], []
         content = self.profile.content.score(embeddings)
         rows = np.stack([item.intensity_vector() for item in features])
         intensity = self.profile.intensity.score(rows)
-        return [
+        verdicts = [
             self._verdict(item, float(c), float(i))
             for item, c, i in zip(features, content, intensity, strict=True)
         ]
+        return features, verdicts
 
     def _verdict(self, features: ImageFeatures, content: float, intensity: float) -> Verdict:
         warnings = [*self._metadata_warnings(features), *_pixel_warnings(features)]

@@ -44,6 +44,7 @@ __all__ = [
     "load_profile",
     "measure",
     "output_features",
+    "write_profile",
 ]
 
 PROFILE_FILE = "profile.json"
@@ -261,6 +262,62 @@ def build_profile(
         tuple(sorted(part.upper() for part in body_parts)),
         table,
     )
+
+
+def write_profile(
+    card_path: str | Path,
+    paths: Sequence[Path],
+    *,
+    data: str,
+    rate: float = 0.01,
+    modalities: Iterable[str] = RADIOGRAPH_MODALITIES,
+    body_parts: Iterable[str] = (),
+    groups: Sequence[str] | None = None,
+    limit: int | None = None,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> Path:
+    """Measure a model's training images and store its profile beside its card.
+
+    What ``insightray monitor profile`` and the end of ``insightray train fracture`` /
+    ``train detect`` run. With ``limit``, at most that many images are measured, a sample
+    drawn with ``seed`` (``groups`` follow their images).
+
+    Returns:
+        The ``profile.json`` written.
+
+    Raises:
+        ConfigError: The model has no PyTorch network, or too few images (at least 10).
+
+    Example:
+        >>> write_profile("runs/fracture/model/card.json", paths, data="train split",
+        ...               limit=300)  # doctest: +SKIP
+    """
+    from insightray.engine import load_predictor
+
+    card_path = Path(card_path)
+    predictor = load_predictor(card_path)
+    network = module_of(predictor)
+    if network is None:
+        raise ConfigError(
+            f"model {card_path}", "it has no PyTorch network", "profile a torch model"
+        )
+    chosen = list(range(len(paths)))
+    if limit is not None and len(paths) > limit:
+        chosen = sorted(np.random.default_rng(seed).choice(len(paths), limit, replace=False))
+    embedder = Embedder(network, predictor.card)
+    sample = measure([paths[i] for i in chosen], embedder, predictor, progress=progress)
+    built = build_profile(
+        sample,
+        predictor.card,
+        embedder.layer,
+        data=data,
+        rate=rate,
+        modalities=modalities,
+        body_parts=body_parts,
+        groups=None if groups is None else [groups[i] for i in chosen],
+    )
+    return built.save(card_path.parent)
 
 
 def _run(

@@ -33,7 +33,8 @@ from insightray.models.catalog import find_task
 from insightray.serving.deps import Services
 from insightray.serving.handlers import error_response, install_error_handlers
 from insightray.serving.hosting.cache import ResultCache
-from insightray.serving.hosting.feedback import feedback_figures
+from insightray.serving.hosting.drift import DriftMonitor
+from insightray.serving.hosting.feedback import feedback_figures, record_drift
 from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.inference import ModelHost, ModelLoader, configure_torch_threads
 from insightray.serving.hosting.metrics import ServiceMetrics
@@ -122,6 +123,10 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
     keyring = KeyRing.from_settings(settings)
     metrics = ServiceMetrics()
     metrics.watch_feedback(lambda: feedback_figures(db, settings.retrain_window))
+    audit = AuditLog(db, anchor=settings.keys_dir / "audit.anchor")
+    on_drift = partial(record_drift, db, audit) if settings.retrain_on_drift else None
+    drift = DriftMonitor(settings, on_change=on_drift)
+    metrics.watch_drift(drift.figures)
     host = ModelHost(
         loader or ModelLoader(index_dir=settings.home / "index"),
         metrics,
@@ -129,6 +134,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         threads=settings.inference_threads,
         batch_max_size=settings.batch_max_size,
         batch_max_delay_ms=settings.batch_max_delay_ms,
+        drift=drift,
     )
     registry = ModelRegistry(db)
     registry.register_bundled()
@@ -137,7 +143,7 @@ def _open_services(settings: ServeSettings, loader: ModelLoader | None) -> Servi
         settings=settings,
         db=db,
         store=BlobStore(settings.store_dir, keyring),
-        audit=AuditLog(db, anchor=settings.keys_dir / "audit.anchor"),
+        audit=audit,
         tokens=TokenIssuer.from_keys_dir(settings.keys_dir, settings.token_ttl_s),
         limiter=make_rate_limiter(settings),
         registry=registry,

@@ -92,6 +92,17 @@ class ServeSettings:
             event and the ``insightray_retraining_triggers_total`` metric) when the share of
             accepted findings among the last ``retrain_window`` falls below this, once per
             crossing; ``0`` turns it off. A policy value set by the site, not fitted to data.
+        drift_window: Images each image model version keeps in its rolling drift window
+            (numeric features only: image statistics, DICOM categories, embedding, outputs);
+            ``0`` turns the window off. The window lives in the process: each replica has
+            its own.
+        drift_min_images: Images a window needs before it is first compared with the
+            model's reference profile.
+        drift_every: New images between two comparisons (each about a second of one CPU
+            core, in a background thread; ``/metrics`` reads the last one).
+        retrain_on_drift: The retraining trigger also fires (``retraining.trigger`` with
+            outcome ``drift``) when a window's comparison turns to drift, and re-arms when
+            it clears.
     """
 
     home: Path
@@ -117,6 +128,10 @@ class ServeSettings:
     pacs_routing: Path | None = None
     retrain_window: int = 50
     retrain_agreement: float = 0.8
+    drift_window: int = 200
+    drift_min_images: int = 50
+    drift_every: int = 25
+    retrain_on_drift: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "home", Path(self.home).expanduser())
@@ -136,6 +151,16 @@ class ServeSettings:
         if not 0.0 <= self.retrain_agreement <= 1.0:
             raise ConfigError(
                 "retrain_agreement", "must lie between 0 and 1", "set INSIGHTRAY_RETRAIN_AGREEMENT"
+            )
+        if self.drift_window and not (
+            2 <= self.drift_min_images <= self.drift_window and self.drift_every >= 1
+        ):
+            raise ConfigError(
+                "drift window",
+                f"window {self.drift_window}, minimum {self.drift_min_images}, "
+                f"every {self.drift_every}",
+                "set 2 <= INSIGHTRAY_DRIFT_MIN_IMAGES <= INSIGHTRAY_DRIFT_WINDOW and "
+                "INSIGHTRAY_DRIFT_EVERY >= 1 (INSIGHTRAY_DRIFT_WINDOW=0 turns it off)",
             )
         if self.ood_action not in OOD_ACTIONS:
             raise ConfigError(

@@ -185,21 +185,66 @@ def test_operator_guide_names_every_setting() -> None:
     assert not missing, f"docs/operations.md does not describe {missing}"
 
 
-def test_alert_rules_use_the_services_ood_and_feedback_series() -> None:
+def _exposed_metrics() -> str:
+    """What the service's /metrics renders once every kind of series has a value."""
+    from insightray.monitoring.window import WindowFigures
     from insightray.serving.hosting.metrics import FeedbackFigures, ServiceMetrics
 
+    metrics = ServiceMetrics()
+    metrics.observe_ood("m", "1", 2.0, True)
+    metrics.observe_request("POST", "/v1/studies/{study_id}/analyze", 200, 0.2)
+    metrics.observe_prediction("cxr", "m", "1", 0.1)
+    metrics.observe_cache("m", "1", hit=False)
+    metrics.batch_size.labels("m", "1").observe(1)
+    metrics.queue_depth.labels("m", "1").set(0)
+    metrics.watch_feedback(lambda: [FeedbackFigures("m", "1", {"box": (4, 1)}, 0.25, True, 1)])
+    window = WindowFigures(60, 0.5, 0.3, True, True, {"mean": 0.7}, 0.004, 60)
+    metrics.watch_drift(lambda: [("m", "1", window)])
+    return metrics.render().decode()
+
+
+def _series_names(expressions: str) -> set[str]:
+    return set(re.findall(r"\binsightray_[a-z0-9_]+", expressions))
+
+
+def test_alert_rules_use_the_services_ood_drift_and_feedback_series() -> None:
     rules_file = ROOT / "deploy" / "prometheus" / "insightray-alerts.yml"
     groups = yaml.safe_load(rules_file.read_text())["groups"]
     expressions = " ".join(rule["expr"] for group in groups for rule in group["rules"])
-    metrics = ServiceMetrics()
-    metrics.observe_ood("m", "1", 2.0, True)
-    metrics.watch_feedback(lambda: [FeedbackFigures("m", "1", {"box": (4, 1)}, 0.25, True, 1)])
-    exposed = metrics.render().decode()
-    for series in (
-        "insightray_ood_images_total",
-        "insightray_ood_score_bucket",
-        "insightray_retraining_triggers_total",
-        "insightray_retraining_needed",
-    ):
-        assert series in expressions and series in exposed
+    exposed = _exposed_metrics()
+    names = _series_names(expressions)
+    assert {
+        "insightray_ood_images_total", "insightray_ood_score_bucket",
+        "insightray_retraining_triggers_total", "insightray_retraining_needed",
+        "insightray_drift_detected", "insightray_drift_psi_max",
+        "insightray_drift_embedding_p_value", "insightray_drift_ood_rate",
+    } <= names  # fmt: skip
+    missing = sorted(name for name in names if f"\n{name}{{" not in exposed)
+    assert not missing, f"the alert rules name series /metrics does not expose: {missing}"
     assert 'insightray_feedback_precision{model="m",version="1"} 0.25' in exposed
+    assert 'insightray_drift_psi{feature="mean",model="m",version="1"} 0.7' in exposed
+
+
+def test_grafana_dashboard_queries_exposed_series_through_a_datasource_variable() -> None:
+    dashboard = json.loads((DEPLOY / "grafana" / "insightray-monitoring.json").read_text())
+    variables = {item["name"]: item for item in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    expressions = []
+    for panel in panels:
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]) and panel["targets"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}" and target["refId"]
+            expressions.append(target["expr"])
+    expressions += [item["definition"] for item in variables.values() if "definition" in item]
+    names = _series_names(" ".join(expressions))
+    exposed = _exposed_metrics()
+    missing = sorted(name for name in names if f"\n{name}{{" not in exposed)
+    assert not missing, f"the dashboard queries series /metrics does not expose: {missing}"
+    titles = " ".join(panel["title"].lower() for panel in panels)
+    for topic in ("out-of-distribution", "population stability", "mmd", "score", "agreement",
+                  "retraining", "latency"):  # fmt: skip
+        assert topic in titles

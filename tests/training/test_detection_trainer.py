@@ -20,6 +20,7 @@ from insightray.engine import DetectionPredictor, load_model
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging.transforms import letterbox
 from insightray.models import ModelCard, Thresholds, load_card
+from insightray.monitoring.profile import load_profile
 from insightray.training.augment import AugmentConfig
 from insightray.training.detection import (
     DetectionTrainData,
@@ -263,11 +264,13 @@ def test_epoch_sampler_drives_the_augmentation_seed(tiny_data: Path) -> None:
 
 
 def test_torchrun_trains_with_two_processes(tiny_data: Path, tmp_path: Path) -> None:
-    """DDP as users launch it: torchrun, two CPU processes (gloo); rank 0 alone writes."""
+    """DDP as users launch it: torchrun, two CPU processes (gloo); rank 0 alone writes, the
+    reference profile included (12 training images: the profile needs at least 10)."""
+    data = _more_training_images(tiny_data, tmp_path / "data", 12)
     out = tmp_path / "ddp"
     command = [
         *(sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"),
-        *("-m", "insightray.cli", "train", "detect", "--data", str(tiny_data)),
+        *("-m", "insightray.cli", "train", "detect", "--data", str(data)),
         *("--model", "yolov5n", "--img", "64", "--epochs", "2", "--batch", "4", "--workers", "0"),
         *("--device", "cpu", "--out", str(out)),
     ]
@@ -275,9 +278,26 @@ def test_torchrun_trains_with_two_processes(tiny_data: Path, tmp_path: Path) -> 
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     saved = torch.load(out / "last.pt", weights_only=True)
-    # 8 images, 2 per process per step: 2 steps per epoch in each of the two processes
+    # 12 images, 2 per process per step: 3 steps per epoch in each of the two processes
     assert saved["epoch"] == 1 and (out / "model" / "card.json").is_file()
     assert _losses(out / "metrics.csv") and done.stdout.count("best epoch") == 1
+    assert done.stdout.count("reference profile of 12 training images") == 1
+    profile = load_profile(out / "model" / "card.json")
+    assert profile is not None and len(profile.table) == 12
+    assert "output_boxes" in profile.table.continuous
+
+
+def _more_training_images(tiny_data: Path, folder: Path, count: int) -> Path:
+    """``tiny_data`` with ``count`` TBX11K training images instead of 8."""
+    root = tiny_data.parent
+    listed = (root / "train.txt").read_text().split()
+    tbx11k = Path(listed[0]).parents[1]
+    entries = (tbx11k / "train_list.txt").read_text().split()[:count]
+    folder.mkdir()
+    (folder / "train.txt").write_text("".join(f"{tbx11k / e}\n" for e in entries))
+    (folder / "val.txt").write_text((root / "val.txt").read_text())
+    (folder / "data.yaml").write_text((tiny_data).read_text())
+    return folder / "data.yaml"
 
 
 def test_overfitting_a_tiny_set_lowers_the_loss(tiny_data: Path, tmp_path: Path) -> None:

@@ -17,9 +17,14 @@ below ``retrain_agreement``, the **retraining trigger** fires once: the crossing
 :class:`RetrainingTrigger` (shared by every replica), audited as ``retraining.trigger`` and
 counted; rising back to the threshold or above re-arms it (``retraining.rearm``). The check
 runs in the transaction that saves the verdict, after its audit record, which serialises
-writers (PostgreSQL advisory lock, SQLite write lock), so two replicas never both fire. The
-retraining itself is a CLI job (``insightray train ...``), started by a person or a pipeline
-watching the metric.
+writers (PostgreSQL advisory lock, SQLite write lock), so two replicas never both fire.
+
+The trigger fires on drift too (:func:`record_drift`, called by the service's
+:class:`~insightray.serving.hosting.drift.DriftMonitor` when a drift window's verdict
+changes): ``retraining.trigger`` with outcome ``drift`` (the agreement trigger's outcome is
+``agreement``), counted in the same series, re-armed (``retraining.rearm``, outcome ``drift``)
+when the window's comparison clears. The retraining itself is a CLI job
+(``insightray train ...``), started by a person or a pipeline watching the metric.
 
 Example:
     >>> row = save_feedback(services, who, result_id, 0, "reject")  # doctest: +SKIP
@@ -39,6 +44,7 @@ from insightray.errors import InputError
 from insightray.serving.deps import Principal, Services
 from insightray.serving.hosting.analysis import load_result
 from insightray.serving.hosting.metrics import FeedbackFigures
+from insightray.serving.security.audit import AuditLog, lock_writers
 from insightray.serving.storage.db.feedback import (
     VERDICTS,
     FindingFeedback,
@@ -51,6 +57,7 @@ __all__ = [
     "feedback_figures",
     "feedback_json",
     "list_feedback",
+    "record_drift",
     "result_findings",
     "save_feedback",
 ]
@@ -147,27 +154,72 @@ def _check_trigger(
     recent = _recent_agreement(session, name, version, window)
     if recent is None:
         return
+    state = _trigger_state(session, name, version)
+    state.agreement = recent
+    below = recent < threshold
+    if below == state.below:
+        return
+    state.below = below
+    _fire(session, state, below, "agreement", services.audit, who.username, who.role)
+    _log.warning(
+        "%s: %s %s agreement %.3f over the last %d verdicts (threshold %.3f)",
+        _action(below), name, version, recent, window, threshold,
+    )  # fmt: skip
+
+
+def record_drift(db: Database, audit: AuditLog, name: str, version: str, drifted: bool) -> bool:
+    """Fire (``drifted``) or re-arm the retraining trigger of a model version on drift,
+    audited as the ``system`` actor; returns whether the shared state changed.
+
+    Replicas call this when their own window's verdict changes: the first to report a
+    change fires, the others find the state already set.
+    """
+    with db.session() as session:
+        lock_writers(session)  # serialise with other replicas and the agreement trigger
+        state = _trigger_state(session, name, version)
+        if state.drifted == drifted:
+            return False
+        state.drifted = drifted
+        _fire(session, state, drifted, "drift", audit, "system", "system")
+    _log.warning("%s: %s %s drift window", _action(drifted), name, version)
+    return True
+
+
+def _trigger_state(session: Session, name: str, version: str) -> RetrainingTrigger:
     state = session.scalar(
         select(RetrainingTrigger).where(
             RetrainingTrigger.model_name == name, RetrainingTrigger.model_version == version
         )
     )
     if state is None:
-        state = RetrainingTrigger(model_name=name, model_version=version, below=False, crossings=0)
+        state = RetrainingTrigger(
+            model_name=name, model_version=version, below=False, drifted=False, crossings=0
+        )
         session.add(state)
-    state.agreement = recent
-    below = recent < threshold
-    if below == state.below:
-        return
-    state.below, state.changed_at = below, utc_now()
-    if below:
+    return state
+
+
+def _fire(
+    session: Session,
+    state: RetrainingTrigger,
+    fired: bool,
+    reason: str,
+    audit: AuditLog,
+    actor: str,
+    role: str,
+) -> None:
+    """Count and audit one change of a trigger (``reason``: ``agreement`` or ``drift``)."""
+    state.changed_at = utc_now()
+    if fired:
         state.crossings += 1
-    action = "retraining.trigger" if below else "retraining.rearm"
-    services.record(who, action, "ok", None, session, model_name=name, model_version=version)
-    _log.warning(
-        "%s: %s %s agreement %.3f over the last %d verdicts (threshold %.3f)",
-        action, name, version, recent, window, threshold,
+    audit.append_in(
+        session, actor, role, _action(fired), outcome=reason,
+        model_name=state.model_name, model_version=state.model_version,
     )  # fmt: skip
+
+
+def _action(fired: bool) -> str:
+    return "retraining.trigger" if fired else "retraining.rearm"
 
 
 def _recent_agreement(session: Session, name: str, version: str, window: int) -> float | None:
@@ -223,8 +275,9 @@ def feedback_json(row: FindingFeedback) -> dict[str, Any]:
 
 
 def feedback_figures(db: Database, window: int) -> list[FeedbackFigures]:
-    """Live performance of every model version with verdicts, from the database (so every
-    replica reports the same); verdicts on deleted studies still count."""
+    """Live performance of every model version with verdicts or a retraining trigger state,
+    from the database (so every replica reports the same); verdicts on deleted studies still
+    count."""
     accepted = func.sum(case((FindingFeedback.verdict == "accept", 1), else_=0))
     model, version, kind = (
         FindingFeedback.model_name, FindingFeedback.model_version, FindingFeedback.kind
@@ -238,15 +291,15 @@ def feedback_figures(db: Database, window: int) -> list[FeedbackFigures]:
             (s.model_name, s.model_version): s for s in session.scalars(select(RetrainingTrigger))
         }
         figures = []
-        for (name, number), by_kind in sorted(counts.items()):
+        for name, number in sorted(set(counts) | set(states)):
             state = states.get((name, number))
             figures.append(
                 FeedbackFigures(
                     model=name,
                     version=number,
-                    judged=by_kind,
+                    judged=counts.get((name, number), {}),
                     recent_agreement=_recent_agreement(session, name, number, window),
-                    retraining_needed=bool(state and state.below),
+                    retraining_needed=bool(state and (state.below or state.drifted)),
                     triggers=state.crossings if state else 0,
                 )
             )

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -34,9 +35,11 @@ from insightray.errors import InsightRayError, ServiceUnavailableError
 from insightray.explain.gradcam import gradcam_heatmap
 from insightray.imaging import LoadedImage
 from insightray.models.catalog import find_task
-from insightray.monitoring.guard import OodGuard
+from insightray.monitoring.guard import Observation, OodGuard
+from insightray.monitoring.profile import output_features
 from insightray.serving.hosting.batching import DynamicBatcher
 from insightray.serving.hosting.cache import CacheKey, ResultCache
+from insightray.serving.hosting.drift import DriftMonitor
 from insightray.serving.hosting.index_preparation import IndexPreparation
 from insightray.serving.hosting.metrics import ServiceMetrics
 from insightray.serving.hosting.rollout import ModelEntry
@@ -101,9 +104,16 @@ class DetectionRunner:
         weaker = [d for d in result.detections if d.score <= self.threshold]
         return dataclasses.replace(result, detections=kept), weaker
 
-    def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
+    def outputs(self, result: Any) -> dict[str, float]:
+        """A result's output features at the operating point (as its profile measured)."""
+        return output_features(self.operating(result)[0])
+
+    def predict(
+        self, images: Sequence[LoadedImage], observe: Callable[[Observation], None] | None = None
+    ) -> list[Any]:
         """One :class:`~insightray.engine.DetectionResult` per image, as one batch, each with
-        the out-of-distribution guard's ``warnings`` and ``ood_score``."""
+        the out-of-distribution guard's ``warnings`` and ``ood_score`` (``observe``: see
+        :meth:`OodGuard.run <insightray.monitoring.guard.OodGuard.run>`)."""
 
         def run() -> list[Any]:
             return self.predictor.predict_arrays(
@@ -113,7 +123,7 @@ class DetectionRunner:
                 batch_size=max(1, len(images)),
             )
 
-        return run() if self.guard is None else self.guard.run(run, images)
+        return run() if self.guard is None else self.guard.run(run, images, observe)
 
 
 class FractureRunner:
@@ -125,14 +135,20 @@ class FractureRunner:
         self.guard = OodGuard.for_predictor(self.predictor, entry.card_path)
         self._lock = threading.Lock()  # Grad-CAM hooks the model: one use at a time
 
-    def predict(self, images: Sequence[LoadedImage]) -> list[Any]:
+    def outputs(self, result: Any) -> dict[str, float]:
+        """A result's output features (its fracture probability)."""
+        return output_features(result)
+
+    def predict(
+        self, images: Sequence[LoadedImage], observe: Callable[[Observation], None] | None = None
+    ) -> list[Any]:
         """One fracture result (``probability``, ``label``, ``threshold``) per image."""
 
         def run() -> list[Any]:
             return list(self.predictor.predict_arrays([image.pixels for image in images]))
 
         with self._lock:
-            return run() if self.guard is None else self.guard.run(run, images)
+            return run() if self.guard is None else self.guard.run(run, images, observe)
 
     def heatmap(self, image: LoadedImage) -> NDArray[np.float32]:
         """Grad-CAM heat in ``[0, 1]`` at the image's size."""
@@ -275,6 +291,7 @@ class ModelHost:
         threads: Inference threads (batches of different models run side by side).
         batch_max_size: Most images per batch.
         batch_max_delay_ms: Longest wait for a batch to fill.
+        drift: The rolling drift windows the guarded image models feed; ``None``: none.
     """
 
     def __init__(
@@ -286,8 +303,10 @@ class ModelHost:
         threads: int,
         batch_max_size: int,
         batch_max_delay_ms: float,
+        drift: DriftMonitor | None = None,
     ) -> None:
         self.loader = loader
+        self.drift = drift
         self.metrics = metrics
         self.cache = cache
         self.executor = ThreadPoolExecutor(max(1, threads), thread_name_prefix="inference")
@@ -343,6 +362,8 @@ class ModelHost:
         for batcher in self.batchers.values():
             await batcher.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.drift is not None:
+            self.drift.close()
 
     def _batcher(
         self, entry: ModelEntry, runner: DetectionRunner | FractureRunner
@@ -350,8 +371,13 @@ class ModelHost:
         batcher = self.batchers.get(entry.key)
         if batcher is None:
             name, version = entry.name, entry.version
+            observe = None
+            if self.drift is not None:
+                observe = self.drift.observer(entry, runner.guard, runner.outputs)
             batcher = DynamicBatcher(
-                runner.predict,
+                runner.predict
+                if observe is None
+                else functools.partial(runner.predict, observe=observe),
                 self.executor,
                 self.batch_max_size,
                 self.batch_max_delay_ms,

@@ -5,7 +5,10 @@ predictions and their latency per model version, batch sizes, queue depth, cache
 misses, and the out-of-distribution guard's outcomes and scores. Live performance from
 readers' feedback (:class:`FeedbackFigures`, read from the database at each scrape through
 :meth:`ServiceMetrics.watch_feedback`, so every replica reports the same figures): judged and
-accepted findings, precision, agreement, recent agreement, and the retraining trigger.
+accepted findings, precision, agreement, recent agreement, and the retraining trigger. The
+rolling drift windows of this process (:meth:`ServiceMetrics.watch_drift`, figures cached by
+:class:`~insightray.serving.hosting.drift.DriftMonitor`): images in the window, OOD rate, mean
+score, and the last comparison's verdict, PSI per feature and embedding MMD p-value.
 
 Example:
     >>> metrics = ServiceMetrics()
@@ -18,10 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from insightray.monitoring.window import WindowFigures
 
 __all__ = ["CONTENT_TYPE", "FeedbackFigures", "ServiceMetrics"]
 
@@ -104,12 +111,14 @@ class _FeedbackCollector(Collector):
         )
         needed = GaugeMetricFamily(
             "insightray_retraining_needed",
-            "1 while the recent agreement is below INSIGHTRAY_RETRAIN_AGREEMENT.",
+            "1 while the recent agreement is below INSIGHTRAY_RETRAIN_AGREEMENT or the drift "
+            "window has drifted.",
             labels=labels,
         )
         triggers = CounterMetricFamily(
             "insightray_retraining_triggers",
-            "Times the recent agreement crossed below INSIGHTRAY_RETRAIN_AGREEMENT.",
+            "Times the retraining trigger fired (agreement fell below "
+            "INSIGHTRAY_RETRAIN_AGREEMENT, or a drift window turned to drift).",
             labels=labels,
         )
         for figure in self.figures():
@@ -127,6 +136,57 @@ class _FeedbackCollector(Collector):
             needed.add_metric(key, 1.0 if figure.retraining_needed else 0.0)
             triggers.add_metric(key, figure.triggers)
         yield from (judged, accepted, precision, agreement, recent, needed, triggers)
+
+
+class _DriftCollector(Collector):
+    """Series of the drift windows, from their cached figures at each scrape."""
+
+    def __init__(self, figures: Callable[[], list[tuple[str, str, WindowFigures]]]) -> None:
+        self.figures = figures
+
+    def describe(self) -> list[Metric]:
+        return []  # computed at scrape time
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["model", "version"]
+
+        def gauge(name: str, text: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, text, labels=[*labels, *extra])
+
+        images = gauge("insightray_drift_window_images", "Images in this replica's window.")
+        ood = gauge("insightray_drift_ood_rate", "Share of the window's images the guard flagged.")
+        score = gauge(
+            "insightray_drift_score_mean",
+            "Mean model score over the window (fracture probability or best box score).",
+        )
+        drift = gauge(
+            "insightray_drift_detected",
+            "1 when the window's last comparison with the reference profile found drift.",
+        )
+        psi_max = gauge(
+            "insightray_drift_psi_max", "Largest population stability index over the features."
+        )
+        psi = gauge("insightray_drift_psi", "Population stability index per feature.", ("feature",))
+        mmd = gauge(
+            "insightray_drift_embedding_p_value",
+            "Permutation p-value of the MMD test on the model's embedding (uncorrected).",
+        )
+        for model, version, figures in self.figures():
+            key = [model, version]
+            images.add_metric(key, figures.images)
+            for family, value in ((ood, figures.ood_rate), (score, figures.score_mean)):
+                if value is not None:
+                    family.add_metric(key, value)
+            if not figures.tested:
+                continue
+            drift.add_metric(key, 1.0 if figures.drift else 0.0)
+            for feature, value in sorted(figures.psi.items()):
+                psi.add_metric([*key, feature], value)
+            if figures.psi_max is not None:
+                psi_max.add_metric(key, figures.psi_max)
+            if figures.embedding_p_value is not None:
+                mmd.add_metric(key, figures.embedding_p_value)
+        yield from (images, ood, score, drift, psi_max, psi, mmd)
 
 
 class ServiceMetrics:
@@ -196,6 +256,10 @@ class ServiceMetrics:
     def watch_feedback(self, figures: Callable[[], list[FeedbackFigures]]) -> None:
         """Expose readers' feedback: ``figures`` is called at each scrape (a database read)."""
         self.registry.register(_FeedbackCollector(figures))
+
+    def watch_drift(self, figures: Callable[[], list[tuple[str, str, WindowFigures]]]) -> None:
+        """Expose the drift windows: ``figures`` (cached, no test runs) at each scrape."""
+        self.registry.register(_DriftCollector(figures))
 
     def observe_ood(self, model: str, version: str, score: float | None, flagged: bool) -> None:
         """Count one guarded image (flagged or not) and its out-of-distribution score."""

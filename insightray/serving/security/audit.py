@@ -46,7 +46,7 @@ from insightray.fsutil import atomic_write
 from insightray.serving.storage.db import AuditRecord, Database
 from insightray.serving.storage.db.session import WRITE_OPTION
 
-__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerdict", "record_hash"]
+__all__ = ["GENESIS_HASH", "AuditLog", "AuditVerdict", "lock_writers", "record_hash"]
 
 GENESIS_HASH = "0" * 64
 #: Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.
@@ -55,6 +55,20 @@ _CODE = re.compile(r"[a-z][a-z0-9_.:-]{0,63}")
 _PENDING = "insightray_audit_anchor"
 _LISTENING = "insightray_audit_listening"
 _log = logging.getLogger(__name__)
+
+
+def lock_writers(session: Session) -> None:
+    """Take the lock that serialises audit appends, for the rest of ``session``'s
+    transaction (PostgreSQL: an advisory lock; SQLite: the write session's own lock).
+
+    Raises:
+        RuntimeError: ``session`` is a read-only SQLite session.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK)))
+    elif not connection.get_execution_options().get(WRITE_OPTION):
+        raise RuntimeError("audit appends need a write session (read_only=False)")
 
 
 def record_hash(fields: dict[str, Any], prev_hash: str) -> str:
@@ -157,11 +171,7 @@ class AuditLog:
                 raise ConfigError(
                     f"audit {name}", "must be a short lowercase code", "use e.g. study.read or ok"
                 )
-        connection = session.connection()
-        if connection.dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(AUDIT_LOCK)))
-        elif not connection.get_execution_options().get(WRITE_OPTION):
-            raise RuntimeError("audit appends need a write session (read_only=False)")
+        lock_writers(session)
         last = session.execute(
             select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
         ).first()

@@ -100,6 +100,8 @@ class FractureTrainResult:
         val_logits: Raw logits of the best weights on the validation split, in its order
             (the out-of-fold predictions of a cross-validation fold).
         temperature: The temperature fitted on the validation split.
+        train_images: The training split's image files (for the reference profile).
+        train_groups: Their source-image groups, in the same order.
     """
 
     card_path: Path
@@ -110,6 +112,8 @@ class FractureTrainResult:
     test: FractureEvaluation | None
     val_logits: tuple[float, ...] = ()
     temperature: float = 1.0
+    train_images: tuple[Path, ...] = ()
+    train_groups: tuple[str, ...] = ()
 
 
 def build_classifier(config: FractureTrainConfig) -> nn.Module:
@@ -339,6 +343,8 @@ def _finish(
         test,
         tuple(float(value) for value in val_logits),
         temperature,
+        tuple(item.path for item in splits.train),
+        tuple(item.group for item in splits.train),
     )
 
 

@@ -57,8 +57,9 @@ class FindingFeedback(Base):
 
 
 class RetrainingTrigger(Base):
-    """Whether a model version's recent agreement is below the threshold, and how often it
-    crossed below; shared by every replica so a crossing fires once."""
+    """Whether a model version's recent agreement is below the threshold (``below``) or its
+    drift window has drifted (``drifted``), and how often the trigger fired for either;
+    shared by every replica so a crossing fires once."""
 
     __tablename__ = "retraining_triggers"
     __table_args__ = (
@@ -71,4 +72,5 @@ class RetrainingTrigger(Base):
     below: Mapped[bool] = mapped_column(Boolean, default=False)
     crossings: Mapped[int] = mapped_column(Integer, default=0)
     agreement: Mapped[float | None] = mapped_column(Float, default=None)
+    drifted: Mapped[bool] = mapped_column(Boolean, default=False)
     changed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utc_now)
