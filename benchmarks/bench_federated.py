@@ -40,8 +40,10 @@ import numpy as np
 import torch
 
 from insightray.config import data_root
+from insightray.federated.results import load_global
 from insightray.federated.settings import FederatedSettings
 from insightray.federated.simulation import prepare_sites, simulate
+from insightray.federated.site import set_arrays, shared_keys
 from insightray.federated.sites import (
     SUMMARY_FILE,
     TEST_FOLDER,
@@ -61,6 +63,7 @@ from insightray.training.fracture.dataset import (
     split_by_group,
 )
 from insightray.training.fracture.trainer import predict_prepared
+from insightray.training.metrics.roc import bootstrap_auc_difference
 from insightray.training.runtime import seed_everything
 
 
@@ -70,17 +73,26 @@ def _cpu_flags() -> str:
     return " ".join(flags)
 
 
-def _test_auc(model: torch.nn.Module, test: list[FractureItem], size: int) -> dict[str, Any]:
+def _test_auc(
+    model: torch.nn.Module, test: list[FractureItem], size: int, save: Path
+) -> dict[str, Any]:
+    """Held-out AUC with its group-bootstrap interval; the scores are kept in ``save``."""
     config = FederatedSettings(image_size=size).train_config()
     images = load_prepared(test, config.preprocessing, size)
     labels = np.array([item.label for item in test], dtype=np.int64)
     scores = predict_prepared(model, images, torch.device("cpu"))
+    save.parent.mkdir(parents=True, exist_ok=True)
+    np.save(save, scores)
     report = evaluate_scores(labels, scores, threshold=0.5, groups=[i.group for i in test])
     return {"auc": report.auc, "auc_ci": list(report.auc_ci)}
 
 
 def _central(
-    items: list[FractureItem], settings: FederatedSettings, test: list[FractureItem], cache: Path
+    items: list[FractureItem],
+    settings: FederatedSettings,
+    test: list[FractureItem],
+    cache: Path,
+    save: Path,
 ) -> dict[str, Any]:
     """Train on ``items`` alone for the same number of passes a federated site gets."""
     seed_everything(settings.seed)
@@ -94,9 +106,33 @@ def _central(
             model, config, images, labels, torch.device("cpu"), epochs=settings.local_epochs
         )
     return {
-        **_test_auc(model, test, settings.image_size),
+        **_test_auc(model, test, settings.image_size, save),
         "images": len(items),
         "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _global_scores(
+    settings: FederatedSettings, out: Path, test: list[FractureItem], save: Path
+) -> None:
+    """Score the test split with the global model a federated arm wrote in ``out``."""
+    model = build_classifier(dataclasses.replace(settings.train_config(), pretrained=False))
+    set_arrays(model, shared_keys(model), load_global(out / "server"))
+    _test_auc(model, test, settings.image_size, save)
+
+
+def _paired(test: list[FractureItem], scores: Path) -> dict[str, list[float]]:
+    """Each arm's AUC minus pooled training's, paired group bootstrap on the same images."""
+    labels = np.array([item.label for item in test], dtype=np.int64)
+    groups = [item.group for item in test]
+    pooled = np.load(scores / "pooled.npy")
+    return {
+        path.stem: [
+            round(v, 4)
+            for v in bootstrap_auc_difference(labels, np.load(path), pooled, groups=groups)
+        ]
+        for path in sorted(scores.glob("*.npy"))
+        if path.stem != "pooled"
     }
 
 
@@ -128,7 +164,9 @@ def _select(split: Path, base: FederatedSettings, out: Path) -> dict[str, Any]:
     validation = load_fracture_items(chosen / TEST_FOLDER)
     pooled = [i for folder in site_folders(chosen) for i in load_fracture_items(folder)]
     return {
-        "pooled": _central(pooled, base, validation, out / "cache" / "pooled"),
+        "pooled": _central(
+            pooled, base, validation, out / "cache" / "pooled", out / "scores" / "pooled.npy"
+        ),
         **{
             f"fedavg-{mode}": _federated(
                 chosen, dataclasses.replace(base, local_bn=mode == "fedbn"), out / mode
@@ -149,6 +187,11 @@ def main() -> None:
     parser.add_argument("--arms", nargs="*", default=[])
     parser.add_argument("--batch-norm", choices=("fedbn", "shared"), default="fedbn")
     parser.add_argument("--select", action="store_true", help="Choose --batch-norm first.")
+    parser.add_argument(
+        "--paired-only",
+        action="store_true",
+        help="Add the paired differences to an earlier run's results (scores its global models).",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_federated"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -174,32 +217,55 @@ def main() -> None:
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results["machine"] = {"cpu_flags": _cpu_flags(), "python": platform.python_version()}
     results["batch_norm"] = args.batch_norm
+    scores = args.out / "scores"
+    federated = {
+        "fedavg": base,
+        "fedprox": dataclasses.replace(base, strategy="fedprox", mu=0.01),
+        **{
+            f"fedavg-dp-z{noise:g}": dataclasses.replace(base, dp_clip=args.dp_clip, dp_noise=noise)
+            for noise in args.dp_noise
+        },
+    }
     arms: dict[str, Any] = {
         "pooled": lambda: _central(
-            [i for s in sites for i in s], base, test, args.out / "cache" / "pooled"
+            [i for s in sites for i in s],
+            base,
+            test,
+            args.out / "cache" / "pooled",
+            scores / "pooled.npy",
         ),
         "local-only": lambda: {
-            f"site_{k}": _central(items, base, test, args.out / "cache" / f"site_{k}")
+            f"site_{k}": _central(
+                items, base, test, args.out / "cache" / f"site_{k}", scores / f"site_{k}.npy"
+            )
             for k, items in enumerate(sites)
         },
-        "fedavg": lambda: _federated(split, base, args.out / "fedavg"),
-        "fedprox": lambda: _federated(
-            split, dataclasses.replace(base, strategy="fedprox", mu=0.01), args.out / "fedprox"
-        ),
+        **{
+            name: lambda n=name, s=settings: _federated(split, s, args.out / n)
+            for name, settings in federated.items()
+        },
     }
-    for noise in args.dp_noise:
-        settings = dataclasses.replace(base, dp_clip=args.dp_clip, dp_noise=noise)
-        arms[f"fedavg-dp-z{noise:g}"] = lambda s=settings, n=noise: _federated(
-            split, s, args.out / f"fedavg-dp-z{n:g}"
-        )
     for name, run in arms.items():
         if args.arms and name not in args.arms:
             continue
+        if args.paired_only:  # score what an earlier run trained (central arms train again)
+            if name not in results:
+                continue
+            if name in federated:
+                _global_scores(federated[name], args.out / name, test, scores / f"{name}.npy")
+                continue
+            if (scores / ("pooled.npy" if name == "pooled" else "site_0.npy")).is_file():
+                continue
         started = time.perf_counter()
         results[name] = run()
         results[name + "_wall_s"] = round(time.perf_counter() - started, 1)
+        if name in federated:
+            _global_scores(federated[name], args.out / name, test, scores / f"{name}.npy")
         results_path.write_text(json.dumps(results, indent=2) + "\n")
         print(name, json.dumps(results[name]), flush=True)
+    results["auc_minus_pooled"] = _paired(test, scores)
+    results_path.write_text(json.dumps(results, indent=2) + "\n")
+    print("AUC minus pooled [95 % CI]", json.dumps(results["auc_minus_pooled"]), flush=True)
 
 
 def _federated(split: Path, settings: FederatedSettings, out: Path) -> dict[str, Any]:
