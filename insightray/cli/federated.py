@@ -166,16 +166,27 @@ def server(
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
     cert: Annotated[Path | None, typer.Option("--cert", help="Server certificate.")] = None,
     key: Annotated[Path | None, typer.Option("--key", help="Server private key.")] = None,
+    site_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--site-keys",
+            help="Authorised sites' public keys: a .pub file or a folder of them (needs TLS).",
+        ),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
     wait: Annotated[
         float, typer.Option("--wait", min=0.0, help="Seconds to let sites connect.")
     ] = 30.0,
 ) -> None:
-    """Coordinate a federation: start a SuperLink, wait for the sites, run, write the model."""
+    """Coordinate a federation: start a SuperLink, wait for the sites, run, write the model.
+
+    With --site-keys only the sites whose public key is listed can join (Flower's SuperNode
+    authentication); any other SuperNode is refused when it connects.
+    """
     from insightray.errors import ConfigError
 
     _flower()
-    from insightray.federated.deployment import SuperLink, Tls, submit_run
+    from insightray.federated.deployment import SuperLink, Tls, site_key_files, submit_run
     from insightray.federated.results import read_rounds, write_federated_model
 
     if not insecure and (ca is None or cert is None or key is None):
@@ -192,13 +203,14 @@ def server(
         secagg=secagg,
         out=str((out_dir / "server").resolve()),
     )
+    keys = site_key_files(site_keys) if site_keys is not None else []
     home = out_dir / "flower"
-    link = SuperLink(home, host=host, port=port, tls=tls)
-    err.print(f"SuperLink on {host}:{port} (pid {link.pid}); waiting {wait:.0f} s for sites")
+    link = SuperLink(home, host=host, port=port, tls=tls, site_keys=keys)
+    authorised = f"{len(keys)} authorised site key(s)" if keys else "any site (no --site-keys)"
+    err.print(f"SuperLink on {host}:{port} (pid {link.pid}), {authorised}; waiting {wait:.0f} s")
     try:
         time.sleep(wait)
-        client_address = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"
-        submit_run(home, client_address, {**settings.to_run_config(), "sites": sites}, tls=tls)
+        submit_run(home, link.local_address, {**settings.to_run_config(), "sites": sites}, tls=tls)
     finally:
         link.stop()
     rounds_record = read_rounds(Path(settings.out))
@@ -206,11 +218,28 @@ def server(
     out.print(json.dumps({"model": str(out_dir / "model"), "card": card.lineage.settings}))
 
 
+@federated_app.command("keys")
+def keys(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")],
+    name: Annotated[str, typer.Option("--name", help="The site's name (file names).")] = "site",
+) -> None:
+    """Make a site's key pair: the site keeps NAME, the coordinator gets NAME.pub."""
+    from insightray.federated.certificates import make_site_keys
+
+    paths = make_site_keys(out_dir, name)
+    out.print(f"private (keep at the site): {paths['private']}", highlight=False)
+    out.print(f"public (send to the coordinator): {paths['public']}", highlight=False)
+
+
 @federated_app.command("client")
 def client(
     data: Annotated[Path, typer.Option("--data", help="This site's labelled folder.")],
     server_address: Annotated[str, typer.Option("--server", help="SuperLink HOST:PORT.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="This site's private key (federated keys), for --site-keys."),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
     cache: Annotated[Path | None, typer.Option("--cache", help="Prepared-image cache.")] = None,
     port: Annotated[int, typer.Option("--port", help="Local ClientApp API port.")] = 9094,
@@ -233,7 +262,9 @@ def client(
         node_config["audit"] = str(audit.resolve())
     home = Path(cache or data.resolve().parent) / ".flower"
     tls = None if insecure else Tls(ca)  # type: ignore[arg-type]
-    node = SuperNode(home, server_address, node_config, port=port, tls=tls, name="site")
+    node = SuperNode(
+        home, server_address, node_config, port=port, tls=tls, key=key and key.resolve()
+    )
     err.print(f"SuperNode pid {node.pid} connected to {server_address}; Ctrl-C to leave")
     try:
         node.process.wait()
