@@ -26,6 +26,12 @@ LabelSkew = Annotated[
     float, typer.Option("--label-skew", min=0.0, help="0: same fracture rate at every site.")
 ]
 SizeSkew = Annotated[float, typer.Option("--size-skew", min=0.0, help="0: equal site sizes.")]
+Task = Annotated[
+    str,
+    typer.Option(
+        "--task", help="fracture (image folder) or ner (CoNLL folder: train/devel/test.tsv)."
+    ),
+]
 
 
 def _flower() -> None:
@@ -36,8 +42,11 @@ def _flower() -> None:
 
 @federated_app.command("split")
 def split(
-    data: Annotated[Path, typer.Option("--data", help="Labelled folder (images.csv + group).")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Labelled folder (images.csv + group) or CoNLL folder.")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Empty folder for the sites.")],
+    task: Task = "fracture",
     sites: Sites = 3,
     label_skew: LabelSkew = 0.5,
     size_skew: SizeSkew = 0.5,
@@ -46,9 +55,24 @@ def split(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
-    """Make non-IID sites by source group (copies of one image never reach two sites)."""
+    """Make non-IID sites: fracture by source group (copies of one image never reach two
+    sites), NER by contiguous blocks of training sentences (the coordinator keeps devel.tsv)."""
     from insightray.federated.sites import assign_sites, write_sites
     from insightray.training.fracture.dataset import load_fracture_items
+
+    if task != "fracture":
+        from insightray.federated.tasks import get_task
+
+        get_task(task).split(
+            data, sites, out_dir, label_skew=label_skew, size_skew=size_skew, seed=seed
+        )
+        summary_ner = json.loads((out_dir / "sites.json").read_text(encoding="utf-8"))
+        for index, site in enumerate(summary_ner["sites"]):
+            out.print(
+                f"site_{index}: {site['sentences']} sentences, {site['mentions']} mentions",
+                highlight=False,
+            )
+        return
 
     plan = assign_sites(
         load_fracture_items(data),
@@ -79,7 +103,7 @@ def _settings(**values: Any) -> Any:
 def simulate(
     data: Annotated[Path, typer.Option("--data", help="Labelled folder, or a split's folder.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")],
-    task: Annotated[str, typer.Option("--task", help="Only fracture for now.")] = "fracture",
+    task: Task = "fracture",
     sites: Sites = 3,
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
@@ -101,17 +125,17 @@ def simulate(
 ) -> None:
     """Run a federation on this machine (SuperLink + one SuperNode per site, on loopback).
 
-    Writes OUT/model (for `evaluate fracture --model OUT/model`), OUT/metrics.json (per
-    round: replies, skipped, loss, held-out AUC, epsilon) and OUT/rounds.png.
+    Writes OUT/model (for `evaluate fracture --model OUT/model`, or `evaluate ner`),
+    OUT/metrics.json (per round: replies, skipped, loss, server-side AUC or entity F1,
+    epsilon) and OUT/rounds.png. --img applies to fracture only.
     """
-    from insightray.errors import ConfigError
-
     _flower()
-    if task != "fracture":
-        raise ConfigError("--task", f"{task!r} is not federated yet", "use --task fracture")
     from insightray.federated.simulation import simulate as run
+    from insightray.federated.tasks import get_task
 
+    metric = get_task(task).metric
     settings = _settings(
+        task=task,
         rounds=rounds,
         strategy=strategy,
         mu=mu,
@@ -135,23 +159,31 @@ def simulate(
     )
     for record in result.rounds["rounds"]:
         status = "skipped" if record["skipped"] else f"{record['replies']} sites"
-        auc = record.get("eval_auc")
+        score = record.get(f"eval_{metric}")
         eps = record.get("epsilon")
         out.print(
             f"round {record['round']}: {status}"
-            + ("" if auc is None else f", held-out AUC {auc:.4f}")
+            + ("" if score is None else f", server {metric.upper()} {score:.4f}")
             + ("" if eps is None else f", epsilon {eps:.2f}"),
             highlight=False,
         )
     if result.test is not None:
-        low, high = result.test["auc_ci"]
-        out.print(f"test AUC {result.test['auc']:.4f} [{low:.4f}, {high:.4f}]", highlight=False)
+        out.print(get_task(task).describe(result.test), highlight=False)
     out.print(f"{result.seconds:.0f} s -> {result.card_path}", highlight=False)
 
 
 @federated_app.command("server")
 def server(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the global model goes.")],
+    task: Task = "fracture",
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval-data",
+            help="The coordinator's own labelled data, scored each round (NER: its devel.tsv, "
+            "also the vocabulary; required).",
+        ),
+    ] = None,
     sites: Sites = 3,
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
@@ -193,6 +225,8 @@ def server(
         raise ConfigError("server", "TLS needs --ca, --cert and --key", "or pass --insecure")
     tls = None if insecure else Tls(ca, cert, key)  # type: ignore[arg-type]
     settings = _settings(
+        task=task,
+        eval_data=str(eval_data.resolve()) if eval_data is not None else None,
         rounds=rounds,
         strategy=strategy,
         mu=mu,
@@ -233,7 +267,10 @@ def keys(
 
 @federated_app.command("client")
 def client(
-    data: Annotated[Path, typer.Option("--data", help="This site's labelled folder.")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="This site's data: image folder, or train.tsv folder (NER)."),
+    ],
     server_address: Annotated[str, typer.Option("--server", help="SuperLink HOST:PORT.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
     key: Annotated[

@@ -36,9 +36,9 @@ def test_split_writes_disjoint_sites(shared_data: Path, tmp_path: Path) -> None:
 
 def test_simulate_refuses_an_unknown_task_and_dp_noise_without_clip(tmp_path: Path) -> None:
     done = run_cli(
-        "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "ner"
+        "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "cxr"
     )
-    assert done.returncode == 2 and "--task fracture" in done.stderr
+    assert done.returncode == 2 and "('fracture', 'ner')" in done.stderr
     done = run_cli(
         "federated",
         "simulate",
