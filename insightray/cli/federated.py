@@ -55,8 +55,10 @@ def split(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
-    """Make non-IID sites: fracture by source group (copies of one image never reach two
-    sites), NER by contiguous blocks of training sentences (the coordinator keeps devel.tsv)."""
+    """Make non-IID sites (fracture: by source group; ner: blocks of train.tsv sentences).
+
+    Fracture: copies of one image never reach two sites. NER: the coordinator keeps devel.tsv.
+    """
     from insightray.federated.sites import assign_sites, write_sites
     from insightray.training.fracture.dataset import load_fracture_items
 
@@ -220,9 +222,12 @@ def server(
     _flower()
     from insightray.federated.deployment import SuperLink, Tls, site_key_files, submit_run
     from insightray.federated.results import read_rounds, write_federated_model
+    from insightray.federated.tasks import get_task
 
     if not insecure and (ca is None or cert is None or key is None):
         raise ConfigError("server", "TLS needs --ca, --cert and --key", "or pass --insecure")
+    if eval_data is None and get_task(task).needs_eval_data:
+        raise ConfigError(f"--task {task}", "needs the coordinator's data", "pass --eval-data")
     tls = None if insecure else Tls(ca, cert, key)  # type: ignore[arg-type]
     settings = _settings(
         task=task,
@@ -284,7 +289,7 @@ def client(
         Path | None, typer.Option("--audit", help="Keep a copy of every update sent here.")
     ] = None,
 ) -> None:
-    """Join a federation as one site: start a SuperNode; images never leave this machine."""
+    """Join a federation as one site: start a SuperNode; the data never leaves this machine."""
     from insightray.errors import ConfigError
 
     _flower()

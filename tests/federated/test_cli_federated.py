@@ -68,3 +68,7 @@ def test_keys_writes_a_pair_the_server_accepts_as_site_keys(tmp_path: Path) -> N
         str(tmp_path / "keys"),
     )
     assert done.returncode == 2 and "need TLS" in done.stderr
+    done = run_cli(
+        "federated", "server", "--out", str(tmp_path / "run"), "--insecure", "--task", "ner"
+    )
+    assert done.returncode == 2 and "--eval-data" in done.stderr

@@ -40,6 +40,8 @@ class FederatedTask(ABC):
     name: ClassVar[str]
     #: The server-side score of each round's global model (``eval_<metric>`` in rounds.json).
     metric: ClassVar[str]
+    #: Whether the coordinator needs its own labelled data (``eval_data``) to start a run.
+    needs_eval_data: ClassVar[bool] = False
 
     def model_spec(self, settings: FederatedSettings) -> Spec:
         """The server's spec of the network (none by default)."""

@@ -198,8 +198,8 @@ def train_local_epochs(
     still reach the model).
 
     Example:
-        >>> fit = train_local_epochs(model, encoder, sentences, NerTrainConfig(), epochs=1)
-        ... # doctest: +SKIP
+        >>> config = NerTrainConfig()
+        >>> fit = train_local_epochs(model, encoder, sentences, config, epochs=1)  # doctest: +SKIP
     """
     generator = random.Random(config.seed)
     encoded = [encoder.encode(s.words) for s in sentences]
