@@ -26,6 +26,12 @@ LabelSkew = Annotated[
     float, typer.Option("--label-skew", min=0.0, help="0: same fracture rate at every site.")
 ]
 SizeSkew = Annotated[float, typer.Option("--size-skew", min=0.0, help="0: equal site sizes.")]
+Task = Annotated[
+    str,
+    typer.Option(
+        "--task", help="fracture (image folder) or ner (CoNLL folder: train/devel/test.tsv)."
+    ),
+]
 
 
 def _flower() -> None:
@@ -36,8 +42,11 @@ def _flower() -> None:
 
 @federated_app.command("split")
 def split(
-    data: Annotated[Path, typer.Option("--data", help="Labelled folder (images.csv + group).")],
+    data: Annotated[
+        Path, typer.Option("--data", help="Labelled folder (images.csv + group) or CoNLL folder.")
+    ],
     out_dir: Annotated[Path, typer.Option("--out", help="Empty folder for the sites.")],
+    task: Task = "fracture",
     sites: Sites = 3,
     label_skew: LabelSkew = 0.5,
     size_skew: SizeSkew = 0.5,
@@ -46,9 +55,26 @@ def split(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
-    """Make non-IID sites by source group (copies of one image never reach two sites)."""
+    """Make non-IID sites (fracture: by source group; ner: blocks of train.tsv sentences).
+
+    Fracture: copies of one image never reach two sites. NER: the coordinator keeps devel.tsv.
+    """
     from insightray.federated.sites import assign_sites, write_sites
     from insightray.training.fracture.dataset import load_fracture_items
+
+    if task != "fracture":
+        from insightray.federated.tasks import get_task
+
+        get_task(task).split(
+            data, sites, out_dir, label_skew=label_skew, size_skew=size_skew, seed=seed
+        )
+        summary_ner = json.loads((out_dir / "sites.json").read_text(encoding="utf-8"))
+        for index, site in enumerate(summary_ner["sites"]):
+            out.print(
+                f"site_{index}: {site['sentences']} sentences, {site['mentions']} mentions",
+                highlight=False,
+            )
+        return
 
     plan = assign_sites(
         load_fracture_items(data),
@@ -79,7 +105,7 @@ def _settings(**values: Any) -> Any:
 def simulate(
     data: Annotated[Path, typer.Option("--data", help="Labelled folder, or a split's folder.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")],
-    task: Annotated[str, typer.Option("--task", help="Only fracture for now.")] = "fracture",
+    task: Task = "fracture",
     sites: Sites = 3,
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
@@ -101,17 +127,17 @@ def simulate(
 ) -> None:
     """Run a federation on this machine (SuperLink + one SuperNode per site, on loopback).
 
-    Writes OUT/model (for `evaluate fracture --model OUT/model`), OUT/metrics.json (per
-    round: replies, skipped, loss, held-out AUC, epsilon) and OUT/rounds.png.
+    Writes OUT/model (for `evaluate fracture --model OUT/model`, or `evaluate ner`),
+    OUT/metrics.json (per round: replies, skipped, loss, server-side AUC or entity F1,
+    epsilon) and OUT/rounds.png. --img applies to fracture only.
     """
-    from insightray.errors import ConfigError
-
     _flower()
-    if task != "fracture":
-        raise ConfigError("--task", f"{task!r} is not federated yet", "use --task fracture")
     from insightray.federated.simulation import simulate as run
+    from insightray.federated.tasks import get_task
 
+    metric = get_task(task).metric
     settings = _settings(
+        task=task,
         rounds=rounds,
         strategy=strategy,
         mu=mu,
@@ -135,23 +161,31 @@ def simulate(
     )
     for record in result.rounds["rounds"]:
         status = "skipped" if record["skipped"] else f"{record['replies']} sites"
-        auc = record.get("eval_auc")
+        score = record.get(f"eval_{metric}")
         eps = record.get("epsilon")
         out.print(
             f"round {record['round']}: {status}"
-            + ("" if auc is None else f", held-out AUC {auc:.4f}")
+            + ("" if score is None else f", server {metric.upper()} {score:.4f}")
             + ("" if eps is None else f", epsilon {eps:.2f}"),
             highlight=False,
         )
     if result.test is not None:
-        low, high = result.test["auc_ci"]
-        out.print(f"test AUC {result.test['auc']:.4f} [{low:.4f}, {high:.4f}]", highlight=False)
+        out.print(get_task(task).describe(result.test), highlight=False)
     out.print(f"{result.seconds:.0f} s -> {result.card_path}", highlight=False)
 
 
 @federated_app.command("server")
 def server(
     out_dir: Annotated[Path, typer.Option("--out", help="Where the global model goes.")],
+    task: Task = "fracture",
+    eval_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--eval-data",
+            help="The coordinator's own labelled data, scored each round (NER: its devel.tsv, "
+            "also the vocabulary; required).",
+        ),
+    ] = None,
     sites: Sites = 3,
     rounds: Annotated[int, typer.Option("--rounds", min=1)] = 3,
     strategy: Annotated[str, typer.Option("--strategy", help="fedavg or fedprox.")] = "fedavg",
@@ -166,22 +200,38 @@ def server(
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
     cert: Annotated[Path | None, typer.Option("--cert", help="Server certificate.")] = None,
     key: Annotated[Path | None, typer.Option("--key", help="Server private key.")] = None,
+    site_keys: Annotated[
+        Path | None,
+        typer.Option(
+            "--site-keys",
+            help="Authorised sites' public keys: a .pub file or a folder of them (needs TLS).",
+        ),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
     wait: Annotated[
         float, typer.Option("--wait", min=0.0, help="Seconds to let sites connect.")
     ] = 30.0,
 ) -> None:
-    """Coordinate a federation: start a SuperLink, wait for the sites, run, write the model."""
+    """Coordinate a federation: start a SuperLink, wait for the sites, run, write the model.
+
+    With --site-keys only the sites whose public key is listed can join (Flower's SuperNode
+    authentication); any other SuperNode is refused when it connects.
+    """
     from insightray.errors import ConfigError
 
     _flower()
-    from insightray.federated.deployment import SuperLink, Tls, submit_run
+    from insightray.federated.deployment import SuperLink, Tls, site_key_files, submit_run
     from insightray.federated.results import read_rounds, write_federated_model
+    from insightray.federated.tasks import get_task
 
     if not insecure and (ca is None or cert is None or key is None):
         raise ConfigError("server", "TLS needs --ca, --cert and --key", "or pass --insecure")
+    if eval_data is None and get_task(task).needs_eval_data:
+        raise ConfigError(f"--task {task}", "needs the coordinator's data", "pass --eval-data")
     tls = None if insecure else Tls(ca, cert, key)  # type: ignore[arg-type]
     settings = _settings(
+        task=task,
+        eval_data=str(eval_data.resolve()) if eval_data is not None else None,
         rounds=rounds,
         strategy=strategy,
         mu=mu,
@@ -192,13 +242,14 @@ def server(
         secagg=secagg,
         out=str((out_dir / "server").resolve()),
     )
+    keys = site_key_files(site_keys) if site_keys is not None else []
     home = out_dir / "flower"
-    link = SuperLink(home, host=host, port=port, tls=tls)
-    err.print(f"SuperLink on {host}:{port} (pid {link.pid}); waiting {wait:.0f} s for sites")
+    link = SuperLink(home, host=host, port=port, tls=tls, site_keys=keys)
+    authorised = f"{len(keys)} authorised site key(s)" if keys else "any site (no --site-keys)"
+    err.print(f"SuperLink on {host}:{port} (pid {link.pid}), {authorised}; waiting {wait:.0f} s")
     try:
         time.sleep(wait)
-        client_address = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"
-        submit_run(home, client_address, {**settings.to_run_config(), "sites": sites}, tls=tls)
+        submit_run(home, link.local_address, {**settings.to_run_config(), "sites": sites}, tls=tls)
     finally:
         link.stop()
     rounds_record = read_rounds(Path(settings.out))
@@ -206,11 +257,31 @@ def server(
     out.print(json.dumps({"model": str(out_dir / "model"), "card": card.lineage.settings}))
 
 
+@federated_app.command("keys")
+def keys(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the key pair.")],
+    name: Annotated[str, typer.Option("--name", help="The site's name (file names).")] = "site",
+) -> None:
+    """Make a site's key pair: the site keeps NAME, the coordinator gets NAME.pub."""
+    from insightray.federated.certificates import make_site_keys
+
+    paths = make_site_keys(out_dir, name)
+    out.print(f"private (keep at the site): {paths['private']}", highlight=False)
+    out.print(f"public (send to the coordinator): {paths['public']}", highlight=False)
+
+
 @federated_app.command("client")
 def client(
-    data: Annotated[Path, typer.Option("--data", help="This site's labelled folder.")],
+    data: Annotated[
+        Path,
+        typer.Option("--data", help="This site's data: image folder, or train.tsv folder (NER)."),
+    ],
     server_address: Annotated[str, typer.Option("--server", help="SuperLink HOST:PORT.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="This site's private key (federated keys), for --site-keys."),
+    ] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="No TLS (tests only).")] = False,
     cache: Annotated[Path | None, typer.Option("--cache", help="Prepared-image cache.")] = None,
     port: Annotated[int, typer.Option("--port", help="Local ClientApp API port.")] = 9094,
@@ -218,7 +289,7 @@ def client(
         Path | None, typer.Option("--audit", help="Keep a copy of every update sent here.")
     ] = None,
 ) -> None:
-    """Join a federation as one site: start a SuperNode; images never leave this machine."""
+    """Join a federation as one site: start a SuperNode; the data never leaves this machine."""
     from insightray.errors import ConfigError
 
     _flower()
@@ -233,7 +304,9 @@ def client(
         node_config["audit"] = str(audit.resolve())
     home = Path(cache or data.resolve().parent) / ".flower"
     tls = None if insecure else Tls(ca)  # type: ignore[arg-type]
-    node = SuperNode(home, server_address, node_config, port=port, tls=tls, name="site")
+    node = SuperNode(
+        home, server_address, node_config, port=port, tls=tls, key=key and key.resolve()
+    )
     err.print(f"SuperNode pid {node.pid} connected to {server_address}; Ctrl-C to leave")
     try:
         node.process.wait()

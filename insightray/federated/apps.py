@@ -5,14 +5,16 @@ and ``:client_app``) in its own processes: ``flwr-serverapp`` beside the SuperLi
 ``flwr-clientapp`` beside each SuperNode. The server drives Flower's ``DefaultWorkflow``
 with the strategy of :func:`~insightray.federated.strategy.build_strategy`; with ``secagg``
 its fit step is Flower's ``SecAggPlusWorkflow`` (each pair of sites masks its updates, the
-server can only unmask the sum). The client runs :class:`~insightray.federated.site.
-FractureSite` behind Flower's ``secaggplus_mod`` and, when the server asks for clipping,
-``fixedclipping_mod``.
+server can only unmask the sum). The run's ``task`` setting picks the
+:class:`~insightray.federated.tasks.FederatedTask` (model, server-side score, the spec sent to
+the sites). The client runs :class:`~insightray.federated.site.Site` behind Flower's
+``secaggplus_mod`` and, when the server asks for clipping, ``fixedclipping_mod``.
 
 At the end the server writes ``global.npz`` (the final arrays, in
-:func:`~insightray.federated.site.shared_keys` order) and ``rounds.json`` (one record per
-round: replies, rejections, failures, skipped, loss, server-side AUC when ``eval_data`` is
-set, and epsilon) into the run's ``out`` folder.
+:func:`~insightray.federated.site.shared_keys` order), ``spec.json`` (the task's spec) and
+``rounds.json`` (one record per round: replies, rejections, failures, skipped, loss, the
+task's server-side score ``eval_auc`` / ``eval_f1`` when ``eval_data`` is set, and epsilon)
+into the run's ``out`` folder.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from flwr.serverapp import Grid, ServerApp
 
 from insightray.federated.privacy import PrivacyBudget
 from insightray.federated.settings import FederatedSettings
-from insightray.federated.site import FractureSite, get_arrays, set_arrays, shared_keys
+from insightray.federated.site import Site, get_arrays, set_arrays, shared_keys
 from insightray.federated.strategy import build_strategy, guarded
+from insightray.federated.tasks import get_task
 
 __all__ = ["client_app", "server_app"]
 
@@ -48,11 +51,12 @@ logger = logging.getLogger("insightray.federated")
 
 GLOBAL_FILE = "global.npz"
 ROUNDS_FILE = "rounds.json"
+SPEC_FILE = "spec.json"
 CLIPPING_KEY = "clipping_norm"
 
 
 def _client_fn(context: Context) -> Client:
-    return FractureSite(context).to_client()
+    return Site(context).to_client()
 
 
 def _secagg_when_asked(msg: Message, ctxt: Context, call_next: ClientAppCallable) -> Message:
@@ -77,19 +81,23 @@ server_app = ServerApp()
 
 @server_app.main()
 def _server_main(grid: Grid, context: Context) -> None:
-    from insightray.training.fracture import build_classifier
     from insightray.training.runtime import seed_everything
 
     settings = FederatedSettings.from_run_config(context.run_config)
+    task = get_task(settings.task)
     seed_everything(settings.seed)
     sites = int(context.run_config.get("sites", settings.min_sites))
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_classifier(settings.train_config())
+    spec = task.model_spec(settings)
+    (out / SPEC_FILE).write_text(json.dumps(spec) + "\n", encoding="utf-8")
+    model = task.build_model(settings, spec, initial=True)
     keys = shared_keys(model)
     initial = get_arrays(model, keys)
-    evaluate_fn = _evaluator(settings, model, keys) if settings.eval_data else None
-    strategy = build_strategy(settings, initial, sites=sites, evaluate_fn=evaluate_fn)
+    evaluate_fn = _evaluator(settings, spec, model, keys) if settings.eval_data else None
+    strategy = build_strategy(
+        settings, initial, sites=sites, evaluate_fn=evaluate_fn, fit_config=dict(spec)
+    )
     legacy = LegacyContext(
         context=context,
         config=ServerConfig(num_rounds=settings.rounds, round_timeout=settings.round_timeout),
@@ -108,7 +116,7 @@ def _server_main(grid: Grid, context: Context) -> None:
     DefaultWorkflow(fit_workflow=fit_workflow)(grid, legacy)
     final = legacy.state.array_records["parameters"].to_numpy_ndarrays()
     np.savez(out / GLOBAL_FILE, *final)
-    records = _round_records(settings, strategy, legacy, sites)
+    records = _round_records(settings, task.metric, strategy, legacy, sites)
     (out / ROUNDS_FILE).write_text(json.dumps(records, indent=2) + "\n", encoding="utf-8")
 
 
@@ -119,40 +127,31 @@ def _clipping_range(initial: NDArrays, settings: FederatedSettings) -> float:
     return float(2 ** math.ceil(math.log2(max(headroom, 1.0))))
 
 
-def _evaluator(settings: FederatedSettings, model: Any, keys: list[str]) -> Any:
-    """Server-side AUC of each round's global model on ``eval_data`` (simulation only)."""
-    import torch
-
-    from insightray.training.fracture import load_prepared
-    from insightray.training.fracture.dataset import load_fracture_items
-    from insightray.training.fracture.trainer import predict_prepared
-    from insightray.training.metrics.roc import roc_auc
-
-    items = load_fracture_items(settings.eval_data)
-    config = settings.train_config()
-    cache = Path(settings.out) / "cache"
-    images = load_prepared(items, config.preprocessing, settings.image_size, cache)
-    labels = np.array([item.label for item in items], dtype=np.int64)
+def _evaluator(
+    settings: FederatedSettings, spec: dict[str, Any], model: Any, keys: list[str]
+) -> Any:
+    """Server-side score of each round's global model on the coordinator's ``eval_data``."""
+    task = get_task(settings.task)
+    score = task.scorer(settings, spec, settings.eval_data, Path(settings.out) / "cache")
 
     def evaluate(
         server_round: int, arrays: NDArrays, config: dict[str, Scalar]
     ) -> tuple[float, dict[str, Scalar]]:
         set_arrays(model, keys, arrays)
-        scores = predict_prepared(model, images, torch.device("cpu"))
-        auc = roc_auc(labels, scores) if 0 < labels.sum() < labels.size else float("nan")
-        logger.info("round %d: eval AUC %.4f", server_round, auc)
-        return 0.0, {"auc": auc}
+        metrics = score(model)
+        logger.info("round %d: eval %s %.4f", server_round, task.metric, metrics[task.metric])
+        return 0.0, {task.metric: float(metrics[task.metric])}
 
     return evaluate
 
 
 def _round_records(
-    settings: FederatedSettings, strategy: Any, legacy: LegacyContext, sites: int
+    settings: FederatedSettings, metric: str, strategy: Any, legacy: LegacyContext, sites: int
 ) -> dict[str, Any]:
     rounds = guarded(strategy).rounds
     budget = PrivacyBudget(settings.dp_delta) if settings.private else None
     sampled = max(settings.min_sites, round(settings.fraction * sites))
-    aucs = dict(legacy.history.metrics_centralized.get("auc", []))
+    scores = dict(legacy.history.metrics_centralized.get(metric, []))
     for record in rounds:
         if budget is not None and not record["skipped"]:
             # Under DP every site reports weight 1: the round's weight is its reply count.
@@ -160,12 +159,13 @@ def _round_records(
                 noise=settings.dp_noise, sampled=sampled, sites=sites, replies=record["weight"]
             )
             record["epsilon"] = None if math.isinf(epsilon) else epsilon
-        if record["round"] in aucs:
-            record["eval_auc"] = float(aucs[record["round"]])
+        if record["round"] in scores:
+            record[f"eval_{metric}"] = float(scores[record["round"]])
     return {
         "settings": settings.to_run_config(),
         "sites": sites,
-        "initial_eval_auc": float(aucs[0]) if 0 in aucs else None,
+        "metric": metric,
+        f"initial_eval_{metric}": float(scores[0]) if 0 in scores else None,
         "epsilon": None if budget is None or math.isinf(budget.epsilon) else budget.epsilon,
         "delta": settings.dp_delta if budget is not None else None,
         "rounds": rounds,

@@ -84,3 +84,37 @@ def make_certificates(folder: str | Path, hosts: list[str], days: int = 30) -> d
     )
     paths["key"].chmod(0o600)
     return paths
+
+
+def make_site_keys(folder: str | Path, name: str) -> dict[str, Path]:
+    """Write a site's SuperNode key pair: ``NAME`` (private, 0600) and ``NAME.pub``.
+
+    An EC P-384 key in OpenSSH format, what Flower's SuperNode authentication reads: the
+    site keeps the private key (``federated client --key``), the coordinator registers the
+    public one (``federated server --site-keys``).
+
+    Returns:
+        ``{"private": ..., "public": ...}``.
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    target = Path(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    key = ec.generate_private_key(ec.SECP384R1())
+    paths = {"private": target / name, "public": target / f"{name}.pub"}
+    paths["private"].touch(mode=0o600)
+    paths["private"].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+    )
+    paths["public"].write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        + f" {name}\n".encode()
+    )
+    return paths

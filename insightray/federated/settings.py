@@ -22,9 +22,11 @@ from insightray.errors import ConfigError
 from insightray.training.fracture.augmentation import AugmentSettings
 from insightray.training.fracture.config import FractureTrainConfig
 
-__all__ = ["STRATEGIES", "FederatedSettings"]
+__all__ = ["STRATEGIES", "TASKS", "FederatedSettings"]
 
 STRATEGIES = ("fedavg", "fedprox")
+#: The federated tasks (:mod:`insightray.federated.tasks` registers one class per name).
+TASKS = ("fracture", "ner")
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,15 @@ class FederatedSettings:
     """Everything the server and the sites must agree on.
 
     Attributes:
+        task: What is trained: ``"fracture"`` or ``"ner"`` (see
+            :mod:`insightray.federated.tasks`). The image settings (``model``,
+            ``pretrained``, ``image_size``, ``augment``) apply to fracture only.
         model: Registered classifier (``efficientnet_lite0``: the packaged ImageNet weights).
         pretrained: Start from the packaged ImageNet weights.
         image_size: Network input side in pixels.
-        batch_size: Images per local step.
-        lr: Local AdamW learning rate (warm-up then cosine within each round).
+        batch_size: Images (sentences for NER) per local step.
+        lr: Local AdamW learning rate (fracture: warm-up then cosine within each round; NER:
+            the NER trainer's per-epoch decay).
         local_epochs: Passes over a site's data per round.
         augment: Use the trainer's augmentation at the sites.
         rounds: Federated rounds.
@@ -53,9 +59,11 @@ class FederatedSettings:
         round_timeout: Seconds the server waits for a round's replies.
         seed: Seed of the initial weights and of each site's sampling.
         out: The coordinator's output folder (the server writes the weights and rounds here).
-        eval_data: A labelled folder the server scores each round's model on ("" : none).
+        eval_data: The coordinator's own labelled data, scored each round ("" : none); for
+            NER also the vocabulary's source (a ``devel.tsv`` or a folder holding one).
     """
 
+    task: str = "fracture"
     model: str = "efficientnet_lite0"
     pretrained: bool = True
     image_size: int = 64
@@ -81,6 +89,7 @@ class FederatedSettings:
 
     def __post_init__(self) -> None:
         checks: list[tuple[str, bool, str]] = [
+            ("task", self.task in TASKS, f"use one of {TASKS}"),
             ("strategy", self.strategy in STRATEGIES, f"use one of {STRATEGIES}"),
             ("rounds", self.rounds >= 1, "use at least 1"),
             ("local_epochs", self.local_epochs >= 1, "use at least 1"),

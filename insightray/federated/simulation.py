@@ -21,19 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from insightray.errors import ConfigError, FederatedRunError
 from insightray.federated.deployment import SuperLink, SuperNode, free_port, submit_run
 from insightray.federated.results import (
+    load_global,
     plot_rounds,
     read_rounds,
+    read_spec,
     write_federated_model,
 )
 from insightray.federated.settings import FederatedSettings
-from insightray.federated.sites import SUMMARY_FILE, TEST_FOLDER, assign_sites, site_folders
-from insightray.federated.sites import write_sites as write_site_folders
-from insightray.training.fracture.dataset import load_fracture_items
+from insightray.federated.site import set_arrays, shared_keys
+from insightray.federated.sites import SUMMARY_FILE, site_folders
+from insightray.federated.tasks import get_task
 
 __all__ = ["FederatedResult", "prepare_sites", "simulate"]
 
@@ -74,6 +74,7 @@ def prepare_sites(
     label_skew: float = 0.5,
     size_skew: float = 0.5,
     seed: int = 0,
+    task: str = "fracture",
 ) -> Path:
     """A folder of site splits: ``data`` itself if it is one, else a fresh split in ``out``."""
     source = Path(data)
@@ -81,10 +82,7 @@ def prepare_sites(
         if len(site_folders(source)) != sites:
             raise ConfigError(str(source), "holds a different number of sites", "match --sites")
         return source
-    plan = assign_sites(
-        load_fracture_items(source), sites, label_skew=label_skew, size_skew=size_skew, seed=seed
-    )
-    write_site_folders(plan, out)
+    get_task(task).split(source, sites, out, label_skew=label_skew, size_skew=size_skew, seed=seed)
     return out
 
 
@@ -100,22 +98,32 @@ def simulate(
 ) -> FederatedResult:
     """Split ``data`` into sites (unless it is a split), run the federation, write the model.
 
+    The task is ``settings.task``: ``data`` is a labelled image folder for fracture, a CoNLL
+    corpus folder (``train.tsv``, ``devel.tsv``, ``test.tsv``) for NER.
+
     Raises:
         FederatedRunError: A Flower process failed or the run did not finish.
         ConfigError: Invalid settings.
     """
     started = time.perf_counter()
+    task = get_task(settings.task)
     root = Path(out)
     split = prepare_sites(
-        data, sites, root / "sites", label_skew=label_skew, size_skew=size_skew, seed=settings.seed
+        data,
+        sites,
+        root / "sites",
+        label_skew=label_skew,
+        size_skew=size_skew,
+        seed=settings.seed,
+        task=settings.task,
     )
-    test = split / TEST_FOLDER
-    largest = max(len(load_fracture_items(folder)) for folder in site_folders(split))
+    evaluation, test = task.evaluation_data(split)
+    largest = max(task.site_size(folder) for folder in site_folders(split))
     settings = dataclasses.replace(
         settings,
         max_site_images=largest,
         out=str((root / "server").resolve()),
-        eval_data=str(test.resolve()) if test.is_dir() else "",
+        eval_data=str(evaluation.resolve()) if evaluation is not None else "",
     )
     home = root / "flower"
     link = SuperLink(home, port=free_port())
@@ -133,7 +141,7 @@ def simulate(
                 SuperNode(home, link.address, node_config, port=free_port(), name=folder.name)
             )
         run_config = {**settings.to_run_config(), "sites": sites}
-        log(f"run: {settings.strategy}, {settings.rounds} rounds; log {home / 'run.log'}")
+        log(f"run: {settings.task} {settings.strategy}, {settings.rounds} rounds; {home}/run.log")
         submit_run(home, link.address, run_config)
     finally:
         for node in nodes:
@@ -143,43 +151,21 @@ def simulate(
     if not (server / "global.npz").is_file():
         raise FederatedRunError("the run", "ended without a global model", f"see {home}/*.log")
     rounds = read_rounds(server)
-    test_report = _evaluate_test(test, settings, server) if test.is_dir() else None
-    metrics = {}
-    if test_report is not None:
-        metrics = {
-            "test_auc": test_report["auc"],
-            "test_auc_ci_low": test_report["auc_ci"][0],
-            "test_auc_ci_high": test_report["auc_ci"][1],
-        }
-    card = write_federated_model(
+    test_report = None
+    if test is not None:
+        model = task.build_model(settings, read_spec(server))
+        set_arrays(model, shared_keys(model), load_global(server))
+        score = task.scorer(settings, read_spec(server), str(test), server / "cache", full=True)
+        test_report = score(model)
+    write_federated_model(
         root / "model",
         settings,
         rounds,
-        training_data=f"{sites} sites split by source group from {Path(data).name}",
-        metrics=metrics,
+        training_data=f"{sites} sites split from {Path(data).name}",
+        metrics=task.test_metrics(test_report) if test_report is not None else {},
     )
-    del card
     plot_rounds(rounds, root / "rounds.png")
     result = FederatedResult(root / "model" / "card.json", rounds, test_report, 0.0)
     result = dataclasses.replace(result, seconds=time.perf_counter() - started)
     (root / "metrics.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return result
-
-
-def _evaluate_test(test: Path, settings: FederatedSettings, server: Path) -> dict[str, Any]:
-    import torch
-
-    from insightray.federated.results import load_global
-    from insightray.federated.site import set_arrays, shared_keys
-    from insightray.training.fracture import build_classifier, evaluate_scores, load_prepared
-    from insightray.training.fracture.trainer import predict_prepared
-
-    config = settings.train_config()
-    model = build_classifier(dataclasses.replace(config, pretrained=False))
-    set_arrays(model, shared_keys(model), load_global(server))
-    items = load_fracture_items(test)
-    images = load_prepared(items, config.preprocessing, config.image_size, server / "cache")
-    labels = np.array([item.label for item in items], dtype=np.int64)
-    scores = predict_prepared(model, images, torch.device("cpu"))
-    report = evaluate_scores(labels, scores, threshold=0.5, groups=[i.group for i in items])
-    return report.to_dict()

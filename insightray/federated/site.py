@@ -1,13 +1,16 @@
-"""A site's side of a round: its own images, the global weights in, a local update out.
+"""A site's side of a round: its own data, the global weights in, a local update out.
 
-:class:`FractureSite` is a Flower ``NumPyClient``. Each round it reads the site's labelled
-folder (named by the SuperNode's ``--node-config data=...``; the path never leaves the
-site), loads the global arrays into the registry classifier, trains ``local_epochs`` with the
-fracture trainer's :func:`~insightray.training.fracture.steps.train_local_epochs` (FedProx
-adds its proximal term) and returns the new arrays, the site's image count as its weight
-(1 under DP) and its mean loss. Nothing else is sent.
+:class:`Site` is a Flower ``NumPyClient``, the same for every task: the run's settings name
+the task (:func:`~insightray.federated.tasks.get_task`). Each round it reads the site's data
+(the folder named by the SuperNode's ``--node-config data=...``; the path never leaves the
+site), builds the task's network (from the server's spec in the round's instructions), loads
+the global arrays, trains ``local_epochs`` with the task's own trainer (the fracture
+trainer's or the NER trainer's ``train_local_epochs``; FedProx adds its proximal term) and
+returns the new arrays, the site's example count as its weight (1 under DP) and its mean
+loss. Nothing else is sent.
 
-Batch norm (FedBN, Li et al. 2021): with ``local_bn`` the batch-norm layers' weights and
+Batch norm (FedBN, Li et al. 2021; models without batch norm, like the NER tagger, are not
+affected): with ``local_bn`` the batch-norm layers' weights and
 running statistics stay at the site between rounds (kept in Flower's per-node context state):
 the global values are loaded only in the first round. The site still sends its BN values, so
 the global model, which must serve hospitals that never trained it, carries their
@@ -22,7 +25,6 @@ With ``--node-config audit=DIR`` the site also keeps its own copy of every updat
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import time
@@ -39,11 +41,10 @@ from torch import nn
 from insightray.errors import InputError
 from insightray.federated.settings import FederatedSettings
 from insightray.federated.strategy import valid_update
-from insightray.training.fracture import build_classifier, load_prepared, train_local_epochs
-from insightray.training.fracture.dataset import load_fracture_items
+from insightray.federated.tasks import get_task
 from insightray.training.runtime import seed_everything, set_threads
 
-__all__ = ["FractureSite", "batchnorm_keys", "get_arrays", "set_arrays", "shared_keys"]
+__all__ = ["Site", "batchnorm_keys", "get_arrays", "set_arrays", "shared_keys"]
 
 LOCAL_BN_RECORD = "local_bn"
 
@@ -76,8 +77,8 @@ def set_arrays(model: nn.Module, keys: list[str], arrays: NDArrays) -> None:
     model.load_state_dict(state)
 
 
-class FractureSite(NumPyClient):
-    """One hospital's client (see the module docstring)."""
+class Site(NumPyClient):
+    """One hospital's client for any task (see the module docstring)."""
 
     def __init__(self, context: Context) -> None:
         self.site_context = context
@@ -90,18 +91,14 @@ class FractureSite(NumPyClient):
     ) -> tuple[NDArrays, int, dict[str, Scalar]]:
         context = self.site_context
         settings = FederatedSettings.from_run_config(context.run_config)
+        task = get_task(settings.task)
         node = context.node_config
         server_round = int(config.get("server_round", 0))
         set_threads(int(node.get("threads", 1)))
         seed = settings.seed * 1000 + server_round * 17 + int(node.get("seed", 0))
         seed_everything(seed)
-        train_config = dataclasses.replace(settings.train_config(seed), pretrained=False)
-        items = load_fracture_items(str(node["data"]))
-        images = load_prepared(
-            items, train_config.preprocessing, train_config.image_size, str(node.get("cache", ""))
-        )
-        labels = np.array([item.label for item in items], dtype=np.int64)
-        model = build_classifier(train_config)
+        data = task.load_site(str(node["data"]), settings, str(node.get("cache", "")))
+        model = task.build_model(settings, config)
         keys = shared_keys(model)
         reason = valid_update(parameters, get_arrays(model, keys))
         if reason:
@@ -114,24 +111,15 @@ class FractureSite(NumPyClient):
             state = model.state_dict()
             state.update(local.to_torch_state_dict())
             model.load_state_dict(state)
-        model = model.to(memory_format=torch.channels_last)
         proximal_mu = float(config.get("proximal_mu", 0.0))
-        fit = train_local_epochs(
-            model,
-            train_config,
-            images,
-            labels,
-            torch.device("cpu"),
-            epochs=settings.local_epochs,
-            proximal_mu=proximal_mu,
-        )
+        fit = task.train_local(model, data, settings, config, seed=seed, proximal_mu=proximal_mu)
         if bn_keys:
             state = model.state_dict()
             context.state[LOCAL_BN_RECORD] = ArrayRecord(
                 torch_state_dict={key: state[key].detach().clone() for key in bn_keys}
             )
         update = get_arrays(model, keys)
-        weight = 1 if settings.private else fit.images
+        weight = 1 if settings.private else fit.examples
         if node.get("audit"):
             _audit(Path(str(node["audit"])), server_round, update, weight)
         return update, weight, {"loss": fit.loss, "steps": fit.steps}

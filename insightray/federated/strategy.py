@@ -155,6 +155,7 @@ def build_strategy(
     *,
     sites: int,
     evaluate_fn: EvaluateFn | None = None,
+    fit_config: dict[str, Scalar] | None = None,
 ) -> Strategy:
     """Flower's strategy for ``settings`` (see the module docstring).
 
@@ -163,7 +164,9 @@ def build_strategy(
         initial: The initial global arrays.
         sites: Sites expected to connect (for client sampling and DP noise calibration).
         evaluate_fn: Server-side evaluation of each round's model (optional).
+        fit_config: Sent to the sites with every round's instructions (the task's spec).
     """
+    extra = dict(fit_config or {})
     sampled = max(settings.min_sites, round(settings.fraction * sites))
     common: dict[str, Any] = {
         "fraction_fit": settings.fraction,
@@ -173,7 +176,7 @@ def build_strategy(
         "min_available_clients": settings.min_sites,
         "accept_failures": True,
         "evaluate_fn": evaluate_fn,
-        "on_fit_config_fn": lambda server_round: {"server_round": server_round},
+        "on_fit_config_fn": lambda server_round: {"server_round": server_round, **extra},
         "initial_parameters": ndarrays_to_parameters(initial) if initial else None,
         "min_sites": settings.min_sites,
     }

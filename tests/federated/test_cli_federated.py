@@ -36,9 +36,9 @@ def test_split_writes_disjoint_sites(shared_data: Path, tmp_path: Path) -> None:
 
 def test_simulate_refuses_an_unknown_task_and_dp_noise_without_clip(tmp_path: Path) -> None:
     done = run_cli(
-        "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "ner"
+        "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "cxr"
     )
-    assert done.returncode == 2 and "--task fracture" in done.stderr
+    assert done.returncode == 2 and "('fracture', 'ner')" in done.stderr
     done = run_cli(
         "federated",
         "simulate",
@@ -51,3 +51,24 @@ def test_simulate_refuses_an_unknown_task_and_dp_noise_without_clip(tmp_path: Pa
     )
     assert done.returncode == 2 and "--dp-clip" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_keys_writes_a_pair_the_server_accepts_as_site_keys(tmp_path: Path) -> None:
+    done = run_cli("federated", "keys", "--out", str(tmp_path / "keys"), "--name", "st_marys")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "keys" / "st_marys").is_file()
+    assert (tmp_path / "keys" / "st_marys.pub").read_text().startswith("ecdsa-sha2-nistp384 ")
+    done = run_cli(
+        "federated",
+        "server",
+        "--out",
+        str(tmp_path / "run"),
+        "--insecure",
+        "--site-keys",
+        str(tmp_path / "keys"),
+    )
+    assert done.returncode == 2 and "need TLS" in done.stderr
+    done = run_cli(
+        "federated", "server", "--out", str(tmp_path / "run"), "--insecure", "--task", "ner"
+    )
+    assert done.returncode == 2 and "--eval-data" in done.stderr

@@ -36,6 +36,7 @@ from insightray.engine.classification import GRAY_MEAN, GRAY_STD
 from insightray.training.fracture.augmentation import FractureAugmentation
 from insightray.training.fracture.config import FractureTrainConfig
 from insightray.training.fracture.losses import build_loss
+from insightray.training.proximal import anchor_of, proximal_term
 
 __all__ = ["LocalFit", "StepRunner", "memory_format", "train_local_epochs"]
 
@@ -119,7 +120,7 @@ class StepRunner:
         self.rng = np.random.default_rng(config.seed)
         self.order: list[int] = []
         self.proximal_mu = proximal_mu
-        self.anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else []
+        self.anchor = anchor_of(model) if proximal_mu > 0 else []
 
     @property
     def lr(self) -> float:
@@ -141,11 +142,7 @@ class StepRunner:
             logits = self.model(memory_format(batch, device)).reshape(len(chosen), -1)[:, -1]
             loss = self.loss_fn(logits.float(), targets)
         if self.anchor:
-            distance = sum(
-                ((p - a) ** 2).sum()
-                for p, a in zip(self.model.parameters(), self.anchor, strict=True)
-            )
-            loss = loss + self.proximal_mu / 2 * distance
+            loss = loss + proximal_term(self.model, self.anchor, self.proximal_mu)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         self.scaler.step(self.optimizer)

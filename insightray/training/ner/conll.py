@@ -24,7 +24,7 @@ from pathlib import Path
 from insightray.errors import CorruptFileError, EmptyFileError, InputNotFoundError
 from insightray.models.text.ner_encoding import TaggedSentence
 
-__all__ = ["bio_errors", "read_conll", "repair_bio"]
+__all__ = ["bio_errors", "read_conll", "repair_bio", "write_conll"]
 
 
 def bio_errors(tags: Sequence[str]) -> list[int]:
@@ -112,3 +112,16 @@ def _sentence(
             "read the file with repair=True or fix the tag",
         )
     return TaggedSentence(tuple(words), repair_bio(tags))
+
+
+def write_conll(sentences: Sequence[TaggedSentence], path: str | Path) -> Path:
+    """Write sentences as ``word<TAB>tag`` lines, a blank line after each (what
+    :func:`read_conll` reads)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for sentence in sentences:
+        lines += [f"{word}\t{tag}" for word, tag in zip(sentence.words, sentence.tags, strict=True)]
+        lines.append("")
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return target

@@ -49,9 +49,19 @@ from insightray.models.text.ner_encoding import (
     TaggedSentence,
 )
 from insightray.training.metrics.entities import EntityScores, entity_scores
+from insightray.training.proximal import anchor_of, proximal_term
 from insightray.training.runtime import make_run_dir, seed_everything, set_threads
 
-__all__ = ["NerTrainConfig", "NerTrainResult", "evaluate_ner", "save_ner_model", "train_ner"]
+__all__ = [
+    "NerLocalFit",
+    "NerTrainConfig",
+    "NerTrainResult",
+    "build_tagger",
+    "evaluate_ner",
+    "save_ner_model",
+    "train_local_epochs",
+    "train_ner",
+]
 
 
 @dataclass(frozen=True)
@@ -120,10 +130,138 @@ def _batches(
     return batches
 
 
+def _optimiser(
+    model: torch.nn.Module, config: NerTrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW and its per-epoch decay ``lr / (1 + lr_decay * epochs_done)``."""
+    optimiser = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimiser, lambda done: 1.0 / (1.0 + config.lr_decay * done)
+    )
+    return optimiser, schedule
+
+
+def _train_epoch(
+    model: BiLstmCrf,
+    encoder: NerEncoder,
+    encoded: Sequence[EncodedSentence],
+    tag_ids: Sequence[torch.Tensor],
+    optimiser: torch.optim.Optimizer,
+    config: NerTrainConfig,
+    generator: random.Random,
+    anchor: list[torch.Tensor] | None = None,
+    proximal_mu: float = 0.0,
+) -> tuple[float, int]:
+    """One pass over the sentences (FedProx's term when ``anchor``); the loss sum and steps."""
+    model.train()
+    total, steps = 0.0, 0
+    for batch in _batches(encoded, config.batch_size, generator):
+        inputs = encoder.collate([encoded[i] for i in batch])
+        gold = torch.nn.utils.rnn.pad_sequence([tag_ids[i] for i in batch], True)
+        loss = model.loss(inputs, gold)
+        if anchor:
+            loss = loss + proximal_term(model, anchor, proximal_mu)
+        optimiser.zero_grad()
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+        optimiser.step()
+        total, steps = total + loss.item(), steps + 1
+    return total, steps
+
+
+@dataclass(frozen=True)
+class NerLocalFit:
+    """What :func:`train_local_epochs` did: optimiser steps, sentences, mean loss."""
+
+    steps: int
+    sentences: int
+    loss: float
+
+
+def train_local_epochs(
+    model: BiLstmCrf,
+    encoder: NerEncoder,
+    sentences: Sequence[TaggedSentence],
+    config: NerTrainConfig,
+    *,
+    epochs: int,
+    proximal_mu: float = 0.0,
+) -> NerLocalFit:
+    """Train ``model`` in place for ``epochs`` passes over ``sentences`` (one federated round).
+
+    The epochs of :func:`train_ner` (same batches, loss, clipping, AdamW and per-epoch decay)
+    from the given weights, with a fresh optimiser and no development-set selection; with
+    ``proximal_mu > 0`` each step adds FedProx's proximal term against the starting weights.
+    Words outside ``encoder``'s vocabulary are unknown words (their characters and WordPieces
+    still reach the model).
+
+    Example:
+        >>> config = NerTrainConfig()
+        >>> fit = train_local_epochs(model, encoder, sentences, config, epochs=1)  # doctest: +SKIP
+    """
+    generator = random.Random(config.seed)
+    encoded = [encoder.encode(s.words) for s in sentences]
+    tag_ids = [torch.tensor(encoder.tag_ids(s.tags)) for s in sentences]
+    optimiser, schedule = _optimiser(model, config)
+    anchor = anchor_of(model) if proximal_mu > 0 else None
+    total, steps = 0.0, 0
+    for _ in range(epochs):
+        epoch_total, epoch_steps = _train_epoch(
+            model, encoder, encoded, tag_ids, optimiser, config, generator, anchor, proximal_mu
+        )
+        schedule.step()
+        total, steps = total + epoch_total, steps + epoch_steps
+    return NerLocalFit(steps, len(sentences), total / max(steps, 1))
+
+
 def evaluate_ner(loaded: LoadedNer, sentences: Sequence[TaggedSentence]) -> EntityScores:
     """Exact-span entity scores of the tagger on gold sentences."""
     predicted = predict_tags(loaded, [s.words for s in sentences])
     return entity_scores([s.tags for s in sentences], predicted)
+
+
+def build_tagger(
+    vocab: NerVocab, config: NerTrainConfig, describe_data: tuple[str, str] = ("", "")
+) -> LoadedNer:
+    """A freshly initialised BiLSTM-CRF for ``vocab`` with its encoder and card.
+
+    Args:
+        vocab: Words, characters, labels and gazetteer terms the network reads.
+        config: Model sizes (and the command written on the card).
+        describe_data: ``(training_data, data_licence)`` text for the card.
+    """
+    encoder = NerEncoder(vocab)
+    architecture = BiLstmCrfConfig(
+        labels=vocab.labels,
+        word_vocab_size=len(vocab.words),
+        char_vocab_size=len(vocab.chars),
+        gazetteer_features=encoder.gazetteer_width,
+        word_dim=config.word_dim,
+        char_filters=config.char_filters,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        word_dropout=config.word_dropout,
+        piece_dim=config.piece_dim,
+    )
+    model = create_model(MODEL_NAME, labels=vocab.labels, **architecture.to_kwargs())
+    assert isinstance(model, BiLstmCrf)
+    card = ModelCard(
+        MODEL_NAME,
+        "ner",
+        config.version,
+        vocab.labels,
+        (1, 1),
+        preprocessing=Preprocessing(
+            model_kwargs=architecture.to_kwargs(), extra={"vocab": VOCAB_FILE}
+        ),
+        training_data=describe_data[0],
+        data_licence=describe_data[1],
+        notes="Words come from insightray.models.text.split_words; input_size is unused for "
+        f"text. Trained with: {config.command or 'train_ner()'}",
+    )
+    return LoadedNer(model, encoder, card)
 
 
 def train_ner(
@@ -160,44 +298,11 @@ def train_ner(
     )
     if len(vocab.labels) < 3:
         raise ConfigError("train ner", "the training set holds no entity", "check the tags")
-    encoder = NerEncoder(vocab)
-    architecture = BiLstmCrfConfig(
-        labels=vocab.labels,
-        word_vocab_size=len(vocab.words),
-        char_vocab_size=len(vocab.chars),
-        gazetteer_features=encoder.gazetteer_width,
-        word_dim=config.word_dim,
-        char_filters=config.char_filters,
-        hidden=config.hidden,
-        dropout=config.dropout,
-        word_dropout=config.word_dropout,
-        piece_dim=config.piece_dim,
-    )
-    model = create_model(MODEL_NAME, labels=vocab.labels, **architecture.to_kwargs())
-    assert isinstance(model, BiLstmCrf)
-    card = ModelCard(
-        MODEL_NAME,
-        "ner",
-        config.version,
-        vocab.labels,
-        (1, 1),
-        preprocessing=Preprocessing(
-            model_kwargs=architecture.to_kwargs(), extra={"vocab": VOCAB_FILE}
-        ),
-        training_data=describe_data[0],
-        data_licence=describe_data[1],
-        notes="Words come from insightray.models.text.split_words; input_size is unused for "
-        f"text. Trained with: {config.command or 'train_ner()'}",
-    )
-    loaded = LoadedNer(model, encoder, card)
+    loaded = build_tagger(vocab, config, describe_data)
+    model, encoder, card = loaded.model, loaded.encoder, loaded.card
     encoded = [encoder.encode(s.words) for s in train]
     tag_ids = [torch.tensor(encoder.tag_ids(s.tags)) for s in train]
-    optimiser = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda done: 1.0 / (1.0 + config.lr_decay * done)
-    )
+    optimiser, schedule = _optimiser(model, config)
     best_state, best_scores, best_epoch, stale = None, None, 0, 0
     history: list[dict[str, float]] = []
     started = time.monotonic()
@@ -205,17 +310,10 @@ def train_ner(
     with Progress(console=Console(stderr=True), transient=True, disable=not config.progress) as bar:
         task = bar.add_task("Training NER", total=config.epochs)
         for epoch in range(1, config.epochs + 1):
-            model.train()
-            total, steps, epoch_start = 0.0, 0, time.monotonic()
-            for batch in _batches(encoded, config.batch_size, generator):
-                inputs = encoder.collate([encoded[i] for i in batch])
-                gold = torch.nn.utils.rnn.pad_sequence([tag_ids[i] for i in batch], True)
-                loss = model.loss(inputs, gold)
-                optimiser.zero_grad()
-                loss.backward()  # type: ignore[no-untyped-call]
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip)
-                optimiser.step()
-                total, steps = total + loss.item(), steps + 1
+            epoch_start = time.monotonic()
+            total, steps = _train_epoch(
+                model, encoder, encoded, tag_ids, optimiser, config, generator
+            )
             schedule.step()
             scores = evaluate_ner(loaded, dev)
             record = {
