@@ -25,6 +25,13 @@ Sites = Annotated[int, typer.Option("--sites", min=2, help="Number of sites.")]
 LabelSkew = Annotated[
     float, typer.Option("--label-skew", min=0.0, help="0: same fracture rate at every site.")
 ]
+FedBN = Annotated[
+    bool,
+    typer.Option(
+        "--fedbn",
+        help="Keep batch norm local at each site between rounds (FedBN) instead of averaging it.",
+    ),
+]
 SizeSkew = Annotated[float, typer.Option("--size-skew", min=0.0, help="0: equal site sizes.")]
 Task = Annotated[
     str,
@@ -121,6 +128,7 @@ def simulate(
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0, help="Noise multiplier.")] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0, help="Update L2 clip.")] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg", help="SecAgg+ aggregation.")] = False,
+    fedbn: FedBN = False,
     label_skew: LabelSkew = 0.5,
     size_skew: SizeSkew = 0.5,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
@@ -148,6 +156,7 @@ def simulate(
         dp_noise=dp_noise,
         dp_clip=dp_clip,
         secagg=secagg,
+        local_bn=fedbn,
         seed=seed,
     )
     result = run(
@@ -195,6 +204,7 @@ def server(
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0)] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0)] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg")] = False,
+    fedbn: FedBN = False,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "0.0.0.0",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 9091,
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,
@@ -240,6 +250,7 @@ def server(
         dp_noise=dp_noise,
         dp_clip=dp_clip,
         secagg=secagg,
+        local_bn=fedbn,
         out=str((out_dir / "server").resolve()),
     )
     keys = site_key_files(site_keys) if site_keys is not None else []

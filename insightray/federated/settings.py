@@ -50,7 +50,9 @@ class FederatedSettings:
         mu: FedProx proximal coefficient.
         fraction: Share of the connected sites sampled each round (client sampling).
         min_sites: Fewest sites a round needs; a round with fewer replies is skipped.
-        local_bn: FedBN: batch-norm layers stay local between rounds (see ``apps``).
+        local_bn: FedBN: batch-norm layers stay local between rounds (see ``site``). Off by
+            default: on the sites' own validation groups, averaged batch norm scored higher
+            (BENCHMARKS.md, federated section).
         dp_noise: Noise multiplier z of the Gaussian mechanism (0 with ``dp_clip`` 0: no DP).
         dp_clip: L2 norm every site's update is clipped to (0: no DP).
         dp_delta: The delta of the reported (epsilon, delta).
@@ -76,7 +78,7 @@ class FederatedSettings:
     mu: float = 0.01
     fraction: float = 1.0
     min_sites: int = 2
-    local_bn: bool = True
+    local_bn: bool = False
     dp_noise: float = 0.0
     dp_clip: float = 0.0
     dp_delta: float = 1e-3

@@ -9,15 +9,17 @@ trainer's or the NER trainer's ``train_local_epochs``; FedProx adds its proximal
 returns the new arrays, the site's example count as its weight (1 under DP) and its mean
 loss. Nothing else is sent.
 
-Batch norm (FedBN, Li et al. 2021; models without batch norm, like the NER tagger, are not
-affected): with ``local_bn`` the batch-norm layers' weights and
+Batch norm is averaged like every other weight by default. FedBN (Li et al. 2021; ``--fedbn``;
+models without batch norm, like the NER tagger, are not affected) is the option for sites
+whose scanners differ: with ``local_bn`` the batch-norm layers' weights and
 running statistics stay at the site between rounds (kept in Flower's per-node context state):
 the global values are loaded only in the first round. The site still sends its BN values, so
 the global model, which must serve hospitals that never trained it, carries their
-sample-weighted mean. Why FedBN and not GroupNorm: EfficientNet-Lite0 is the only classifier
-here with packaged ImageNet weights, which matter most at a small federated budget, and
-swapping its BN for GroupNorm would throw those weights away; FedBN is designed for the
-feature shift between hospitals' scanners and protocols.
+sample-weighted mean, whose statistics no site trained with: on the benchmark's own
+validation groups it scored below averaged batch norm (BENCHMARKS.md), hence the default.
+Why not GroupNorm: EfficientNet-Lite0 is the only classifier here with packaged ImageNet
+weights, which matter most at a small federated budget, and swapping its BN for GroupNorm
+would throw those weights away.
 
 With ``--node-config audit=DIR`` the site also keeps its own copy of every update it sent
 (``round_N.npz`` and a line in ``sent.jsonl``): hospitals can audit what left them.

@@ -108,7 +108,10 @@ def test_secagg_two_rounds_aggregate_is_weighted_mean_and_no_images_cross(
     link = SuperLink(home, port=free_port())
     proxy = RecordingProxy(link.port)
     nodes = _start_nodes(home, f"127.0.0.1:{proxy.port}", tiny_sites, audit)
-    settings = _settings(tmp_path / "server", rounds=2, secagg=True, round_timeout=600)
+    # FedBN too: in round 2 each site loads its own batch norm from Flower's node state.
+    settings = _settings(
+        tmp_path / "server", rounds=2, secagg=True, local_bn=True, round_timeout=600
+    )
     try:
         submit_run(home, link.address, {**settings.to_run_config(), "sites": SITES}, timeout=1500)
     finally:
