@@ -72,10 +72,20 @@ def get_arrays(model: nn.Module, keys: list[str]) -> NDArrays:
 
 
 def set_arrays(model: nn.Module, keys: list[str], arrays: NDArrays) -> None:
-    """Load ``arrays`` into ``keys`` (shapes are checked by ``load_state_dict``)."""
+    """Load ``arrays`` into ``keys`` (shapes are checked by ``load_state_dict``).
+
+    Batch-norm running variances are floored at the layer's ``eps``: under differential
+    privacy the server's Gaussian noise lands on them too and can make them negative, which
+    would turn every output into NaN (a floor is post-processing, so the privacy guarantee
+    is unchanged).
+    """
     state = model.state_dict()
     for key, array in zip(keys, arrays, strict=True):
         state[key] = torch.from_numpy(np.asarray(array)).to(state[key].dtype)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.track_running_stats:
+            key = f"{name}.running_var"
+            state[key] = state[key].clamp(min=module.eps)
     model.load_state_dict(state)
 
 

@@ -92,3 +92,20 @@ def test_client_sampling_takes_a_fraction_but_never_fewer_than_min_sites() -> No
     sampled = guarded(_strategy(fraction=0.5, min_sites=2))  # type: ignore[arg-type]
     assert sampled.num_fit_clients(10)[0] == 5
     assert sampled.num_fit_clients(3)[0] == 2
+
+
+def test_noised_batch_norm_variances_load_without_nan() -> None:
+    import torch
+    from torch import nn
+
+    from insightray.federated.site import get_arrays, set_arrays, shared_keys
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval()
+    keys = shared_keys(model)
+    arrays = get_arrays(model, keys)
+    variance = keys.index("1.running_var")
+    arrays[variance] = np.array([-0.05, 0.02, -1e-6, 1.0], dtype=np.float32)  # DP noise did this
+    set_arrays(model, keys, arrays)
+    assert torch.isfinite(model(torch.rand(2, 1, 8, 8))).all()
+    assert model[1].running_var.min().item() == pytest.approx(model[1].eps)
+    assert model[1].running_var[3].item() == 1.0
