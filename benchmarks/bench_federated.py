@@ -125,6 +125,8 @@ def _paired(test: list[FractureItem], scores: Path) -> dict[str, list[float]]:
     """Each arm's AUC minus pooled training's, paired group bootstrap on the same images."""
     labels = np.array([item.label for item in test], dtype=np.int64)
     groups = [item.group for item in test]
+    if not (scores / "pooled.npy").is_file():
+        return {}  # pooled training has not run (yet) in this folder
     pooled = np.load(scores / "pooled.npy")
     return {
         path.stem: [
