@@ -293,12 +293,8 @@ def _transformer(model: Any) -> Any:
 
 
 def _loss(model: Any) -> Any:
-    try:
-        from sentence_transformers.sentence_transformer.losses import (
-            MultipleNegativesRankingLoss,
-        )
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
     return MultipleNegativesRankingLoss(model)
 
 
