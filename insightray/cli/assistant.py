@@ -259,13 +259,15 @@ def train_retriever(
         int | None,
         typer.Option("--max-pairs", min=2, help="Training pairs used (default: all)."),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    threads: Annotated[int | None, typer.Option("--threads", min=1)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling and batching seed.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads (default: all cores).")
+    ] = None,
 ) -> None:
     """Fine-tune the packaged MiniLM on MedQuAD question-answer pairs for retrieval.
 
-    Split by document (train / val for checkpoint selection / test); the folder's card holds
-    the held-out scores. Use it with `insightray index build --retriever DIR`."""
+    Split by document: train, val (checkpoint selection), test (scores on the card).
+    Then: `insightray index build --retriever DIR`."""
     from insightray.assistant.knowledge import default_knowledge_path
     from insightray.training.retriever import RetrieverTrainConfig, train_retriever
 
