@@ -98,7 +98,23 @@ def _matches(wanted: frozenset[str], names: Sequence[frozenset[str]]) -> bool:
     return False
 
 
-def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[str, Any]]:
+def retrieval(
+    index: Any,
+    embedder: Any,
+    questions: Sequence[Any],
+    *,
+    intent_embedder: Any = None,
+    match_qtype: bool = False,
+) -> list[dict[str, Any]]:
+    """Per-system scores of ``questions`` on ``index``, questions encoded by ``embedder``.
+
+    Args:
+        intent_embedder: Encodes questions for the intent head (default ``embedder``); the
+            assistant keeps the packaged encoder here when retrieval uses a fine-tuned one.
+        match_qtype: A hit must also have the sub-question's question type (MedQuAD
+            questions, whose type is known exactly).
+    """
+    from insightray.assistant.chat import AssistantConfig, retrieval_confidence
     from insightray.assistant.retrieval import RetrieverConfig
 
     by_focus: dict[str, list[frozenset[str]]] = {}
@@ -120,15 +136,21 @@ def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[
         any(_matches(w, names) for w in ws for names in by_focus.values()) for ws in wanted
     ]
     vectors = embedder.encode([q.text for q in questions])
+    intent_vectors = vectors
+    if intent_embedder is not None and intent_embedder is not embedder:
+        intent_vectors = intent_embedder.encode([q.text for q in questions])
+    min_confidence = AssistantConfig().min_confidence
     rows = []
     for name, config in systems.items():
         retriever = index.retriever(embedder, config)
-        recall, reciprocal, seconds = [], [], []
-        for question, ws, vector in zip(questions, wanted, vectors, strict=True):
+        recall, reciprocal, seconds, confident = [], [], [], []
+        for question, ws, vector, intent_vector in zip(
+            questions, wanted, vectors, intent_vectors, strict=True
+        ):
             started = time.perf_counter()
             qtypes: tuple[str, ...] = ()
             if "question-type" in name:
-                qtypes = medquad_qtypes(classifier.predict(vector).qtype or "")
+                qtypes = medquad_qtypes(classifier.predict(intent_vector).qtype or "")
             hits = retriever.search(question.text, 10, query_vector=vector, qtypes=qtypes)
             seconds.append(time.perf_counter() - started)
             ranks = [
@@ -136,11 +158,13 @@ def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[
                 for h in hits
                 if any(
                     _matches(w, [_focus_terms(n) for n in (h.passage.focus, *h.passage.synonyms)])
-                    for w in ws
+                    and (not match_qtype or h.passage.qtype == sub.qtype)
+                    for w, sub in zip(ws, question.subquestions, strict=True)
                 )
             ]
             recall.append(bool(ranks) and ranks[0] <= 5)
             reciprocal.append(1.0 / ranks[0] if ranks else 0.0)
+            confident.append(float(retrieval_confidence(hits) >= min_confidence))
         keep = [i for i, ok in enumerate(answerable) if ok]
         rows.append(
             {
@@ -155,6 +179,7 @@ def retrieval(index: Any, embedder: Any, questions: Sequence[Any]) -> list[dict[
                 "hits@5": [float(hit) for hit in recall],  # per question, for paired tests
                 "reciprocal ranks": reciprocal,
                 "answerable mask": answerable,
+                "confident": confident,  # the assistant would answer (not "I don't know")
             }
         )
     return rows

@@ -10,8 +10,20 @@ does) and, for INT8, also by INT8. Recall@5 and MRR@10 over the answerable quest
 match as in ``bench_assistant.py``), with a paired bootstrap 95 % CI of the difference
 against PyTorch.
 
+With ``--retriever DIR`` (a ``train retriever`` folder) the run compares encoders instead:
+the same subset, plus the pairs of held-out MedQuAD documents (the retriever's ``test``
+split, never trained or selected on), is indexed by the packaged encoder and by the
+fine-tuned one (both ONNX Runtime INT8 passages, as ``index build`` does; questions by
+PyTorch with the index's model, the intent head on the packaged encoder's vectors, as the
+assistant does), and LiveQA's answerable questions and the held-out MedQuAD questions are
+searched in both (a MedQuAD hit must have the question's focus and question type). Recall@5,
+MRR@10 and the share of questions the assistant would answer (retrieval confidence at its
+threshold), dense and hybrid, with paired bootstrap 95 % CIs of the difference. The rule to
+ship, fixed before any figure was read, is :data:`SHIP_RULE`; the script prints its verdict.
+
 Example:
     PYTHONPATH=. python benchmarks/bench_index_encoder.py --pairs 1500 --json out.json
+    PYTHONPATH=. python benchmarks/bench_index_encoder.py --retriever DIR --pairs 1200 --threads 1
 """
 
 from __future__ import annotations
@@ -33,6 +45,13 @@ from bench_assistant import _focus_terms, _matches, retrieval
 from bench_cli_startup import cpu_flags
 
 SYSTEMS = ("dense", "hybrid RRF + focus and question-type re-rank (assistant)")
+ASSISTANT = SYSTEMS[1]
+SHIP_RULE = (
+    "ship the fine-tuned retriever as the default if, for the assistant's hybrid retrieval, "
+    "the Recall@5 difference (fine-tuned - packaged) on LiveQA's answerable questions has a "
+    "point estimate > 0 and a 95 % CI lower bound > -0.01, and on the held-out MedQuAD "
+    "questions a 95 % CI lower bound > -0.01"
+)
 
 
 def _subset(pairs: list[Any], questions: list[Any], limit: int, seed: int) -> list[Any]:
@@ -78,9 +97,24 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--speed-only", action="store_true", help="skip the retrieval part")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--retriever", type=Path, default=None, help="compare this fine-tuned retriever instead"
+    )
+    parser.add_argument(
+        "--medquad-questions", type=int, default=300, help="held-out MedQuAD questions"
+    )
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
+
+    if args.retriever is not None:
+        torch.set_num_threads(args.threads)
+        results = {"machine": cpu_flags(), "threads": args.threads, "rule": SHIP_RULE}
+        results.update(_retriever_comparison(args))
+        print(json.dumps(results, indent=1))
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        return
 
     from insightray.assistant.embeddings import Embedder, EmbedderConfig
     from insightray.assistant.index import IndexConfig, embed_text
@@ -157,25 +191,113 @@ def _retrieval(
         if name == "onnx int8":
             rows["onnx int8 passages, int8 queries"] = retrieval(index, embedders[name], questions)
     results: dict[str, Any] = {"subset builds": builds}
-    baseline = {row["system"]: row for row in rows["torch passages, torch queries"]}
+    results["retrieval"] = _compare(rows, "torch passages, torch queries", "torch")
+    return results
+
+
+def _retriever_comparison(args: argparse.Namespace) -> dict[str, Any]:
+    """Packaged against fine-tuned encoder on one subset: LiveQA and held-out MedQuAD."""
+    from insightray.assistant.embeddings import Embedder, EmbedderConfig
+    from insightray.assistant.index import IndexConfig, build_index
+    from insightray.assistant.knowledge import default_knowledge_path, read_knowledge
+    from insightray.assistant.liveqa import LiveQuestion, SubQuestion, read_liveqa
+    from insightray.models.card import load_card
+    from insightray.training.retriever import document_split
+
+    card = load_card(args.retriever / "card.json")
+    shares = card.preprocessing.extra["train_config"]
+    work = Path(tempfile.mkdtemp(prefix="bench-retriever-"))
+    pairs = list(read_knowledge(default_knowledge_path()))
+    seen: set[str] = set()
+    live = [q for q in read_liveqa() if not (q.text in seen or seen.add(q.text))]
+    subset = _subset(pairs, live, args.pairs, seed=0)
+    held = [p for p in pairs
+            if document_split(p, shares["val_share"], shares["test_share"]) == "test"]  # fmt: skip
+    documents = sorted({(p.source, p.document_id) for p in held})
+    random.Random(1).shuffle(documents)
+    chosen_docs: set[tuple[str, str]] = set()
+    count = 0
+    for key in documents:
+        if count >= args.medquad_questions:
+            break
+        chosen_docs.add(key)
+        count += sum(1 for p in held if (p.source, p.document_id) == key)
+    in_subset = {(p.source, p.document_id, p.qa_id) for p in subset}
+    extra = [p for p in held if (p.source, p.document_id) in chosen_docs]
+    subset += [p for p in extra if (p.source, p.document_id, p.qa_id) not in in_subset]
+    medquad = [
+        LiveQuestion(f"{p.source}:{p.document_id}:{p.qa_id}", "", p.question,
+                     (SubQuestion(p.focus, p.qtype),))
+        for p in extra
+    ]  # fmt: skip
+    packaged = Embedder(EmbedderConfig(num_threads=args.threads, cache_dir=work))
+    arms = {"packaged": None, "fine-tuned": args.retriever}
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {"LiveQA": {}, "MedQuAD held-out": {}}
+    builds = {}
+    for arm, model_path in arms.items():
+        passages = EmbedderConfig(model_path=model_path, backend="onnx-int8",
+                                  num_threads=args.threads, cache_dir=work)  # fmt: skip
+        started = time.perf_counter()
+        index = build_index([default_knowledge_path()], work / arm, IndexConfig(embedder=passages),
+                            pairs=subset, progress=False)  # fmt: skip
+        queries = (packaged if model_path is None else
+                   Embedder(EmbedderConfig(model_path=model_path, num_threads=args.threads,
+                                           cache_dir=work)))  # fmt: skip
+        builds[arm] = {"passages": index.manifest["passages"],
+                       "seconds with export": round(time.perf_counter() - started, 1)}  # fmt: skip
+        for name, questions, strict in (
+            ("LiveQA", live, False),
+            ("MedQuAD held-out", medquad, True),
+        ):
+            rows[name][arm] = retrieval(index, queries, questions, intent_embedder=packaged,
+                                        match_qtype=strict)  # fmt: skip
+    tables = {name: _compare(arm_rows, "packaged", "packaged") for name, arm_rows in rows.items()}
+    verdict = _verdict(tables)
+    return {"subset pairs": len(subset), "medquad questions": len(medquad),
+            "subset builds": builds, "retrieval": tables, "ship": verdict,
+            "retriever card metrics": card.metrics}  # fmt: skip
+
+
+def _verdict(tables: dict[str, list[dict[str, Any]]]) -> bool:
+    """:data:`SHIP_RULE` applied to the tables."""
+    key = "recall@5 diff vs packaged [95% CI]"
+
+    def diff(name: str) -> list[float]:
+        return next(
+            e[key] for e in tables[name] if e["arm"] == "fine-tuned" and e["system"] == ASSISTANT
+        )
+
+    live, medquad = diff("LiveQA"), diff("MedQuAD held-out")
+    return live[0] > 0 and live[1] > -0.01 and medquad[1] > -0.01
+
+
+def _compare(
+    rows: dict[str, list[dict[str, Any]]], reference: str, label: str
+) -> list[dict[str, Any]]:
+    """Recall@5 and MRR@10 of each arm and system over the answerable questions, with the
+    paired bootstrap 95 % CI of the difference against the ``reference`` arm."""
+    baseline = {row["system"]: row for row in rows[reference]}
     table = []
     for arm, arm_rows in rows.items():
         for row in arm_rows:
             if row["system"] not in SYSTEMS:
                 continue
-            keep = [i for i, ok in enumerate(row["answerable mask"]) if ok]
+            keep = [i for i, ok in enumerate(baseline[row["system"]]["answerable mask"]) if ok]
             base = baseline[row["system"]]
             entry = {"arm": arm, "system": row["system"], "answerable": len(keep)}
-            for metric, key in (("recall@5", "hits@5"), ("mrr@10", "reciprocal ranks")):
+            for metric, key in (
+                ("recall@5", "hits@5"),
+                ("mrr@10", "reciprocal ranks"),
+                ("confident", "confident"),
+            ):
                 ours = [row[key][i] for i in keep]
                 ref = [base[key][i] for i in keep]
                 entry[metric] = round(float(np.mean(ours)), 3)
-                entry[f"{metric} diff vs torch [95% CI]"] = [
+                entry[f"{metric} diff vs {label} [95% CI]"] = [
                     round(v, 3) for v in _paired(ref, ours)
                 ]
             table.append(entry)
-    results["retrieval"] = table
-    return results
+    return table
 
 
 if __name__ == "__main__":

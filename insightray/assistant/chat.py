@@ -3,7 +3,9 @@
 A turn: emergency rules and triage first (an emergency gets the escalation template at
 once; every answer carries its triage level, and an urgent one leads with what to do now), then
 greetings, slot filling, follow-up resolution against the conversation's focus, one
-embedding of the (resolved) question shared by the intent head and dense retrieval, hybrid
+embedding of the (resolved) question for the intent head (the packaged encoder it was trained
+on) and, when the index was built by a fine-tuned retriever, one by that encoder for dense
+retrieval (otherwise the same vector serves both), hybrid
 retrieval re-ranked by focus and question type, then either an extractive, cited answer or
 "I don't know" when retrieval confidence is low. Every answer carries the notice that it is
 not medical advice.
@@ -21,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,15 @@ from insightray.assistant.state import (
     Turn,
 )
 from insightray.assistant.triage import Triage, TriageAssessment
-from insightray.errors import InputError
+from insightray.errors import ConfigError, InputError
 
-__all__ = ["Assistant", "AssistantAnswer", "AssistantConfig", "retrieval_confidence"]
+__all__ = [
+    "Assistant",
+    "AssistantAnswer",
+    "AssistantConfig",
+    "query_embedder_for",
+    "retrieval_confidence",
+]
 
 
 @dataclass(frozen=True)
@@ -70,7 +78,9 @@ class AssistantConfig:
         sources: How many sources to return (at least 5 when available).
         min_confidence: Below this retrieval confidence the answer is "I don't know".
         intent_model: Intent head folder (default: the bundled one).
-        embedder: Embedding model settings.
+        embedder: Embedding model settings (the packaged encoder for the intent head, and for
+            retrieval unless the index names a fine-tuned retriever: then its model with these
+            settings).
         retriever: Ranking settings.
         slots: Slot filling settings.
         response: Extractive answer settings.
@@ -154,13 +164,41 @@ def retrieval_confidence(hits: list[Hit] | tuple[Hit, ...]) -> float:
     return round(0.7 * meaning + 0.3 * top.focus_match, 4)
 
 
+def query_embedder_for(
+    index: KnowledgeIndex, embedder: Embedder, config: EmbedderConfig
+) -> Embedder:
+    """The encoder of questions for ``index``: ``embedder`` when the index was built by its
+    model, else the fine-tuned retriever the manifest names (with ``config``'s settings).
+
+    Raises:
+        ConfigError: That encoder's weights are not the ones that embedded the index.
+    """
+    named = index.manifest.get("retriever")
+    chosen = embedder
+    if named and embedder.retriever != Path(named):
+        chosen = Embedder(replace(config, model_path=Path(named)))
+    built_by = index.manifest.get("model", {}).get("sha256")
+    if built_by and chosen.sha256(index.folder.parent) != built_by:
+        raise ConfigError(
+            str(index.folder),
+            "the index was embedded by another encoder than the one for questions",
+            "rebuild it with `insightray index build --force` (and --retriever DIR if wanted)",
+        )
+    return chosen
+
+
 class Assistant:
     """Answers health questions from the knowledge index, with citations.
 
     Args:
         config: Settings.
         index: An already loaded index (default: load ``config.index_dir``).
-        embedder: A shared embedder (default: a new one).
+        embedder: A shared embedder for the intent head (default: a new one).
+        query_embedder: A shared embedder for retrieval (default: ``embedder`` when the index
+            was built by the packaged encoder, else one for the index's retriever).
+
+    Raises:
+        ConfigError: The query encoder is not the model that embedded the index.
     """
 
     def __init__(
@@ -169,11 +207,15 @@ class Assistant:
         *,
         index: KnowledgeIndex | None = None,
         embedder: Embedder | None = None,
+        query_embedder: Embedder | None = None,
     ) -> None:
         self.config = config or AssistantConfig()
         self.index = index or load_index(self.config.index_dir or default_index_dir())
         self.embedder = embedder or Embedder(self.config.embedder)
-        self.retriever: Retriever = self.index.retriever(self.embedder, self.config.retriever)
+        self.query_embedder = query_embedder or query_embedder_for(
+            self.index, self.embedder, self.config.embedder
+        )
+        self.retriever: Retriever = self.index.retriever(self.query_embedder, self.config.retriever)
         self.emergency = EmergencyDetector()
         self.triage = Triage(self.emergency)
         topics = {p.focus for p in self.index.passages} | {
@@ -197,6 +239,7 @@ class Assistant:
     def warm_up(self) -> None:
         """Load every model now rather than on the first question."""
         self.embedder.encode_one("warm up")
+        self.query_embedder.encode_one("warm up")
         self.slots.extract("warm up")
         _ = self.intents
 
@@ -246,6 +289,8 @@ class Assistant:
         resolved = state.resolve(text, mentions)
         vector = self.embedder.encode_one(resolved)
         intent = self.intents.predict(vector)
+        if self.query_embedder is not self.embedder:
+            vector = self.query_embedder.encode_one(resolved)
         hits = self.retriever.search(
             resolved,
             max(self.config.sources, self.config.response.passages),

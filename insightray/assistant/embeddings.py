@@ -101,7 +101,9 @@ class EmbedderConfig:
     """Settings of :class:`Embedder`.
 
     Attributes:
-        model_path: A sentence-transformers model folder; ``None`` is the packaged MiniLM.
+        model_path: A sentence-transformers model folder, or a fine-tuned retriever folder
+            written by ``insightray train retriever`` (rebuilt into ``cache_dir`` on first
+            use: :mod:`insightray.assistant.retriever_model`); ``None`` is the packaged MiniLM.
         backend: ``"auto"`` (sentence-transformers if installed), or force one; ``onnx`` and
             ``onnx-int8`` run on ONNX Runtime.
         batch_size: Texts per forward pass.
@@ -129,6 +131,15 @@ class Embedder:
     def __init__(self, config: EmbedderConfig | None = None) -> None:
         self.config = config or EmbedderConfig()
         self.model_path = self.config.model_path or default_model_path()
+        #: The fine-tuned retriever folder this embedder runs, if any.
+        self.retriever: Path | None = None
+        from insightray.assistant.retriever_model import is_retriever_folder, materialise_retriever
+
+        if is_retriever_folder(self.model_path):
+            self.retriever = self.model_path
+            self.model_path = materialise_retriever(
+                self.model_path, self.cache_dir, default_model_path()
+            )
         if not (self.model_path / "config.json").is_file():
             raise InputNotFoundError(
                 str(self.model_path), "not a model folder (no config.json)", "check the path"
@@ -144,6 +155,13 @@ class Embedder:
         self.backend: str = backend
         self._encode_batch: Callable[[list[str]], Vectors] | None = None
         self._sha: str | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where ONNX exports and rebuilt retrievers are kept."""
+        from insightray.config import insightray_home
+
+        return self.config.cache_dir or insightray_home() / "encoders"
 
     @property
     def dim(self) -> int:
@@ -210,9 +228,8 @@ class Embedder:
         from transformers import AutoTokenizer
 
         from insightray.assistant.onnx_encoder import export_encoder, onnx_encoder
-        from insightray.config import insightray_home
 
-        folder = self.config.cache_dir or insightray_home() / "encoders"
+        folder = self.cache_dir
         exported = export_encoder(
             self.model_path, folder, self.sha256(folder), int8=self.config.int8
         )

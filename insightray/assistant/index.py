@@ -1,12 +1,14 @@
 """The persisted knowledge index: passages, their vectors and BM25, built once.
 
 An index folder holds ``manifest.json`` (a fingerprint of the inputs' SHA-256, the
-embedding model's SHA-256 and the settings), ``passages.json``, ``vectors.npy`` (plus
-``hnsw.faiss`` for HNSW), ``bm25.npz`` and ``bm25-vocabulary.json``. :func:`open_index`
-loads it when the fingerprint still matches and rebuilds it otherwise; a rebuild re-embeds
-only passages whose text changed (vectors of unchanged ones are reused). Folders are
-replaced atomically. The default place is ``$INSIGHTRAY_HOME/index`` (default
-``$XDG_DATA_HOME/insightray`` or ``~/.local/share/insightray``), created on first use.
+embedding model's SHA-256 and the settings; the model is the packaged MiniLM or a fine-tuned
+retriever, whose folder the manifest names so that questions are encoded by the same model),
+``passages.json``, ``vectors.npy`` (plus ``hnsw.faiss`` for HNSW), ``bm25.npz`` and
+``bm25-vocabulary.json``. :func:`open_index` loads it when the fingerprint still matches and
+rebuilds it otherwise; a rebuild re-embeds only passages whose text changed (vectors of
+unchanged ones are reused). Folders are replaced atomically. The default place is
+``$INSIGHTRAY_HOME/index`` (default ``$XDG_DATA_HOME/insightray`` or
+``~/.local/share/insightray``), created on first use.
 
 Example:
     >>> index, built = open_index([default_knowledge_path()])  # doctest: +SKIP
@@ -85,8 +87,10 @@ class IndexConfig:
         hnsw_from: Passage count from which ``"auto"`` picks HNSW.
         hnsw_m: HNSW graph degree.
         embedder: The passage encoder (default ONNX Runtime INT8, which retrieves as well as
-            the PyTorch model and builds several times faster: bench_index_encoder.py; the
-            questions are encoded by the assistant's own embedder).
+            the PyTorch model and builds several times faster: bench_index_encoder.py). Its
+            ``model_path`` may name a fine-tuned retriever (``insightray train retriever``);
+            the assistant then encodes questions with that model too (the intent head keeps
+            the packaged one).
     """
 
     chunk: ChunkConfig = field(default_factory=ChunkConfig)
@@ -212,6 +216,7 @@ def build_index(
         "fingerprint": key,
         "inputs": inputs,
         "model": {"path": str(embedder.model_path), "sha256": model_sha},
+        "retriever": str(embedder.retriever) if embedder.retriever else None,
         "config": asdict(config),
         "dense": dense.kind,
         "pairs": len({(p.source, p.document_id, p.qa_id) for p in passages}),

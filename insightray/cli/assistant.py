@@ -1,4 +1,4 @@
-"""Assistant verbs: ``ask``, ``chat``, ``index build`` and ``train intent``.
+"""Assistant verbs: ``ask``, ``chat``, ``index build``, ``train intent`` and ``train retriever``.
 
 Example:
     insightray index build                     # MedQuAD from the shared data, once
@@ -173,6 +173,14 @@ def index_build(
             "onnx (fp32) or torch (the PyTorch model).",
         ),
     ] = "onnx-int8",
+    retriever: Annotated[
+        Path | None,
+        typer.Option(
+            "--retriever",
+            help="A fine-tuned retrieval encoder folder (`insightray train retriever`) to "
+            "embed passages and questions with (default: the packaged MiniLM).",
+        ),
+    ] = None,
 ) -> None:
     """Build (or confirm up to date) the knowledge index: read, chunk, embed, BM25.
 
@@ -185,7 +193,17 @@ def index_build(
     backends = {"onnx-int8": "onnx-int8", "onnx": "onnx", "torch": "auto"}
     if encoder not in backends:
         raise typer.BadParameter("use onnx-int8, onnx or torch", param_hint="--encoder")
-    embedder = EmbedderConfig(backend=backends[encoder], num_threads=threads)  # type: ignore[arg-type]
+    if retriever is not None and not (retriever / "card.json").is_file():
+        raise InputNotFoundError(
+            str(retriever),
+            "not a retriever folder (no card.json)",
+            "give a `train retriever` --out",
+        )
+    embedder = EmbedderConfig(
+        model_path=retriever,
+        backend=backends[encoder],  # type: ignore[arg-type]
+        num_threads=threads,
+    )
     config = IndexConfig(dense=dense, embedder=embedder)  # type: ignore[arg-type]
     folder = index_dir or default_index_dir()
     log_file = log_path or folder.with_name(folder.name + "-build.log")
@@ -224,3 +242,44 @@ def train_intent(
     from insightray.training.intents.trainer import main as train_main
 
     raise typer.Exit(train_main(["--out", str(out_dir), "--threads", str(threads)]))
+
+
+@train_app.command("retriever")
+def train_retriever(
+    out_dir: Annotated[Path, typer.Option("--out", help="Model folder (card.json + weights).")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="MedQuAD zip or folder (default: the shared data's zip)."),
+    ] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1)] = 1,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=2, help="Pairs per batch (in-batch negatives).")
+    ] = 32,
+    max_pairs: Annotated[
+        int | None,
+        typer.Option("--max-pairs", min=2, help="Training pairs used (default: all)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling and batching seed.")] = 0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads (default: all cores).")
+    ] = None,
+) -> None:
+    """Fine-tune the packaged MiniLM on MedQuAD question-answer pairs for retrieval.
+
+    Split by document: train, val (checkpoint selection), test (scores on the card).
+    Then: `insightray index build --retriever DIR`."""
+    from insightray.assistant.knowledge import default_knowledge_path
+    from insightray.training.retriever import RetrieverTrainConfig, train_retriever
+
+    config = RetrieverTrainConfig(
+        epochs=epochs, batch_size=batch_size, max_pairs=max_pairs, seed=seed, threads=threads
+    )
+    card = train_retriever(data or default_knowledge_path(), out_dir, config)
+    metrics = card.metrics
+    out.print(
+        f"{out_dir}: held-out documents Recall@5 {metrics['test_recall@5']:.3f} "
+        f"(packaged {metrics['test_recall@5_packaged']:.3f}), MRR@10 "
+        f"{metrics['test_mrr@10']:.3f} (packaged {metrics['test_mrr@10_packaged']:.3f}), "
+        f"{metrics['train_pairs']:.0f} pairs, {metrics['train_seconds']:.0f} s",
+        highlight=False,
+    )
