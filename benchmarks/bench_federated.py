@@ -188,6 +188,12 @@ def main() -> None:
     parser.add_argument("--dp-noise", type=float, nargs=2, default=[0.1, 1.0])
     parser.add_argument("--arms", nargs="*", default=[])
     parser.add_argument("--batch-norm", choices=("fedbn", "shared"), default="fedbn")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="Training seed (shuffling, augmentation); the split's is 0.",
+    )
     parser.add_argument("--select", action="store_true", help="Choose --batch-norm first.")
     parser.add_argument(
         "--paired-only",
@@ -209,6 +215,7 @@ def main() -> None:
         local_epochs=args.local_epochs,
         image_size=args.image_size,
         local_bn=args.batch_norm == "fedbn",
+        seed=args.seed,
     )
     if args.select:
         selection = _select(split, base, args.out / "select")
@@ -219,6 +226,7 @@ def main() -> None:
     results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
     results["machine"] = {"cpu_flags": _cpu_flags(), "python": platform.python_version()}
     results["batch_norm"] = args.batch_norm
+    results["seed"] = args.seed
     scores = args.out / "scores"
     federated = {
         "fedavg": base,
