@@ -161,10 +161,13 @@ class TextRunner:
         self.pipeline = ClinicalPipeline(extractor=tagger, classifier=ranker)
         self._lock = threading.Lock()  # spaCy pipelines are not documented as thread-safe
 
-    def analyze(self, text: str, explain: bool = False) -> dict[str, Any]:
-        """``ClinicalResult.to_dict()`` of ``text`` (with the word attributions if ``explain``)."""
+    def analyze(
+        self, text: str, explain: bool = False, method: str = "integrated-gradients"
+    ) -> dict[str, Any]:
+        """``ClinicalResult.to_dict()`` of ``text`` (with the words weighed by ``method`` if
+        ``explain``)."""
         with self._lock:
-            return self.pipeline.analyze(text, explain=explain).to_dict()
+            return self.pipeline.analyze(text, explain=explain, explain_method=method).to_dict()
 
 
 class AssistantRunner:
