@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import cv2
@@ -61,9 +62,13 @@ def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float
         pixels, predictor.image_size, predictor.channels, predictor.pad_value
     )
     captured: list[torch.Tensor] = []
-    hook = model.detect.register_forward_pre_hook(
-        lambda _module, args: captured.extend(feature.detach() for feature in args[0])
-    )
+    caller = threading.get_ident()  # a service may run the same model for others meanwhile
+
+    def capture(_module: Any, args: Any) -> None:
+        if threading.get_ident() == caller:
+            captured.extend(feature.detach() for feature in args[0])
+
+    hook = model.detect.register_forward_pre_hook(capture)
     try:
         with HOOK_LOCK, torch.no_grad():
             model(torch.tensor(tensor[None], device=backend.device))
