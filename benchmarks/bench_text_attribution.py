@@ -1,12 +1,14 @@
-"""Are the disease classifier's word attributions faithful? Deletion and insertion against random.
+"""Are the disease classifier's word explanations faithful? Deletion and insertion against random.
 
 For each held-out Symptom2Disease text of the bundled ``textcls-symptom2disease-minilm`` (the
 test part of the split in its card, never trained on) the best label is explained with
-integrated gradients (:func:`insightray.nlp.attribution.explain_text`). Then the words are
-deleted (or inserted into an empty text) in the attribution's order and, as the reference in
-the same run, in random orders; the area under the label's probability curve is compared:
-a faithful attribution gives a smaller deletion area (the probability falls fast) and a larger
-insertion area. The difference to random is averaged over texts with a bootstrap 95 % interval.
+integrated gradients and with attention rollout
+(:func:`insightray.nlp.attribution.explain_text`). Then the words are deleted (or inserted
+into an empty text) in each method's order and, as the reference in the same run, in random
+orders; the area under the label's probability curve is compared: a faithful explanation gives
+a smaller deletion area (the probability falls fast) and a larger insertion area. Each
+method's difference to random, and attention's difference to integrated gradients, is averaged
+over texts with a bootstrap 95 % interval.
 
 Usage:
     .venv/bin/python benchmarks/bench_text_attribution.py [--texts 40] [--random 5] [--json]
@@ -54,6 +56,10 @@ def bootstrap(
     return float(low), float(high)
 
 
+#: The methods compared, as :func:`explain_text` names them, and their short keys.
+METHODS = {"ig": "integrated-gradients", "attention": "attention-rollout"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--texts", type=int, default=40, help="Held-out texts (first N).")
@@ -63,44 +69,47 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     classifier = DiseaseClassifier.load()
+    loaded = classifier.loaded
     test = split_for_card(load_text_csv(data_root() / CSV), classifier.card, "test")
     rng = np.random.default_rng(0)
-    rows: dict[str, list[float]] = {key: [] for key in ("del_ig", "del_rand", "ins_ig", "ins_rand")}
+    rows: dict[str, list[float]] = {
+        f"{curve}_{key}": [] for curve in ("del", "ins") for key in (*METHODS, "rand")
+    }
+    seconds: dict[str, float] = dict.fromkeys(METHODS, 0.0)
     deltas, started = [], time.perf_counter()
-    for text in test.texts[: args.texts]:
-        explanation = explain_text(classifier.loaded, text, steps=args.steps)
-        words = [word.text for word in explanation.words]
-        ranked = sorted(range(len(words)), key=lambda i: -explanation.words[i].weight)
+    for number, text in enumerate(test.texts[: args.texts], 1):
+        print(f"text {number}/{args.texts}", file=sys.stderr, flush=True)
+        explained = {}
+        for key, method in METHODS.items():
+            tick = time.perf_counter()
+            explained[key] = explain_text(loaded, text, steps=args.steps, method=method)
+            seconds[key] += time.perf_counter() - tick
+        label = explained["ig"].label  # both explain the best label
+        words = [word.text for word in explained["ig"].words]
+        for key, explanation in explained.items():
+            ranked = sorted(range(len(words)), key=lambda i: -explanation.words[i].weight)
+            rows[f"del_{key}"].append(area(deletion_curve(loaded, words, ranked, label)))
+            rows[f"ins_{key}"].append(area(insertion_curve(loaded, words, ranked, label)))
         shuffles = [list(rng.permutation(len(words))) for _ in range(args.random)]
-        label = explanation.label
-        rows["del_ig"].append(area(deletion_curve(classifier.loaded, words, ranked, label)))
-        rows["ins_ig"].append(area(insertion_curve(classifier.loaded, words, ranked, label)))
-        rows["del_rand"].append(
-            float(
-                np.mean(
-                    [area(deletion_curve(classifier.loaded, words, o, label)) for o in shuffles]
-                )
-            )
-        )
-        rows["ins_rand"].append(
-            float(
-                np.mean(
-                    [area(insertion_curve(classifier.loaded, words, o, label)) for o in shuffles]
-                )
-            )
-        )
-        deltas.append(explanation.convergence_delta)
-    seconds = (time.perf_counter() - started) / max(len(deltas), 1)
-    result: dict[str, Any] = {"texts": len(deltas), "seconds_per_text": round(seconds, 2)}
+        for curve, measure in (("del", deletion_curve), ("ins", insertion_curve)):
+            areas = [area(measure(loaded, words, order, label)) for order in shuffles]
+            rows[f"{curve}_rand"].append(float(np.mean(areas)))
+        deltas.append(explained["ig"].convergence_delta or 0.0)
+    count = max(len(deltas), 1)
+    result: dict[str, Any] = {
+        "texts": len(deltas),
+        "seconds_per_text": round((time.perf_counter() - started) / count, 2),
+        "explain_seconds_per_text": {k: round(v / count, 3) for k, v in seconds.items()},
+    }
     for curve in ("del", "ins"):
-        ours, reference = np.array(rows[f"{curve}_ig"]), np.array(rows[f"{curve}_rand"])
-        low, high = bootstrap(ours - reference)
-        result[curve] = {
-            "integrated_gradients": round(float(ours.mean()), 4),
-            "random_reference": round(float(reference.mean()), 4),
-            "difference": round(float((ours - reference).mean()), 4),
-            "ci95": [round(low, 4), round(high, 4)],
-        }
+        reference = np.array(rows[f"{curve}_rand"])
+        row: dict[str, Any] = {"random_reference": round(float(reference.mean()), 4)}
+        for key, method in METHODS.items():
+            ours = np.array(rows[f"{curve}_{key}"])
+            row[method] = {"area": round(float(ours.mean()), 4), **_difference(ours, reference)}
+        attention, ig = np.array(rows[f"{curve}_attention"]), np.array(rows[f"{curve}_ig"])
+        row["attention_minus_ig"] = _difference(attention, ig)
+        result[curve] = row
     result["median_convergence_delta"] = round(float(np.median(deltas)), 5)
     result["machine"] = cpu_flags()
     if args.json:
@@ -108,11 +117,26 @@ def main() -> None:
         return
     for curve, name in (("del", "deletion (lower is better)"), ("ins", "insertion (higher)")):
         row = result[curve]
-        print(
-            f"{name}: IG {row['integrated_gradients']:.3f} vs random {row['random_reference']:.3f}"
-            f", difference {row['difference']:+.3f} [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
-        )
-    print(f"{result['texts']} texts, {seconds:.1f} s per text; {result['machine']}")
+        print(f"{name}: random {row['random_reference']:.3f}")
+        for method in METHODS.values():
+            print(f"  {method}: {row[method]['area']:.3f}, vs random {_text(row[method])}")
+        print(f"  attention minus IG: {_text(row['attention_minus_ig'])}")
+    print(
+        f"{result['texts']} texts, {result['seconds_per_text']:.1f} s per text; {result['machine']}"
+    )
+
+
+def _difference(ours: NDArray[np.float64], reference: NDArray[np.float64]) -> dict[str, Any]:
+    """Mean paired difference and its bootstrap 95 % interval over texts."""
+    low, high = bootstrap(ours - reference)
+    return {
+        "difference": round(float((ours - reference).mean()), 4),
+        "ci95": [round(low, 4), round(high, 4)],
+    }
+
+
+def _text(row: dict[str, Any]) -> str:
+    return f"{row['difference']:+.3f} [{row['ci95'][0]:+.3f}, {row['ci95'][1]:+.3f}]"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Example:
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +20,13 @@ from insightray.cli.common import app, err, evaluate_app, out, train_app
 from insightray.errors import ConfigError, InputNotFoundError
 
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+
+
+class ExplainMethod(str, Enum):
+    """``nlp analyze --explain-method``: :data:`insightray.nlp.attribution.METHODS`."""
+
+    integrated_gradients = "integrated-gradients"
+    attention_rollout = "attention-rollout"
 
 
 nlp_app = typer.Typer(
@@ -46,6 +54,14 @@ def analyze(
             "--explain", help="Show the words behind the best disease (integrated gradients)."
         ),
     ] = False,
+    explain_method: Annotated[
+        ExplainMethod | None,
+        typer.Option(
+            "--explain-method",
+            help="How to weigh the words (implies --explain): integrated-gradients (signed, "
+            "for the best disease) or attention-rollout (the encoder's self-attention).",
+        ),
+    ] = None,
 ) -> None:
     """Entities with negation, uncertainty, history, experiencer and time; ranked diseases.
 
@@ -61,7 +77,11 @@ def analyze(
             raise InputNotFoundError(str(file), "the file does not exist", "check the path")
         text = file.read_text(encoding="utf-8")
     config = PipelineConfig(classify=not no_classify, classifier=model, top_k=top_k)
-    result = ClinicalPipeline(config=config).analyze(str(text), reference_date, explain=explain)
+    method = (explain_method or ExplainMethod.integrated_gradients).value
+    result = ClinicalPipeline(config=config).analyze(
+        str(text), reference_date, explain=explain or explain_method is not None,
+        explain_method=method,
+    )  # fmt: skip
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False, soft_wrap=True)
     labels = None
@@ -100,7 +120,8 @@ def analyze(
         out.print(f"Diseases ({result.classifier}): {ranked}", highlight=False)
     if result.explanation is not None:
         words = ", ".join(f"{w.text} {w.weight:+.2f}" for w in result.explanation.top())
-        out.print(f"Words behind {result.explanation.label}: {words}", highlight=False)
+        how = result.explanation.method
+        out.print(f"Words behind {result.explanation.label} ({how}): {words}", highlight=False)
     if result.abstained:
         out.print(f"Disease ranking abstained: {result.abstained}", highlight=False)
     if labels is not None:

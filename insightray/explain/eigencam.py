@@ -3,9 +3,11 @@
 A detector has no single logit to take gradients of, so the heatmap is the class-agnostic
 EigenCAM (Muhammad & Yeasin, 2020): for each feature map that feeds the Detect head (the three
 scales of YOLOv5's neck), the activations are projected on their first principal component
-(``grad-cam``'s :func:`get_2d_projection`), each map is brought to the network input's size
-and scaled to ``[0, 1]``, and the scales are averaged. The letterbox padding is then removed
-and the map resized to the original image, like :func:`~insightray.explain.gradcam_heatmap`.
+(:func:`first_component`: ``grad-cam``'s ``get_2d_projection`` without the square ``U`` of
+the SVD that it computes and discards, the same map for much less work at 512 px), each map
+is brought to the network input's size and scaled to ``[0, 1]``, and the scales are averaged.
+The letterbox padding is then removed and the map resized to the original image, like
+:func:`~insightray.explain.gradcam_heatmap`.
 
 Only PyTorch detectors (``backend="torch"``) can be explained: an ONNX graph exposes no
 intermediate activations.
@@ -21,13 +23,13 @@ Example:
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import cv2
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
 from insightray.engine.backends import TorchBackend
 from insightray.engine.detection import DetectionPredictor
@@ -35,7 +37,21 @@ from insightray.engine.preprocessing import prepare_image, to_unit_gray
 from insightray.errors import ConfigError
 from insightray.explain.gradcam import HOOK_LOCK, to_original_size
 
-__all__ = ["eigencam_heatmap"]
+__all__ = ["eigencam_heatmap", "first_component"]
+
+
+def first_component(features: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Each position of a ``(C, H, W)`` feature map projected on the first principal
+    component of the channels (positions centred), ``(H, W)``.
+
+    Example:
+        >>> first_component(np.ones((4, 2, 3), np.float32)).shape
+        (2, 3)
+    """
+    rows = np.nan_to_num(features.reshape(features.shape[0], -1).T.astype(np.float32))
+    rows = rows - rows.mean(axis=0)
+    _, _, right = np.linalg.svd(rows, full_matrices=False)
+    return np.asarray((rows @ right[0]).reshape(features.shape[1:]), dtype=np.float32)
 
 
 def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float32]:
@@ -61,9 +77,13 @@ def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float
         pixels, predictor.image_size, predictor.channels, predictor.pad_value
     )
     captured: list[torch.Tensor] = []
-    hook = model.detect.register_forward_pre_hook(
-        lambda _module, args: captured.extend(feature.detach() for feature in args[0])
-    )
+    caller = threading.get_ident()  # a service may run the same model for others meanwhile
+
+    def capture(_module: Any, args: Any) -> None:
+        if threading.get_ident() == caller:
+            captured.extend(feature.detach() for feature in args[0])
+
+    hook = model.detect.register_forward_pre_hook(capture)
     try:
         with HOOK_LOCK, torch.no_grad():
             model(torch.tensor(tensor[None], device=backend.device))
@@ -72,8 +92,8 @@ def eigencam_heatmap(predictor: object, image: NDArray[Any]) -> NDArray[np.float
     rows, cols = info.size
     maps = []
     for feature in captured:
-        projection = get_2d_projection(feature.float().cpu().numpy())[0]
-        resized = cv2.resize(np.asarray(projection, np.float32), (cols, rows))
+        projection = first_component(feature.float().cpu().numpy()[0])
+        resized = cv2.resize(projection, (cols, rows))
         span = float(resized.max() - resized.min())
         maps.append((resized - resized.min()) / span if span > 0 else np.zeros_like(resized))
     heat = np.mean(maps, axis=0).astype(np.float32)

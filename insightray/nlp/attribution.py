@@ -1,10 +1,18 @@
-"""Which words made the disease classifier choose its label: integrated gradients, and how faithful.
+"""Which words made the disease classifier choose its label: integrated gradients or attention
+rollout, and how faithful each is.
 
-:func:`explain_text` attributes the probability of one label to the input words with Captum's
-``LayerIntegratedGradients`` on the encoder's word embeddings (baseline: the same sequence with
-every word replaced by the padding token, the special tokens kept), then sums word pieces into
-words with their character spans in the original text. Weights are signed (positive: the word
-raises the label's probability) and scaled so that the largest magnitude is 1.
+:func:`explain_text` weighs the input words by one of :data:`METHODS`:
+
+- ``integrated-gradients`` (the default) attributes the probability of one label to the words
+  with Captum's ``LayerIntegratedGradients`` on the encoder's word embeddings (baseline: the
+  same sequence with every word replaced by the padding token, the special tokens kept).
+  Weights are signed (positive: the word raises the label's probability).
+- ``attention-rollout`` is the self-attention map of the encoder rolled out over its layers
+  (:mod:`insightray.nlp.attention`): how much of what the head reads comes from each word.
+  Weights are not signed and the same whatever the label.
+
+Either way word pieces are summed into words with their character spans in the original
+text, and the weights are scaled so that the largest magnitude is 1.
 
 An attribution is only worth showing if removing the words it ranks first changes the
 prediction more than removing words at random: :func:`deletion_curve` and
@@ -32,8 +40,10 @@ from numpy.typing import NDArray
 from insightray.errors import InputError
 from insightray.extras import import_extra
 from insightray.models.text.bert_classifier import LoadedClassifier
+from insightray.nlp.attention import token_attention
 
 __all__ = [
+    "METHODS",
     "TextExplanation",
     "WordWeight",
     "deletion_curve",
@@ -43,6 +53,8 @@ __all__ = [
 
 #: Integration steps of integrated gradients (Captum's Gauss-Legendre rule).
 DEFAULT_STEPS = 32
+#: The ways :func:`explain_text` can weigh the words, the default first.
+METHODS = ("integrated-gradients", "attention-rollout")
 
 
 @dataclass(frozen=True)
@@ -69,17 +81,18 @@ class TextExplanation:
     Attributes:
         label: The explained label.
         score: Its probability for the text.
-        method: ``integrated-gradients``.
+        method: One of :data:`METHODS`.
         words: Every word in text order.
-        convergence_delta: Captum's completeness error (sum of attributions minus the score
-            difference to the baseline); small means the integral is accurate.
+        convergence_delta: Integrated gradients: Captum's completeness error (sum of
+            attributions minus the score difference to the baseline; small means the integral
+            is accurate). ``None`` for attention rollout.
     """
 
     label: str
     score: float
     method: str
     words: tuple[WordWeight, ...]
-    convergence_delta: float
+    convergence_delta: float | None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form."""
@@ -95,13 +108,25 @@ def explain_text(
     text: str,
     label: str | None = None,
     steps: int = DEFAULT_STEPS,
+    method: str = METHODS[0],
 ) -> TextExplanation:
-    """Attribute ``label``'s probability (default: the best label) to the words of ``text``.
+    """Weigh the words of ``text`` for ``label`` (default: the best label) by ``method``.
+
+    Args:
+        loaded: The classifier.
+        text: The text to explain.
+        label: The label to explain (attention rollout is the same for every label).
+        steps: Integration steps of integrated gradients.
+        method: One of :data:`METHODS`.
 
     Raises:
-        InputError: The text has no words, or ``label`` is not one of the model's.
+        InputError: The text has no words, ``label`` is not one of the model's, or
+            ``method`` is unknown.
     """
-    captum = import_extra("captum.attr", "nlp")
+    if method not in METHODS:
+        raise InputError(
+            "explanation method", f"{method!r} is unknown", f"use one of {', '.join(METHODS)}"
+        )
     model, tokenizer = loaded.model, loaded.tokenizer
     encoded = tokenizer(
         [text], truncation=True, max_length=loaded.max_length, return_offsets_mapping=True,
@@ -125,27 +150,31 @@ def explain_text(
         raise InputError(
             "label", f"{label!r} is not a label of this model", "pick one of its labels"
         )
+    score = round(float(probabilities[target]), 4)
+    if method == "attention-rollout":
+        weights = token_attention(model, input_ids, mask)
+        model.train(was_training)
+        return TextExplanation(
+            labels[target], score, method, _words(text, word_ids, offsets, weights), None
+        )
+    captum = import_extra("captum.attr", "nlp")
     baseline = input_ids.clone()
     baseline[0, [i for i, word in enumerate(word_ids) if word is not None]] = tokenizer.pad_token_id
 
     def probability(ids: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
         return model.probabilities(model(input_ids=ids, attention_mask=attention))[:, target]
 
-    method = captum.LayerIntegratedGradients(probability, model.encoder.embeddings.word_embeddings)
-    attributions, delta = method.attribute(
+    integrated = captum.LayerIntegratedGradients(
+        probability, model.encoder.embeddings.word_embeddings
+    )
+    attributions, delta = integrated.attribute(
         input_ids, baselines=baseline, additional_forward_args=(mask,), n_steps=steps,
         return_convergence_delta=True,
     )  # fmt: skip
     model.train(was_training)
     per_token = attributions.sum(dim=-1)[0].detach().numpy()
     words = _words(text, word_ids, offsets, per_token)
-    return TextExplanation(
-        labels[target],
-        round(float(probabilities[target]), 4),
-        "integrated-gradients",
-        words,
-        round(float(delta.abs().sum()), 5),
-    )
+    return TextExplanation(labels[target], score, method, words, round(float(delta.abs().sum()), 5))
 
 
 def deletion_curve(

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from insightray.errors import InputError, InsightRayError
-from insightray.nlp.attribution import TextExplanation, explain_text
+from insightray.nlp.attribution import METHODS, TextExplanation, explain_text
 from insightray.nlp.classifier import DiseaseClassifier, DiseasePrediction
 from insightray.nlp.context import (
     ContextAnalyzer,
@@ -221,13 +221,16 @@ class ClinicalPipeline:
         reference_date: date | datetime | str | None = None,
         *,
         explain: bool = False,
+        explain_method: str = METHODS[0],
     ) -> ClinicalResult:
         """Run the whole pipeline on ``text``.
 
         Args:
             text: Clinical or patient text.
             reference_date: The note's date: relative times ("3 days ago") become dates.
-            explain: Also attribute the best disease to the words of the text.
+            explain: Also weigh the words of the text behind the best disease.
+            explain_method: How: one of :data:`~insightray.nlp.attribution.METHODS`
+                (integrated gradients or attention rollout).
 
         Raises:
             InputError: The text is empty.
@@ -249,7 +252,9 @@ class ClinicalPipeline:
             ranked = self.classifier.rank(text, top_k=self.config.top_k)
             diseases = tuple(DiseasePrediction(label, score) for label, score in ranked)
             if explain:
-                explanation = explain_text(self.classifier.loaded, text, diseases[0].label)
+                explanation = explain_text(
+                    self.classifier.loaded, text, diseases[0].label, method=explain_method
+                )
         return ClinicalResult(
             text=text,
             sentences=found.sentences,

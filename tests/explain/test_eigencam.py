@@ -10,6 +10,7 @@ import pytest
 from insightray.engine import load_predictor, write_model
 from insightray.errors import ConfigError
 from insightray.explain import eigencam_heatmap
+from insightray.explain.eigencam import first_component
 from insightray.models import ModelCard, Preprocessing, create_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -44,3 +45,14 @@ def test_only_pytorch_detectors_can_be_explained(tiny_detector: Path) -> None:
     predictor = load_predictor(str(tiny_detector), task="detection", backend="onnx")
     with pytest.raises(ConfigError, match="PyTorch"):
         eigencam_heatmap(predictor, np.zeros((64, 64), np.float32))
+
+
+def test_first_component_is_grad_cams_projection() -> None:
+    from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(32, 24, 20)).astype(np.float32)
+    features[:8] += 3 * rng.normal(size=(1, 24, 20)).astype(np.float32)  # one strong direction
+    ours, reference = first_component(features), get_2d_projection(features[None])[0]
+    assert ours.shape == (24, 20)
+    np.testing.assert_allclose(np.abs(ours), np.abs(reference), rtol=1e-3, atol=1e-3)

@@ -278,6 +278,57 @@ def test_fracture_heatmap_toggle(page: Page, shared_data: Path, screenshots: Pat
     expect(page.locator("#heatmap-toggle")).not_to_be_checked()
 
 
+#: A TBX11K film the detector boxes (no other browser test uploads it).
+TB_FILM = "cxr/tbx11k/images/tb0005.jpg"
+
+
+def test_detector_heatmap_toggle_and_source(
+    page: Page, shared_data: Path, screenshots: Path
+) -> None:
+    sign_in(page)
+    page.select_option("#auto-task", "cxr")
+    page.set_input_files("#file-input", str(shared_data / TB_FILM))
+    answered = page.locator("#detection-card:not([hidden]), #findings-error:not([hidden])")
+    expect(answered.first).to_be_visible(timeout=180_000)
+    error = page.locator("#findings-error")
+    assert error.is_hidden(), f"the detection failed: {error.inner_text()}"
+    expect(page.locator("#heatmap-card")).to_be_visible()
+    expect(page.locator("#heatmap-method")).to_contain_text("Detector: EigenCAM")
+    expect(page.locator("#heatmap-source")).to_be_hidden()  # one result, nothing to choose
+    wait_canvas(page, "heatmap", "off")
+    page.wait_for_function("() => document.querySelector('#canvas').dataset.window !== ''")
+    plain = coloured(page)
+
+    page.click('[data-action="heatmap"]')
+    wait_canvas(page, "heatmap", "on")
+    expect(page.locator("#heatmap-toggle")).to_be_checked()
+    expect(page.locator('[data-action="heatmap"]')).to_have_attribute("aria-pressed", "true")
+    page.wait_for_function(f"() => ({COLOURED_PIXELS})() > {plain + 1000}")
+    tinted = float(page.evaluate(TINTED_FRACTION))
+    assert tinted < 0.5, f"the EigenCAM tints {tinted:.0%} of the film by default"
+    shot(page, screenshots, "12-detector-eigencam")
+    half = coloured(page)
+    page.locator("#heatmap-opacity").fill("0.9")
+    page.wait_for_function(f"() => ({COLOURED_PIXELS})() !== {half}")
+
+    # A fracture result too: its Grad-CAM becomes the one shown, the detector's one pick away.
+    page.click("#run-fracture")
+    expect(page.locator("#fracture-card")).to_be_visible(timeout=180_000)
+    expect(page.locator("#heatmap-source")).to_be_visible()
+    expect(page.locator("#heatmap-source")).to_have_value("fracture")
+    expect(page.locator("#heatmap-method")).to_contain_text("Fracture: Grad-CAM")
+    wait_canvas(page, "heatmap", "off")
+    page.check("#heatmap-toggle")
+    wait_canvas(page, "heatmap", "on")
+    page.select_option("#heatmap-source", "cxr")
+    expect(page.locator("#heatmap-method")).to_contain_text("Detector: EigenCAM")
+    wait_canvas(page, "heatmap", "on")  # still shown, now the detector's
+    page.locator("#canvas").focus()
+    page.keyboard.press("h")
+    wait_canvas(page, "heatmap", "off")
+    expect(page.locator("#heatmap-toggle")).not_to_be_checked()
+
+
 def test_report_negation_and_uncertainty(page: Page, screenshots: Path) -> None:
     sign_in(page)
     page.click('[data-tab="report"]')

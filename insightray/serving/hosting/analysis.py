@@ -1,9 +1,11 @@
 """Analysing a study: pick the model version, run it batched, store the result encrypted.
 
-The answer names the model version that produced it. The result JSON (and the overlay or
-heat map PNG, and for a DICOM study the result as a DICOM SR) go into the encrypted store; the
-``results`` row keeps their keys. Shadow versions run after the answer is sent: their outcome
-is audited and counted, never returned.
+The answer names the model version that produced it. The result JSON, the overlay PNG (boxes
+for the detector, the heat map blended on for the fracture classifier), the heat map as an
+RGBA PNG (EigenCAM for the detector, Grad-CAM for the fracture classifier: the result's
+``heatmap_method``) and for a DICOM study the result as a DICOM SR go into the encrypted
+store; the ``results`` row keeps their keys. Shadow versions run after the answer is sent:
+their outcome is audited and counted, never returned.
 
 Example:
     >>> result = await analyze(services, who, study, "cxr", None, tasks)  # doctest: +SKIP
@@ -27,7 +29,7 @@ from insightray.imaging import LoadedImage
 from insightray.models import ModelCard
 from insightray.serving import images
 from insightray.serving.deps import Principal, Services
-from insightray.serving.hosting.inference import DetectionRunner, FractureRunner
+from insightray.serving.hosting.inference import DetectionRunner
 from insightray.serving.hosting.rollout import ModelEntry
 from insightray.serving.hosting.screening import screen
 from insightray.serving.storage.db.models import Result, Study, new_id
@@ -57,13 +59,13 @@ async def analyze(
     output, _ = await services.host.predict_image(entry, image, study.sha256)
     screen(services, entry, output)  # counts the guard's outcome; 422 when set to refuse
     runner = await services.host.image_runner(entry)
-    heat, candidates = None, list[Any]()
-    if isinstance(runner, FractureRunner):
-        heat = await services.host.run(runner.heatmap, image)
-    else:
+    heat = await services.host.run(runner.heatmap, image)
+    candidates = list[Any]()
+    if isinstance(runner, DetectionRunner):
         output, candidates = runner.operating(output)
     result_id = new_id()
-    response = _response(result_id, study.id, entry, output, heat is not None)
+    method = None if heat is None else runner.heatmap_method
+    response = _response(result_id, study.id, entry, output, method)
     if isinstance(runner, DetectionRunner):  # for the viewer's threshold slider
         response["threshold"] = runner.threshold
         response["candidates"] = _findings(candidates)
@@ -78,7 +80,7 @@ async def analyze(
 
 
 def _response(
-    result_id: str, study_id: str, entry: ModelEntry, output: Any, has_heatmap: bool
+    result_id: str, study_id: str, entry: ModelEntry, output: Any, heatmap_method: str | None
 ) -> dict[str, Any]:
     findings, fracture = None, None
     if isinstance(output, DetectionResult):
@@ -95,7 +97,8 @@ def _response(
         "warnings": list(output.warnings),
         "ood_score": output.ood_score,
         "image_url": f"/v1/results/{result_id}/image",
-        "heatmap_url": f"/v1/results/{result_id}/heatmap" if has_heatmap else None,
+        "heatmap_url": None if heatmap_method is None else f"/v1/results/{result_id}/heatmap",
+        "heatmap_method": heatmap_method,
     }
 
 
@@ -122,12 +125,11 @@ def _store(
     report = _structured_report(services, study, output, card)
     sr_key = None if report is None else services.store.put(report)
     response["sr_url"] = None if sr_key is None else f"/v1/results/{response['result_id']}/sr"
-    if heat is None:
+    if isinstance(output, DetectionResult):
         overlay = images.png_bytes(draw_detections(image.pixels, output.detections))
-        heatmap_key = None
     else:
         overlay = images.heatmap_overlay_png(image, heat)
-        heatmap_key = services.store.put(images.heatmap_png(heat))
+    heatmap_key = None if heat is None else services.store.put(images.heatmap_png(heat))
     document = {"response": response, "heatmap_sha256": heatmap_key, "sr_sha256": sr_key}
     output_key = services.store.put(json.dumps(document, sort_keys=True).encode())
     row = Result(

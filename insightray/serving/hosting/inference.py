@@ -2,7 +2,7 @@
 
 A registered version (:class:`~insightray.serving.hosting.rollout.ModelEntry`) becomes a
 runner by its card's task, each built with :func:`insightray.engine.load_predictor`:
-detection (served as ``cxr``), fracture classification with Grad-CAM, ``ner`` and
+detection (served as ``cxr``) with EigenCAM, fracture classification with Grad-CAM, ``ner`` and
 ``text-classification`` inside :class:`~insightray.nlp.pipeline.ClinicalPipeline`, and the
 intent model (served as ``assistant``) inside :class:`~insightray.assistant.chat.Assistant`.
 A new model version needs no new code: its card says what it is. :class:`ModelLoader` loads
@@ -31,7 +31,8 @@ import torch
 from numpy.typing import NDArray
 
 from insightray.engine import load_predictor
-from insightray.errors import InsightRayError, ServiceUnavailableError
+from insightray.errors import ConfigError, InsightRayError, ServiceUnavailableError
+from insightray.explain.eigencam import eigencam_heatmap
 from insightray.explain.gradcam import gradcam_heatmap
 from insightray.imaging import LoadedImage
 from insightray.models.catalog import find_task
@@ -81,11 +82,14 @@ CANDIDATE_FLOOR = 0.01
 
 
 class DetectionRunner:
-    """Chest X-ray detection with :func:`insightray.engine.load_predictor`.
+    """Chest X-ray detection with :func:`insightray.engine.load_predictor`, and its EigenCAM.
 
     It detects down to :data:`CANDIDATE_FLOOR`; :meth:`operating` splits a result at the
     card's operating point (``threshold``) into the findings and the weaker candidates.
     """
+
+    #: What :meth:`heatmap` computes (the result's ``heatmap_method``).
+    heatmap_method = "eigencam"
 
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
@@ -125,9 +129,21 @@ class DetectionRunner:
 
         return run() if self.guard is None else self.guard.run(run, images, observe)
 
+    def heatmap(self, image: LoadedImage) -> NDArray[np.float32] | None:
+        """EigenCAM heat in ``[0, 1]`` at the image's size; ``None`` for a detector that
+        cannot be explained (ONNX weights, an ensemble)."""
+        try:
+            heat = eigencam_heatmap(self.predictor, image.pixels)
+        except ConfigError:
+            return None
+        return np.asarray(heat, dtype=np.float32)
+
 
 class FractureRunner:
     """Fracture classification and its Grad-CAM heat map (the fracture engine's predictor)."""
+
+    #: What :meth:`heatmap` computes (the result's ``heatmap_method``).
+    heatmap_method = "gradcam"
 
     def __init__(self, entry: ModelEntry) -> None:
         self.entry = entry
@@ -177,10 +193,13 @@ class TextRunner:
         self.pipeline = ClinicalPipeline(extractor=tagger, classifier=ranker)
         self._lock = threading.Lock()  # spaCy pipelines are not documented as thread-safe
 
-    def analyze(self, text: str, explain: bool = False) -> dict[str, Any]:
-        """``ClinicalResult.to_dict()`` of ``text`` (with the word attributions if ``explain``)."""
+    def analyze(
+        self, text: str, explain: bool = False, method: str = "integrated-gradients"
+    ) -> dict[str, Any]:
+        """``ClinicalResult.to_dict()`` of ``text`` (with the words weighed by ``method`` if
+        ``explain``)."""
         with self._lock:
-            return self.pipeline.analyze(text, explain=explain).to_dict()
+            return self.pipeline.analyze(text, explain=explain, explain_method=method).to_dict()
 
 
 class AssistantRunner:

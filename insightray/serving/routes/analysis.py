@@ -81,7 +81,9 @@ def result_image(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
 
 @router.get("/v1/results/{result_id}/heatmap", response_class=Response, responses=PNG)
 def result_heatmap(result_id: str, who: StudyReader, audit: AuditDep) -> Response:
-    """RGBA heat map the size of the study image (alpha = heat); fracture results only."""
+    """RGBA heat map the size of the study image (alpha = heat): EigenCAM for ``cxr``
+    results, Grad-CAM for ``fracture`` ones (the result's ``heatmap_method``); 404 for a
+    result without one (a detector that cannot be explained: ONNX weights, an ensemble)."""
     return _blob(audit, result_id, "heatmap", "image/png")
 
 

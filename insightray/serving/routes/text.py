@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
@@ -22,7 +22,12 @@ class TextRequest(BaseModel):
 
     text: str = Field(min_length=1, max_length=100_000)
     explain: bool = Field(
-        False, description="Also attribute the best disease to the words (integrated gradients)."
+        False, description="Also weigh the words behind the best disease (see explain_method)."
+    )
+    explain_method: Literal["integrated-gradients", "attention-rollout"] = Field(
+        "integrated-gradients",
+        description="How to weigh the words when explain is true: integrated gradients (signed, "
+        "for the best disease) or attention rollout (the encoder's self-attention, unsigned).",
     )
 
 
@@ -47,7 +52,7 @@ async def analyze_text(
     ner = (await run_in_threadpool(registry.choose, "ner", user)).served
     classifier = (await run_in_threadpool(registry.choose, "text-classification", user)).served
     runner = await run_in_threadpool(services.host.loader.text_runner, ner, classifier)
-    result = await services.host.run(runner.analyze, body.text, body.explain)
+    result = await services.host.run(runner.analyze, body.text, body.explain, body.explain_method)
     seconds = time.perf_counter() - started
     for entry in (ner, classifier):
         services.metrics.observe_prediction("text", entry.name, entry.version, seconds)

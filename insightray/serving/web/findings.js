@@ -1,9 +1,15 @@
 // The AI findings panel: detector boxes (threshold, per-class toggles, a list that highlights
-// its box), the fracture result with its operating point and the Grad-CAM heatmap controls,
+// its box), the fracture result with its operating point, the heatmap controls (the
+// detector's EigenCAM or the fracture Grad-CAM, whichever the reader picks),
 // and the reader's verdict on each box and on the fracture label (accept, reject, relabel),
 // saved with PUT /v1/results/{id}/feedback/{index}: the service's live agreement per model.
 
 import { $, h, percent, probabilityText, setError, show } from "./dom.js";
+
+// What each result's heatmap_method is called on screen.
+const HEATMAP_METHODS = { eigencam: "EigenCAM", gradcam: "Grad-CAM" };
+// The task of each result and its name on screen.
+const TASK_NAMES = { cxr: "Detector", fracture: "Fracture" };
 
 // Saturated colours that stand out on a grayscale radiograph, one per class (in label order).
 const PALETTE = ["#ffb020", "#38bdf8", "#f472b6", "#a3e635", "#c084fc", "#fb7185", "#2dd4bf", "#facc15"];
@@ -35,6 +41,7 @@ export class FindingsPanel {
     this.hiddenClasses = new Set();
     this.sticky = null;
     this.heatmapLoaded = null;   // result id whose heatmap the viewer holds
+    this.heatmapTask = null;     // "cxr" or "fracture": whose heatmap the controls show
     this.verdicts = new Map();   // "<result id>:<index>" -> {verdict, label} of this reader
     this.#bind();
   }
@@ -43,6 +50,11 @@ export class FindingsPanel {
     const slider = $("#threshold");
     slider.addEventListener("input", () => this.setThreshold(Number(slider.value)));
     $("#heatmap-toggle").addEventListener("change", (event) => this.setHeatmap(event.target.checked));
+    $("#heatmap-source").addEventListener("change", (event) => {
+      const on = $("#heatmap-toggle").checked;
+      this.#setHeatmapTask(event.target.value);
+      if (on) this.setHeatmap(true);
+    });
     $("#heatmap-opacity").addEventListener("input", (event) => {
       const value = Number(event.target.value);
       this.viewer.setHeatmapOpacity(value);
@@ -95,6 +107,7 @@ export class FindingsPanel {
     this.hiddenClasses.clear();
     this.sticky = null;
     this.heatmapLoaded = null;
+    this.heatmapTask = null;
     this.verdicts.clear();
     this.setBusy(false);
     setError($("#findings-error"), "");
@@ -121,17 +134,43 @@ export class FindingsPanel {
     const latest = (task) => [...results].reverse().find((r) => r.task === task) ?? null;
     this.#setDetection(latest("cxr"));
     this.#setFracture(latest("fracture"));
-    this.render();
+    const newest = [...results].reverse().find((r) => r.heatmap_url && (r.task === "cxr" || r.task === "fracture"));
+    this.#setHeatmapTask(newest?.task ?? null);
   }
 
-  /** A fresh analysis answer. */
+  /** A fresh analysis answer (its heatmap, if it has one, becomes the one the controls show). */
   addResult(result) {
     if (result.task === "cxr") this.#setDetection(result);
     else this.#setFracture(result);
+    this.#setHeatmapTask(result.heatmap_url ? result.task : this.heatmapTask);
+  }
+
+  /** The result whose heatmap the controls show. */
+  get #heatmapResult() {
+    const result = this.heatmapTask === "cxr" ? this.detection : this.heatmapTask === "fracture" ? this.fracture : null;
+    return result?.heatmap_url ? result : null;
+  }
+
+  /** Show the heatmap of the latest result of `task` ("cxr" or "fracture"), hidden at first. */
+  #setHeatmapTask(task) {
+    const results = { cxr: this.detection, fracture: this.fracture };
+    const chosen = results[task]?.heatmap_url ? task : Object.keys(results).find((t) => results[t]?.heatmap_url) ?? null;
+    if (chosen !== this.heatmapTask) {
+      this.heatmapTask = chosen;
+      this.#dropHeatmap();
+    }
     this.render();
   }
 
+  /** Forget the heatmap the viewer holds (another result's is wanted now). */
+  #dropHeatmap() {
+    this.heatmapLoaded = null;
+    this.viewer.setHeatmap(null);
+    this.setHeatmap(false);
+  }
+
   #setDetection(result) {
+    if (this.heatmapTask === "cxr" && result?.result_id !== this.detection?.result_id) this.#dropHeatmap();
     this.detection = result;
     this.hiddenClasses.clear();
     this.sticky = null;
@@ -147,11 +186,7 @@ export class FindingsPanel {
   }
 
   #setFracture(result) {
-    if (result?.result_id !== this.fracture?.result_id) {
-      this.heatmapLoaded = null;
-      this.viewer.setHeatmap(null);
-      this.setHeatmap(false);
-    }
+    if (this.heatmapTask === "fracture" && result?.result_id !== this.fracture?.result_id) this.#dropHeatmap();
     this.fracture = result;
     this.#loadVerdicts(result);
   }
@@ -167,9 +202,9 @@ export class FindingsPanel {
     if (this.detection) this.setThreshold(this.threshold + delta);
   }
 
-  /** Show or hide the Grad-CAM heatmap, fetching it the first time. */
+  /** Show or hide the chosen result's heatmap, fetching it the first time. */
   async setHeatmap(on) {
-    const result = this.fracture;
+    const result = this.#heatmapResult;
     const enabled = Boolean(on && result?.heatmap_url);
     $("#heatmap-toggle").checked = enabled;
     this.viewer.setHeatmapVisible(enabled);
@@ -177,7 +212,7 @@ export class FindingsPanel {
     if (!enabled || this.heatmapLoaded === result.result_id) return;
     try {
       const bitmap = await this.api.bitmap(result.heatmap_url);
-      if (this.fracture?.result_id !== result.result_id) return;
+      if (this.#heatmapResult?.result_id !== result.result_id) return;
       this.heatmapLoaded = result.result_id;
       this.viewer.setHeatmap(bitmap);
     } catch (error) {
@@ -189,18 +224,35 @@ export class FindingsPanel {
   }
 
   toggleHeatmap() {
-    if (this.fracture?.heatmap_url) this.setHeatmap(!$("#heatmap-toggle").checked);
+    if (this.#heatmapResult) this.setHeatmap(!$("#heatmap-toggle").checked);
   }
 
   get heatmapAvailable() {
-    return Boolean(this.fracture?.heatmap_url);
+    return Boolean(this.#heatmapResult);
   }
 
   render() {
     show($("#findings-empty"), !this.detection && !this.fracture);
     this.#renderDetection();
     this.#renderFracture();
+    this.#renderHeatmap();
     this.#renderOodBanner();
+  }
+
+  /** The heatmap card: which result's map (a choice when both have one), its method. */
+  #renderHeatmap() {
+    const result = this.#heatmapResult;
+    show($("#heatmap-card"), Boolean(result));
+    $('[data-action="heatmap"]').disabled = !result;
+    $("#heatmap-toggle").disabled = !result;
+    if (!result) return;
+    const choices = [this.detection, this.fracture].filter((r) => r?.heatmap_url);
+    const label = (r) => `${TASK_NAMES[r.task]}: ${HEATMAP_METHODS[r.heatmap_method] ?? "Grad-CAM"}`;
+    const select = $("#heatmap-source");
+    select.replaceChildren(...choices.map((r) => h("option", { value: r.task }, label(r))));
+    select.value = result.task;
+    show(select.closest("label"), choices.length > 1);
+    $("#heatmap-method").textContent = `${label(result)} · ${modelText(result.model)}`;
   }
 
   /** A banner over the image when a model's out-of-distribution guard warned about it. */
@@ -340,7 +392,6 @@ export class FindingsPanel {
     const card = $("#fracture-card");
     const result = this.fracture;
     show(card, Boolean(result));
-    $('[data-action="heatmap"]').disabled = !result?.heatmap_url;
     if (!result) return;
     const { probability, threshold, label } = result.fracture;
     $('[data-role="model"]', card).textContent = modelText(result.model);
@@ -356,7 +407,6 @@ export class FindingsPanel {
     $("#prob-threshold").style.left = percent(threshold, 1);
     $("#fracture-probability").textContent = probabilityText(probability);
     $("#fracture-threshold").textContent = `${threshold.toFixed(3)} (model card)`;
-    $("#heatmap-toggle").disabled = !result.heatmap_url;
     const saved = this.verdicts.get(`${result.result_id}:0`);
     const feedback = $("#fracture-feedback");
     show(feedback, this.#judgeable(result));

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib.util
 import json
+from pathlib import Path
 
+import cv2
+import numpy as np
 import pydicom
 from sqlalchemy import select
 
 from insightray.config import data_root
 from insightray.engine import load_predictor
+from insightray.engine.export import export_onnx
 from insightray.imaging import read_image
+from insightray.models import ModelCard, Preprocessing, create_model, save_card
 from insightray.models.catalog import bundled_models
 from insightray.serving.security.audit import AuditLog
 from insightray.serving.storage.db.models import AuditRecord, Result
@@ -86,8 +93,67 @@ def test_fracture_task_answers_or_says_the_model_is_missing(api: Api) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert 0.0 <= body["fracture"]["probability"] <= 1.0 and body["findings"] is None
+    assert body["heatmap_method"] == "gradcam"
     heatmap = api.client.get(body["heatmap_url"], headers=headers)
     assert heatmap.status_code == 200 and heatmap.content[:4] == b"\x89PNG"
+
+
+def test_cxr_results_serve_the_detector_eigencam_at_the_image_size(api: Api) -> None:
+    headers = api.as_role("clinician")
+    study = api.upload(TB_IMAGE)
+    body = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=headers
+    ).json()
+    assert body["heatmap_method"] == "eigencam"
+    assert body["heatmap_url"] == f"/v1/results/{body['result_id']}/heatmap"
+    response = api.client.get(body["heatmap_url"], headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    rgba = cv2.imdecode(np.frombuffer(response.content, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (*read_image(TB_IMAGE).pixels.shape[:2], 4)
+    assert 0 < (rgba[..., 3] > 0).mean() <= 0.2, "the hottest fifth at most is coloured"
+    # The overlay stays the boxes the CLI draws; the heat map is the viewer's to toggle.
+    overlay = api.client.get(body["image_url"], headers=headers).content
+    assert overlay != response.content
+    with api.services.db.session(read_only=True) as session:
+        kinds = [
+            r.action for r in session.scalars(select(AuditRecord)) if r.action == "result.heatmap"
+        ]
+    assert kinds == ["result.heatmap"]
+
+
+def _onnx_detector(folder: Path) -> Path:
+    """A small detector stored as an ONNX export: it answers, but has no EigenCAM."""
+    card = ModelCard(
+        DETECTOR, "detection", "9.0.0", ("ActiveTuberculosis",), (64, 64),
+        preprocessing=Preprocessing(channels=1),
+    )  # fmt: skip
+    model = create_model("yolov5n", num_classes=1, in_channels=1)
+    weights = export_onnx(model, folder / "model.onnx", 64, channels=1)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    card = dataclasses.replace(card, weights_file=weights.name, weights_sha256=digest)
+    save_card(card, folder / "card.json")
+    return folder / "card.json"
+
+
+def test_a_result_without_a_heat_map_answers_404(api: Api, tmp_path: Path) -> None:
+    registered = api.client.post(
+        f"/v1/models/{DETECTOR}/versions",
+        json={"card_path": str(_onnx_detector(tmp_path)), "stage": "production"},
+        headers=api.as_role("admin"),
+    )
+    assert registered.status_code == 201, registered.text
+    headers = api.as_role("clinician")
+    study = api.upload(TB_IMAGE)
+    body = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=headers
+    ).json()
+    assert body["model"]["version"] == "9.0.0"
+    assert body["heatmap_url"] is None and body["heatmap_method"] is None
+    response = api.client.get(f"/v1/results/{body['result_id']}/heatmap", headers=headers)
+    assert response.status_code == 404
+    assert "no heatmap" in response.json()["error"]["message"]
+    other = api.client.get(f"/v1/results/{body['result_id']}/image", headers=headers)
+    assert other.status_code == 200
 
 
 def test_audit_chain_verifies_after_a_series_of_requests(api: Api) -> None:

@@ -37,6 +37,20 @@ def test_text_analyze_returns_entities_with_context_and_versions(api: Api) -> No
         headers=api.as_role("researcher"),
     ).json()["explanation"]
     assert explained["method"] == "integrated-gradients" and len(explained["words"]) == 7
+    attention = api.client.post(
+        "/v1/text/analyze",
+        json={"text": "itchy red rash", "explain": True, "explain_method": "attention-rollout"},
+        headers=api.as_role("researcher"),
+    ).json()["explanation"]
+    assert attention["method"] == "attention-rollout" and attention["convergence_delta"] is None
+    assert [w["text"] for w in attention["words"]] == ["itchy", "red", "rash"]
+    assert max(w["weight"] for w in attention["words"]) == 1.0
+    unknown = api.client.post(
+        "/v1/text/analyze",
+        json={"text": "itchy red rash", "explain": True, "explain_method": "saliency"},
+        headers=api.as_role("researcher"),
+    )
+    assert unknown.status_code == 422
     assert body["models"] == [
         {"name": "ner-ncbi-bilstm-crf", "version": "1.0.0"},
         {"name": "textcls-symptom2disease-minilm", "version": "1.0.0"},
