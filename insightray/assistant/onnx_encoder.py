@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["export_encoder", "onnx_encoder"]
+__all__ = ["ENCODER_RECIPE", "export_encoder", "onnx_encoder"]
+
+#: Names how :func:`export_encoder` makes its files (opset, fusions, quantisation). Bump it when
+#: that changes, so files made by an older recipe are not reused.
+ENCODER_RECIPE = "fused-1"
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -35,14 +39,15 @@ def export_encoder(model_path: Path, folder: Path, sha256: str, *, int8: bool) -
     Args:
         model_path: A BERT-family sentence-transformers model folder.
         folder: Where exports are kept.
-        sha256: The weights' SHA-256 (names the export).
+        sha256: The weights' SHA-256 (names the export, with :data:`ENCODER_RECIPE`).
         int8: Quantise the linear layers' weights to INT8.
     """
-    target = folder / f"{sha256[:16]}-{'int8' if int8 else 'fp32'}.onnx"
+    stem = f"{sha256[:16]}-{ENCODER_RECIPE}"
+    target = folder / f"{stem}-{'int8' if int8 else 'fp32'}.onnx"
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
-    fused = folder / f"{sha256[:16]}-fp32.onnx"
+    fused = folder / f"{stem}-fp32.onnx"
     if not fused.is_file():
         _export_fused(model_path, fused)
     if int8:

@@ -12,6 +12,7 @@ import pytest
 
 from insightray.assistant.embeddings import Embedder, EmbedderConfig
 from insightray.assistant.index import KnowledgeIndex, fingerprint, open_index
+from insightray.assistant.onnx_encoder import ENCODER_RECIPE
 from insightray.errors import ConfigError
 from tests.assistant.conftest import SMALL
 
@@ -48,7 +49,10 @@ def test_the_export_is_made_once_per_weights(encoders: Path, embedder: Embedder)
     Embedder(EmbedderConfig(backend="onnx-int8", cache_dir=encoders)).encode_one("warm up")
     exported = sorted(encoders.glob("*.onnx"))
     sha = embedder.sha256()
-    assert [p.name for p in exported] == [f"{sha[:16]}-fp32.onnx", f"{sha[:16]}-int8.onnx"]
+    assert [p.name for p in exported] == [
+        f"{sha[:16]}-{ENCODER_RECIPE}-fp32.onnx",
+        f"{sha[:16]}-{ENCODER_RECIPE}-int8.onnx",
+    ]
     stamps = [p.stat().st_mtime_ns for p in exported]
     Embedder(EmbedderConfig(backend="onnx-int8", cache_dir=encoders)).encode_one("again")
     assert [p.stat().st_mtime_ns for p in exported] == stamps

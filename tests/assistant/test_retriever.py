@@ -18,6 +18,7 @@ from insightray.assistant.chat import Assistant, AssistantConfig
 from insightray.assistant.embeddings import Embedder, default_model_path
 from insightray.assistant.index import KnowledgeIndex, load_index, open_index
 from insightray.assistant.knowledge import read_knowledge
+from insightray.assistant.onnx_encoder import ENCODER_RECIPE
 from insightray.assistant.retriever_model import WEIGHTS_FILE, save_retriever
 from insightray.cli.common import app
 from insightray.errors import ConfigError, InputNotFoundError
@@ -143,4 +144,6 @@ def test_the_onnx_int8_export_runs_the_fine_tuned_weights(
                             cache_dir=cache))  # fmt: skip
     vectors = int8.encode(TEXTS)
     assert (vectors * _full_precision(state)).sum(1).min() > 0.98
-    assert [p.name for p in cache.glob("*-int8.onnx")] == [f"{int8.sha256()[:16]}-int8.onnx"]
+    assert [p.name for p in cache.glob("*-int8.onnx")] == [
+        f"{int8.sha256()[:16]}-{ENCODER_RECIPE}-int8.onnx"
+    ]
