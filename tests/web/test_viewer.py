@@ -347,6 +347,27 @@ def test_report_negation_and_uncertainty(page: Page, screenshots: Path) -> None:
     shot(page, screenshots, "12-report-entities")
 
 
+def test_report_tab_shades_the_words_behind_the_disease(page: Page, screenshots: Path) -> None:
+    sign_in(page)
+    page.click('[data-tab="report"]')
+    page.fill("#report-text", "I have a high fever, chills and I keep sweating at night.")
+    page.click("#report-analyse")
+    expect(page.locator("#report-result")).to_be_visible()
+    expect(page.locator("#report-explanation")).to_be_hidden()  # only when asked
+    for method, name in (("integrated-gradients", "integrated gradients"),
+                         ("attention-rollout", "attention rollout")):  # fmt: skip
+        page.select_option("#report-explain", method)
+        page.click("#report-analyse")
+        expect(page.locator("#report-explanation-title")).to_contain_text(name)
+        words = page.locator("#report-words .word-weight")
+        expect(words.first).to_be_visible()
+        assert words.count() >= 8
+        weights = [float(w) for w in words.evaluate_all("s => s.map(e => e.dataset.weight)")]
+        assert max(weights) > 0 and all(-1 <= w <= 1 for w in weights)
+        assert "fever" in page.locator("#report-words").inner_text()
+    shot(page, screenshots, "13-report-word-weights")
+
+
 def test_assistant_cites_and_escalates(page: Page, screenshots: Path) -> None:
     sign_in(page)
     page.keyboard.press("q")

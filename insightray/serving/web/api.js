@@ -102,7 +102,11 @@ export class Api {
   }
   priors(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/priors`); }
   tags(studyId) { return this.json("GET", `/v1/studies/${encodeURIComponent(studyId)}/tags`); }
-  analyseText(text) { return this.json("POST", "/v1/text/analyze", { text }); }
+  /** `explainMethod`: "" for none, else a method of `POST /v1/text/analyze`'s explain_method. */
+  analyseText(text, explainMethod = "") {
+    const body = explainMethod ? { text, explain: true, explain_method: explainMethod } : { text };
+    return this.json("POST", "/v1/text/analyze", body);
+  }
   ask(question, conversationId) {
     const body = { question };
     if (conversationId) body.conversation_id = conversationId;

@@ -68,7 +68,7 @@ export class ReportPanel {
     show($("#report-busy"), true);
     $("#report-analyse").disabled = true;
     try {
-      const result = await this.api.analyseText(text);
+      const result = await this.api.analyseText(text, $("#report-explain").value);
       this.render(result);
     } catch (error) {
       setError($("#report-error"), error.message);
@@ -104,8 +104,34 @@ export class ReportPanel {
       h("div", { class: "bar" }, h("div", { style: { width: percent(d.score, 1) } })),
     )));
     if (!diseases.length) $("#report-diseases").append(h("li", { class: "muted" }, "No prediction."));
+    this.#explanation(result.text ?? "", result.explanation);
     const models = (result.models ?? []).map(modelText).join(" · ");
     $("#report-models").textContent = models ? `Models: ${models}` : "";
+  }
+
+  /** The words behind the best disease, shaded by weight (red: towards it, blue: against). */
+  #explanation(text, explanation) {
+    show($("#report-explanation"), Boolean(explanation));
+    if (!explanation) return;
+    const method = explanation.method.replace("-", " ");
+    $("#report-explanation-title").textContent =
+      `Words behind “${explanation.label}” (${percent(explanation.score, 1)}, ${method})`;
+    const nodes = [];
+    let at = 0;
+    for (const word of explanation.words) {
+      if (word.start > at) nodes.push(text.slice(at, word.start));
+      const alpha = Math.min(1, Math.abs(word.weight)).toFixed(2);
+      const colour = word.weight >= 0 ? `rgba(220, 38, 38, ${alpha})` : `rgba(37, 99, 235, ${alpha})`;
+      nodes.push(h("span", {
+        class: "word-weight",
+        style: { backgroundColor: colour },
+        title: `${word.weight >= 0 ? "+" : ""}${word.weight.toFixed(2)}`,
+        "data-weight": word.weight.toFixed(3),
+      }, text.slice(word.start, word.end)));
+      at = word.end;
+    }
+    if (at < text.length) nodes.push(text.slice(at));
+    $("#report-words").replaceChildren(...nodes);
   }
 
   /** The text as nodes with each entity wrapped in a span (overlaps keep the first). */
