@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models.card import ModelCard, load_card, save_card
 from insightray.models.catalog import CARD_FILE, sha256_file
 
@@ -110,10 +110,9 @@ def materialise_retriever(folder: Path, cache_dir: Path, base_folder: Path) -> P
         InputNotFoundError: The card or the weights file is missing.
         ConfigError: Not a retriever card, or the weights or base encoder differ from the card.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    from insightray.models.text.bert_weights import decode_weights
+    from insightray.models.text.bert_weights import decode_weights, read_weights
 
     card = load_card(folder / CARD_FILE)
     if card.task != RETRIEVER_TASK or not card.weights_file or not card.weights_sha256:
@@ -133,13 +132,7 @@ def materialise_retriever(folder: Path, cache_dir: Path, base_folder: Path) -> P
         raise ConfigError(
             str(base_folder), "the base encoder differs from the one trained on", "reinstall it"
         )
-    try:
-        stored = load_file(str(weights))
-    except (SafetensorError, OSError) as error:
-        raise CorruptFileError(
-            str(weights), "not a readable safetensors file", "re-save"
-        ) from error
-    state = decode_weights(stored, _base_state(base_folder))
+    state = decode_weights(read_weights(weights), _base_state(base_folder))
     staging = cache_dir / f".{target.name}.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     shutil.copytree(base_folder, staging, ignore=shutil.ignore_patterns(_BASE_WEIGHTS, "*.md"))

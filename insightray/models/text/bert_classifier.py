@@ -34,11 +34,11 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
+from insightray.errors import ConfigError, InputNotFoundError
 from insightray.models.card import ModelCard, load_card, save_card
 from insightray.models.catalog import CARD_FILE, resolve_card, sha256_file
 from insightray.models.registry import register_model
-from insightray.models.text.bert_weights import decode_weights, encode_weights
+from insightray.models.text.bert_weights import decode_weights, encode_weights, read_weights
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -315,8 +315,6 @@ def load_classifier(reference: str | Path, verify: bool = True) -> LoadedClassif
         InputNotFoundError: The model, its weights or its base encoder are missing.
         ConfigError: The card is not a text classifier or a checksum does not match.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
 
     folder = resolve_classifier(reference)
     card = load_card(folder / CARD_FILE)
@@ -348,13 +346,7 @@ def load_classifier(reference: str | Path, verify: bool = True) -> LoadedClassif
     base = {k: v for k, v in model.state_dict().items() if k.startswith("encoder.")}
     if embeddings.num_embeddings != len(tokenizer):
         model.encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)
-    try:
-        stored = load_file(str(weights))
-    except (SafetensorError, OSError) as error:
-        raise CorruptFileError(
-            str(weights), "not a readable safetensors file", "re-save"
-        ) from error
-    state = decode_weights(stored, base if is_delta else None)
+    state = decode_weights(read_weights(weights), base if is_delta else None)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if [k for k in missing if not k.endswith("position_ids")] or unexpected:
         raise ConfigError(str(weights), "the weights do not fit the model", "re-save the model")

@@ -20,12 +20,13 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
 from insightray.errors import ConfigError, CorruptFileError
 
-__all__ = ["decode_weights", "encode_weights"]
+__all__ = ["decode_weights", "encode_weights", "read_weights"]
 
 _SMALL = 4096  # tensors up to this many values (biases, norms) are always stored exactly
 
@@ -91,6 +92,21 @@ def encode_weights(
         out[f"scale:{name}"] = scale.float().contiguous()
         out[f"delta:{name}"] = torch.round(delta / scale.clamp(min=1e-30)[:, None]).to(torch.int8)
     return out
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (as :func:`encode_weights` wrote them).
+
+    Raises:
+        CorruptFileError: The file cannot be read as safetensors.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as error:
+        raise CorruptFileError(str(path), "not a readable safetensors file", "re-save") from error
 
 
 def decode_weights(
