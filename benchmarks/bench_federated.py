@@ -40,10 +40,9 @@ import numpy as np
 import torch
 
 from insightray.config import data_root
-from insightray.federated.results import load_global
+from insightray.federated.results import global_model
 from insightray.federated.settings import FederatedSettings
 from insightray.federated.simulation import prepare_sites, simulate
-from insightray.federated.site import set_arrays, shared_keys
 from insightray.federated.sites import (
     SUMMARY_FILE,
     TEST_FOLDER,
@@ -116,9 +115,7 @@ def _global_scores(
     settings: FederatedSettings, out: Path, test: list[FractureItem], save: Path
 ) -> None:
     """Score the test split with the global model a federated arm wrote in ``out``."""
-    model = build_classifier(dataclasses.replace(settings.train_config(), pretrained=False))
-    set_arrays(model, shared_keys(model), load_global(out / "server"))
-    _test_auc(model, test, settings.image_size, save)
+    _test_auc(global_model(settings, out / "server"), test, settings.image_size, save)
 
 
 def _paired(test: list[FractureItem], scores: Path) -> dict[str, list[float]]:

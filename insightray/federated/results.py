@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,8 +21,12 @@ from insightray.models import (
     ModelCard,
 )
 
+if TYPE_CHECKING:
+    from torch import nn
+
 __all__ = [
     "federated_lineage",
+    "global_model",
     "load_global",
     "plot_rounds",
     "read_rounds",
@@ -41,6 +45,16 @@ def load_global(folder: Path) -> list[NDArray[Any]]:
     """The server's final arrays (``global.npz``), in order."""
     with np.load(folder / "global.npz") as archive:
         return [archive[f"arr_{index}"] for index in range(len(archive.files))]
+
+
+def global_model(settings: FederatedSettings, folder: Path) -> nn.Module:
+    """The task's network with the server's final arrays in ``folder`` loaded."""
+    from insightray.federated.site import set_arrays, shared_keys
+    from insightray.federated.tasks import get_task
+
+    model = get_task(settings.task).build_model(settings, read_spec(folder))
+    set_arrays(model, shared_keys(model), load_global(folder))
+    return model
 
 
 def read_spec(folder: Path) -> dict[str, Any]:

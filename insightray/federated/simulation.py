@@ -24,14 +24,13 @@ from typing import Any
 from insightray.errors import ConfigError, FederatedRunError
 from insightray.federated.deployment import SuperLink, SuperNode, free_port, submit_run
 from insightray.federated.results import (
-    load_global,
+    global_model,
     plot_rounds,
     read_rounds,
     read_spec,
     write_federated_model,
 )
 from insightray.federated.settings import FederatedSettings
-from insightray.federated.site import set_arrays, shared_keys
 from insightray.federated.sites import SUMMARY_FILE, site_folders
 from insightray.federated.tasks import get_task
 
@@ -153,10 +152,8 @@ def simulate(
     rounds = read_rounds(server)
     test_report = None
     if test is not None:
-        model = task.build_model(settings, read_spec(server))
-        set_arrays(model, shared_keys(model), load_global(server))
         score = task.scorer(settings, read_spec(server), str(test), server / "cache", full=True)
-        test_report = score(model)
+        test_report = score(global_model(settings, server))
     write_federated_model(
         root / "model",
         settings,

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -200,15 +201,8 @@ class DriftWindow:
         )
         if tested is None:
             return now
-        return WindowFigures(
-            now.images,
-            now.ood_rate,
-            now.score_mean,
-            tested=True,
-            drift=tested.drift,
-            psi=tested.psi,
-            embedding_p_value=tested.embedding_p_value,
-            tested_images=tested.tested_images,
+        return dataclasses.replace(
+            tested, images=now.images, ood_rate=now.ood_rate, score_mean=now.score_mean
         )
 
 
