@@ -147,13 +147,18 @@ export class FindingsPanel {
 
   /** The result whose heatmap the controls show. */
   get #heatmapResult() {
-    const result = this.heatmapTask === "cxr" ? this.detection : this.heatmapTask === "fracture" ? this.fracture : null;
+    const result = this.#byTask[this.heatmapTask];
     return result?.heatmap_url ? result : null;
+  }
+
+  /** The open results that can carry a heatmap, by task. */
+  get #byTask() {
+    return { cxr: this.detection, fracture: this.fracture };
   }
 
   /** Show the heatmap of the latest result of `task` ("cxr" or "fracture"), hidden at first. */
   #setHeatmapTask(task) {
-    const results = { cxr: this.detection, fracture: this.fracture };
+    const results = this.#byTask;
     const chosen = results[task]?.heatmap_url ? task : Object.keys(results).find((t) => results[t]?.heatmap_url) ?? null;
     if (chosen !== this.heatmapTask) {
       this.heatmapTask = chosen;
@@ -246,7 +251,7 @@ export class FindingsPanel {
     $('[data-action="heatmap"]').disabled = !result;
     $("#heatmap-toggle").disabled = !result;
     if (!result) return;
-    const choices = [this.detection, this.fracture].filter((r) => r?.heatmap_url);
+    const choices = Object.values(this.#byTask).filter((r) => r?.heatmap_url);
     const label = (r) => `${TASK_NAMES[r.task]}: ${HEATMAP_METHODS[r.heatmap_method] ?? "Grad-CAM"}`;
     const select = $("#heatmap-source");
     select.replaceChildren(...choices.map((r) => h("option", { value: r.task }, label(r))));
