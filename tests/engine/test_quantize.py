@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from insightray.engine import OnnxBackend, load_predictor, write_model
+from insightray.engine import quantize
 from insightray.engine.quantize import float_nodes, quantize_detector
 from insightray.errors import ConfigError
 from insightray.imaging import write_png
@@ -77,6 +78,25 @@ def test_int8_model_loads_on_onnx_runtime_by_default_and_tracks_its_parent(
     scores = ours[..., 4]
     assert scores.max() > 0.01, "quantising the decode would zero every confidence"
     assert np.abs(ours[..., 4:] - theirs[..., 4:]).max() < 0.1
+
+
+def test_calibration_in_chunks_gives_the_ranges_of_one_pass(
+    parent: Path, images: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks bound memory (ONNX Runtime keeps every activation of a chunk); min-max merges
+    exactly, so the quantised graphs agree."""
+
+    def initializers(folder: Path) -> dict[str, np.ndarray]:
+        graph = onnx.load(str(folder / "weights.onnx")).graph
+        return {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+
+    quantize_detector(parent, images, tmp_path / "one", method="minmax")
+    monkeypatch.setattr(quantize, "CALIBRATION_CHUNK", 4)  # 6 images: chunks of 3
+    quantize_detector(parent, images, tmp_path / "chunks", method="minmax")
+    one, chunks = initializers(tmp_path / "one"), initializers(tmp_path / "chunks")
+    assert one.keys() == chunks.keys()
+    for name, value in one.items():
+        np.testing.assert_array_equal(value, chunks[name], err_msg=name)
 
 
 def test_quantize_refuses_bad_requests(parent: Path, images: list[Path], tmp_path: Path) -> None:
