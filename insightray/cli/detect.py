@@ -48,7 +48,9 @@ ModelOption = Annotated[
 BackendOption = Annotated[
     str,
     typer.Option(
-        "--backend", help="auto (ONNX weights on ONNX Runtime, else PyTorch), torch or onnx."
+        "--backend",
+        help="auto (ONNX weights on ONNX Runtime, else PyTorch), torch, onnx, openvino, or "
+        "openvino-bf16 (bfloat16, on processors with AVX-512 BF16 or AMX).",
     ),
 ]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu or cuda.")]

@@ -9,7 +9,13 @@ Example:
 
 from __future__ import annotations
 
-from insightray.engine.backends import Backend, OnnxBackend, TorchBackend, default_num_threads
+from insightray.engine.backends import (
+    Backend,
+    OnnxBackend,
+    OpenVinoBackend,
+    TorchBackend,
+    default_num_threads,
+)
 from insightray.engine.detection import (
     Detection,
     DetectionPredictor,
@@ -42,6 +48,7 @@ __all__ = [
     "DetectionPredictor",
     "DetectionResult",
     "OnnxBackend",
+    "OpenVinoBackend",
     "Predictor",
     "Result",
     "TorchBackend",

@@ -1,4 +1,5 @@
-"""Inference backends: one interface over a PyTorch detector and an ONNX Runtime session.
+"""Inference backends: one interface over a PyTorch detector, an ONNX Runtime session and an
+OpenVINO compiled model.
 
 Every backend is a callable that takes a float32 ``(B, C, H, W)`` batch in ``[0, 1]`` and
 returns the decoded predictions ``(B, N, 5 + num_classes)`` as float32 NumPy: centre x, centre y,
@@ -15,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -31,6 +32,7 @@ __all__ = [
     "SIZE_MULTIPLE",
     "Backend",
     "OnnxBackend",
+    "OpenVinoBackend",
     "TorchBackend",
     "checked_image_size",
     "default_num_threads",
@@ -177,19 +179,9 @@ class OnnxBackend:
                 "export the model again",
             ) from error
         inputs = self.session.get_inputs()
-        shape = list(inputs[0].shape) if len(inputs) == 1 else []
-        if len(shape) != 4 or not isinstance(shape[1], int):
-            raise ConfigError(
-                str(self.path),
-                f"expected one (B, C, H, W) input with a fixed C, got {shape or len(inputs)}",
-                "export the model with export_onnx",
-            )
         self.input_name: str = inputs[0].name
-        self._input_channels = int(shape[1])
-        height, width = shape[2], shape[3]
-        fixed_size = isinstance(height, int) and isinstance(width, int)
-        self._input_size = (int(height), int(width)) if fixed_size else None
-        self._fixed_batch = shape[0] if isinstance(shape[0], int) else None
+        shape = list(inputs[0].shape) if len(inputs) == 1 else []
+        self._input_channels, self._input_size, self._fixed_batch = _graph_input(self.path, shape)
 
     @property
     def input_channels(self) -> int:
@@ -203,20 +195,152 @@ class OnnxBackend:
 
     def __call__(self, batch: FloatArray) -> FloatArray:
         """Run the session on a ``(B, C, H, W)`` float32 batch and return its predictions."""
-        images = np.ascontiguousarray(batch, dtype=np.float32)
-        if self._fixed_batch is None or self._fixed_batch == len(images):
-            return self._run(images)
-        if self._fixed_batch != 1:
-            raise ConfigError(
-                str(self.path),
-                f"the graph takes batches of exactly {self._fixed_batch}, not {len(images)}",
-                "export it with dynamic_batch=True or use that batch size",
-            )
-        return np.concatenate([self._run(images[i : i + 1]) for i in range(len(images))])
+        return _run_batched(self._run, batch, self._fixed_batch, self.path)
 
     def _run(self, images: FloatArray) -> FloatArray:
         outputs = self.session.run(None, {self.input_name: images})
         return np.asarray(outputs[0], dtype=np.float32)
+
+
+class OpenVinoBackend:
+    """Run an ONNX detector with OpenVINO's CPU plugin, in fp32 or bf16.
+
+    OpenVINO compiles the same ``.onnx`` file ONNX Runtime runs (an fp32 export or an INT8 QDQ
+    graph). ``precision="bf16"`` computes in bfloat16 on processors with native bf16
+    instructions (AVX-512 BF16 or AMX, which OpenVINO reports as the ``BF16`` capability); it
+    is refused elsewhere rather than emulated. ``"f32"`` is set explicitly, because OpenVINO
+    would otherwise pick bf16 by itself on such processors.
+
+    Args:
+        path: The ``.onnx`` file.
+        precision: ``"f32"`` or ``"bf16"``.
+        num_threads: Inference threads; ``None`` uses :func:`default_num_threads`.
+
+    Raises:
+        InputNotFoundError: The file does not exist.
+        CorruptFileError: OpenVINO cannot compile it.
+        ConfigError: An unknown precision, bf16 on a processor without it, or a graph that
+            does not take one ``(B, C, H, W)`` image input.
+        MissingExtraError: OpenVINO is not installed (``insightray[openvino]``).
+
+    Example:
+        >>> backend = OpenVinoBackend("yolov5s_chest.onnx", "bf16")  # doctest: +SKIP
+        >>> backend(np.zeros((1, 1, 512, 512), np.float32)).shape  # doctest: +SKIP
+        (1, 16128, 7)
+    """
+
+    def __init__(
+        self, path: str | Path, precision: str = "f32", num_threads: int | None = None
+    ) -> None:
+        self.path = Path(path)
+        if precision not in ("f32", "bf16"):
+            raise ConfigError(f"precision {precision!r}", "unknown precision", "use f32 or bf16")
+        if not self.path.is_file():
+            raise InputNotFoundError(
+                str(self.path), "the ONNX model does not exist", "export it with export_onnx"
+            )
+        if precision == "bf16":
+            require_bf16()
+        core = import_extra("openvino", "openvino").Core()
+        settings = {
+            "INFERENCE_PRECISION_HINT": precision,
+            "INFERENCE_NUM_THREADS": num_threads or default_num_threads(),
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        try:
+            self.compiled = core.compile_model(str(self.path), "CPU", settings)
+        except Exception as error:  # OpenVINO raises its own untyped exceptions on bad files
+            raise CorruptFileError(
+                str(self.path),
+                f"OpenVINO cannot compile the model ({type(error).__name__})",
+                "export the model again",
+            ) from error
+        self.precision = precision
+        self._request = self.compiled.create_infer_request()
+        inputs = self.compiled.inputs
+        shape = (
+            [d.get_length() if d.is_static else None for d in inputs[0].get_partial_shape()]
+            if len(inputs) == 1
+            else []
+        )
+        self._input_channels, self._input_size, self._fixed_batch = _graph_input(self.path, shape)
+
+    @property
+    def input_channels(self) -> int:
+        """Image channels of the graph's input."""
+        return self._input_channels
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The graph's fixed input ``(height, width)``, if it has one."""
+        return self._input_size
+
+    def __call__(self, batch: FloatArray) -> FloatArray:
+        """Run the model on a ``(B, C, H, W)`` float32 batch and return its predictions."""
+        return _run_batched(self._run, batch, self._fixed_batch, self.path)
+
+    def _run(self, images: FloatArray) -> FloatArray:
+        outputs = self._request.infer({0: images})
+        return np.asarray(outputs[0], dtype=np.float32)
+
+
+def require_bf16() -> None:
+    """Refuse a processor without native bfloat16 (OpenVINO's ``BF16`` capability).
+
+    Raises:
+        ConfigError: No AVX-512 BF16 or AMX.
+        MissingExtraError: OpenVINO is not installed (``insightray[openvino]``).
+    """
+    core = import_extra("openvino", "openvino").Core()
+    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise ConfigError(
+            "bf16",
+            "this processor has no bf16 instructions (AVX-512 BF16 or AMX)",
+            "use --backend openvino (fp32)",
+        )
+
+
+def _graph_input(
+    path: Path, shape: Sequence[int | str | None]
+) -> tuple[int, tuple[int, int] | None, int | None]:
+    """Channels, fixed ``(height, width)`` and fixed batch of a graph's image input.
+
+    Raises:
+        ConfigError: ``shape`` is not ``(B, C, H, W)`` with a fixed ``C``.
+    """
+    channels = shape[1] if len(shape) == 4 else None
+    if not isinstance(channels, int):
+        raise ConfigError(
+            str(path),
+            f"expected one (B, C, H, W) input with a fixed C, got {list(shape) or 'none'}",
+            "export the model with export_onnx",
+        )
+    batch, _, height, width = shape
+    size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
+    return channels, size, batch if isinstance(batch, int) else None
+
+
+def _run_batched(
+    run: Callable[[FloatArray], FloatArray],
+    batch: FloatArray,
+    fixed_batch: int | None,
+    path: Path,
+) -> FloatArray:
+    """``run`` on the whole batch, or image by image for a graph fixed at batch 1.
+
+    Raises:
+        ConfigError: The graph is fixed at another batch size than ``len(batch)``.
+    """
+    images = np.ascontiguousarray(batch, dtype=np.float32)
+    if fixed_batch is None or fixed_batch == len(images):
+        return run(images)
+    if fixed_batch != 1:
+        raise ConfigError(
+            str(path),
+            f"the graph takes batches of exactly {fixed_batch}, not {len(images)}",
+            "export it with dynamic_batch=True or use that batch size",
+        )
+    return np.concatenate([run(images[i : i + 1]) for i in range(len(images))])
 
 
 def checked_image_size(size: int | tuple[int, int] | Sequence[int]) -> tuple[int, int]:

@@ -6,15 +6,16 @@ names. Predictor factories are found through the ``insightray.predictors`` entry
 (declared in ``pyproject.toml``), so a task implemented in a higher layer (the NER tagger in
 :mod:`insightray.nlp`, the intent model in :mod:`insightray.assistant`) or in another package
 plugs in without the engine importing it. Image predictors run on a backend chosen by name
-from :func:`list_backends` (``torch``, ``onnx``, and ``auto``, which picks ONNX Runtime for
-ONNX weights; :func:`register_backend` adds more).
+from :func:`list_backends` (``torch``, ``onnx`` (ONNX Runtime), ``openvino`` and
+``openvino-bf16`` (OpenVINO on the CPU in fp32 or bfloat16), and ``auto``, which picks ONNX
+Runtime for ONNX weights, else PyTorch; :func:`register_backend` adds more).
 
 Example:
     >>> predictor = load_predictor(task="detection")
     >>> predictor.card.task
     'detection'
     >>> sorted(list_backends())
-    ['auto', 'onnx', 'torch']
+    ['auto', 'onnx', 'openvino', 'openvino-bf16', 'torch']
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, overload, runtime_checkable
 
-from insightray.engine.backends import Backend, OnnxBackend, TorchBackend
+from insightray.engine.backends import Backend, OnnxBackend, OpenVinoBackend, TorchBackend
 from insightray.engine.export import EXPORT_RECIPE, export_onnx
 from insightray.engine.weights import load_model, verify_checksum
 from insightray.errors import ConfigError, InputNotFoundError
@@ -144,8 +145,12 @@ def weights_path(card: ModelCard, card_path: Path) -> Path:
 
 @register_backend("auto")
 def _auto_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
-    """ONNX Runtime for a card whose weights are an ONNX file (an export, an INT8 model),
-    else PyTorch."""
+    """The backend the card names (a bf16 conversion names ``openvino-bf16``), else ONNX
+    Runtime for ONNX weights (an export, an INT8 model) and PyTorch for the rest."""
+    if card.backend is not None:
+        if card.backend == "auto":
+            raise ConfigError(str(card_path), "the card's backend is auto", "name a backend")
+        return open_backend(card.backend, card, card_path, device)
     onnx = weights_path(card, card_path).suffix == ".onnx"
     return open_backend("onnx" if onnx else "torch", card, card_path, device)
 
@@ -160,18 +165,46 @@ def _torch_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
 
 @register_backend("onnx")
 def _onnx_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
-    """The card's ONNX export; exported once beside the weights when they are PyTorch.
+    return OnnxBackend(onnx_file(card, card_path), device=device)
+
+
+@register_backend("openvino")
+def _openvino_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
+    """The card's ONNX file compiled by OpenVINO for the CPU, in fp32."""
+    _require_cpu("openvino", device)
+    return OpenVinoBackend(onnx_file(card, card_path), "f32")
+
+
+@register_backend("openvino-bf16")
+def _openvino_bf16_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
+    """The card's ONNX file compiled by OpenVINO for the CPU, computing in bfloat16."""
+    _require_cpu("openvino-bf16", device)
+    return OpenVinoBackend(onnx_file(card, card_path), "bf16")
+
+
+def _require_cpu(backend: str, device: str) -> None:
+    if device != "cpu":
+        raise ConfigError(f"{backend} on {device}", "OpenVINO runs here on the CPU only",
+                          "use --device cpu, or --backend onnx on a GPU")  # fmt: skip
+
+
+def onnx_file(card: ModelCard, card_path: Path) -> Path:
+    """The card's ONNX graph: its weights when they are one, else an export beside them.
 
     The export is ``<weights stem>.onnx`` with a ``.onnx.sha256`` stamp holding the SHA-256 of
     the weights it came from, its input size and the export recipe; it is exported again when
     any of them changes.
+
+    Raises:
+        InputNotFoundError: The card's ONNX weights are missing.
+        ConfigError: The export cannot be written beside the weights.
     """
     weights = weights_path(card, card_path)
     if weights.suffix == ".onnx":
         if not weights.is_file():
             raise InputNotFoundError(str(weights), "the ONNX model does not exist", "export it")
         verify_checksum(card, weights)
-        return OnnxBackend(weights, device=device)
+        return weights
     target = weights.with_suffix(".onnx")
     stamp = target.with_name(target.name + ".sha256")
     size = f"{card.input_size[0]}x{card.input_size[1]}"
@@ -187,7 +220,7 @@ def _onnx_backend(card: ModelCard, card_path: Path, device: str) -> Backend:
                 f"the ONNX export cannot be written beside the weights ({type(error).__name__})",
                 "copy the model folder somewhere writable, or use `insightray export detect`",
             ) from error
-    return OnnxBackend(target, device=device)
+    return target
 
 
 @overload

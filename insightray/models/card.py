@@ -47,7 +47,15 @@ __all__ = [
 #: The layout :meth:`ModelCard.to_dict` writes.
 CARD_VERSION = 2
 #: What can have been done to a parent model to make this one.
-LINEAGE_METHODS = ("trained", "fine-tuned", "quantised", "pruned", "distilled", "federated")
+LINEAGE_METHODS = (
+    "trained",
+    "fine-tuned",
+    "quantised",
+    "pruned",
+    "distilled",
+    "federated",
+    "converted",
+)
 
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 
@@ -316,6 +324,8 @@ class ModelCard:
         ensemble: For an ensemble card (no weights of its own): its members and their
             fusion (:class:`~insightray.models.ensemble.Ensemble`).
         tta: Test-time augmentation run by default with this model, if any.
+        backend: The backend ``auto`` runs these weights on when it is not the default for
+            their format (e.g. ``"openvino-bf16"`` for a bfloat16 conversion).
     """
 
     name: str
@@ -337,6 +347,7 @@ class ModelCard:
     card_version: int = CARD_VERSION
     ensemble: Ensemble | None = None
     tta: TestTimeAugmentation | None = None
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         for name, section in (("ensemble", Ensemble), ("tta", TestTimeAugmentation)):
@@ -369,9 +380,9 @@ class ModelCard:
         data: dict[str, Any] = {}
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)
-            if item.name in ("ensemble", "tta"):
+            if item.name in ("ensemble", "tta", "backend"):
                 if value is not None:  # written only when set
-                    data[item.name] = value.to_dict()
+                    data[item.name] = value if item.name == "backend" else value.to_dict()
                 continue
             data[item.name] = value.to_dict() if item.name in _SECTIONS else value
         if not data["calibration"]:  # optional section: uncalibrated cards stay as they were

@@ -9,8 +9,7 @@ import onnx
 import pytest
 import torch
 
-from insightray.engine import OnnxBackend, load_predictor, write_model
-from insightray.engine import quantize
+from insightray.engine import OnnxBackend, load_predictor, quantize, write_model
 from insightray.engine.quantize import float_nodes, quantize_detector
 from insightray.errors import ConfigError
 from insightray.imaging import write_png

@@ -1,0 +1,73 @@
+"""A bfloat16 copy of a detector for the CPU: its ONNX graph, run by OpenVINO in bf16.
+
+On processors with native bfloat16 (AVX-512 BF16 or AMX) OpenVINO computes convolutions in
+bf16 with fp32 accumulation; no calibration is needed, unlike INT8. The result is a new model
+folder holding the fp32 ONNX graph, whose card names the ``openvino-bf16`` backend (so the
+``auto`` backend, ``detect``, ``evaluate`` and the service run it in bf16) and whose
+``lineage`` names the parent and its SHA-256 (method ``converted``).
+
+Example:
+    >>> card = bf16_detector("cxr-tbx11k-yolov5s", "runs/bf16")  # doctest: +SKIP
+    >>> card.backend, card.lineage.method  # doctest: +SKIP
+    ('openvino-bf16', 'converted')
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from insightray.engine.backends import require_bf16
+from insightray.engine.export import export_onnx
+from insightray.engine.weights import load_model
+from insightray.errors import ConfigError
+from insightray.models import Lineage, ModelCard, load_card, save_card
+from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
+
+__all__ = ["BF16_BACKEND", "bf16_detector"]
+
+#: The backend a bf16 copy's card names.
+BF16_BACKEND = "openvino-bf16"
+
+
+def bf16_detector(model: str | Path | None, out_dir: str | Path) -> ModelCard:
+    """Write a bfloat16 copy of a detector as a new model folder and return its card.
+
+    Args:
+        model: The parent: a card, a model folder or a bundled name (``None``: the default).
+        out_dir: The new model folder.
+
+    Raises:
+        ConfigError: Not a PyTorch detector, or a processor without native bf16.
+        MissingExtraError: OpenVINO or ONNX is not installed (``insightray[openvino]``).
+    """
+    card_path = resolve_card(model, default=default_model("detection"))
+    parent = load_card(card_path)
+    if parent.task != "detection" or parent.weights_file is None:
+        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
+    if parent.weights_file.endswith(".onnx"):
+        raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    require_bf16()
+    target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    graph = export_onnx(load_model(parent, card_path.parent / parent.weights_file),
+                        target / "weights.onnx", parent.input_size)  # fmt: skip
+    lineage = Lineage(
+        "converted",
+        f"{card_path.parent.name} {parent.version}",
+        parent.weights_sha256,
+        {"runtime": "OpenVINO", "precision": "bf16 (fp32 accumulation)"},
+        "none (no calibration)",
+    )
+    card = dataclasses.replace(
+        parent,
+        version=f"{parent.version}+bf16",
+        weights_file=graph.name,
+        weights_sha256=sha256_file(graph),
+        lineage=lineage,
+        backend=BF16_BACKEND,
+        metrics={},
+        notes=f"bfloat16 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+    )
+    save_card(card, target / CARD_FILE)
+    return card
