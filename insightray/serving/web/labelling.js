@@ -9,7 +9,7 @@ import { $, formatTime, h, setError, show, toast } from "./dom.js";
 
 /**
  * Roles granted both `analyze` (the queue) and `study_write` (a label) in
- * insightray/serving/security/roles.py; tests/serving/test_web_roles.py keeps the two in step.
+ * insightray/serving/security/roles.py; tests/serving/test_web_labelling.py keeps the two in step.
  */
 export const LABELLER_ROLES = ["clinician", "researcher", "admin"];
 
