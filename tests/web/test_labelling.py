@@ -109,7 +109,13 @@ def _correct_boxes(page: Page, service: Service, study_id: str) -> list[tuple[st
     label, box = _rows(page)[-1]
     assert label == classes[1]
     assert abs(box[0] - x) <= 2 * pixel and abs(box[3] - (y + 0.1 * height)) <= 2 * pixel
-    return _rows(page)
+    kept = _rows(page)
+    _drag(page, (x, y + 0.12 * height), (x + 0.05 * width, y + 0.17 * height))  # one too many
+    expect(page.locator(".label-box")).to_have_count(before + 2)
+    page.keyboard.press("Delete")  # removes the selected box: the one just drawn
+    expect(page.locator(".label-box")).to_have_count(before + 1)
+    assert _rows(page) == kept
+    return kept
 
 
 def test_walk_the_queue_label_export_and_train(

@@ -6,6 +6,7 @@
 // one of the detector's classes). The service keeps every label with who gave it and when.
 
 import { $, formatTime, h, setError, show, toast } from "./dom.js";
+import { PALETTE } from "./findings.js";
 
 /**
  * Roles granted both `analyze` (the queue) and `study_write` (a label) in
@@ -13,8 +14,6 @@ import { $, formatTime, h, setError, show, toast } from "./dom.js";
  */
 export const LABELLER_ROLES = ["clinician", "researcher", "admin"];
 
-// One colour per class (in the detector's label order), as the findings panel's boxes.
-const PALETTE = ["#ffb020", "#38bdf8", "#f472b6", "#a3e635", "#c084fc", "#fb7185", "#2dd4bf", "#facc15"];
 const GRAB_PX = 7;      // screen pixels within which a box edge is taken for a resize
 const MIN_SIDE_PX = 2;  // image pixels: a smaller new box was a click, not a drag
 
@@ -245,6 +244,7 @@ export class LabellingPanel {
 
   // --- the boxes -------------------------------------------------------------------------
 
+  /** One colour per class, in the detector's label order (as the findings panel's boxes). */
   #color(label) {
     const index = this.classes.indexOf(label);
     return PALETTE[Math.max(0, index) % PALETTE.length];
