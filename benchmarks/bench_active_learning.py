@@ -1,4 +1,5 @@
-"""Active-learning simulation for the fracture classifier: random vs entropy vs BALD vs core-set.
+"""Active-learning simulation for the fracture classifier: random vs entropy vs BALD vs core-set
+vs BADGE.
 
 CPU scale, so the model that is retrained each round is a small head (1280 -> 64 -> 1 with
 dropout 0.3) on frozen ImageNet EfficientNet-Lite0 features (the packaged weights, adapted to
@@ -10,9 +11,11 @@ out as the test set; the other images are the unlabelled pool). Start from ``--s
 pool images (drawn at random with the seed), then each round acquire ``--batch`` images with the
 strategy, retrain the head from scratch and record the test ROC AUC. Strategies score with
 :mod:`insightray.active.acquisition` (BALD from ``--passes`` MC-dropout passes of the head's
-own dropout; core-set = k-center greedy on the frozen embeddings). Mean and 95 % t-interval
-over seeds per round; "labels saved" = labels random needs to reach its own AUC at half the
-pool, minus the labels the strategy needs to reach that AUC (first round at or above it).
+own dropout; core-set = k-center greedy on the frozen embeddings; BADGE = k-means++ seeding
+on the gradient embeddings of the head's last layer, from its 64 hidden units). Mean and 95 %
+t-interval over seeds per round; "labels saved" = labels random needs to reach its own AUC at
+half the pool, minus the labels the strategy needs to reach that AUC (first round at or above
+it).
 
 Usage:
     nice -n 10 python benchmarks/bench_active_learning.py --seeds 3 --out runs/active
@@ -31,7 +34,13 @@ import torch
 from numpy.typing import NDArray
 from torch import nn
 
-from insightray.active import bald_scores, entropy_scores, k_center_greedy, random_scores
+from insightray.active import (
+    badge_select,
+    bald_scores,
+    entropy_scores,
+    k_center_greedy,
+    random_scores,
+)
 from insightray.active.classifier import ClassifierProbe
 from insightray.config import data_root
 from insightray.engine.classification import GRAY_MEAN, GRAY_STD
@@ -41,7 +50,7 @@ from insightray.training.fracture.preprocessing import load_prepared
 from insightray.training.fracture.trainer import build_classifier
 from insightray.training.metrics.roc import roc_auc
 
-STRATEGIES = ("random", "entropy", "bald", "coreset")  # --strategies picks some
+STRATEGIES = ("random", "entropy", "bald", "coreset", "badge")  # --strategies picks some
 T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262}
 
 
@@ -108,6 +117,13 @@ def acquire(
 ) -> list[int]:
     if strategy == "coreset":
         picked, _ = k_center_greedy(x[pool], batch, x[labelled], seed)
+        return [pool[i] for i in picked]
+    if strategy == "badge":
+        assert isinstance(head, nn.Sequential)  # train_head's: Linear, ReLU, Dropout, Linear
+        with torch.inference_mode():  # the last layer's input: the head's hidden units
+            hidden = head[1](head[0](torch.from_numpy(x[pool])))
+            p = torch.sigmoid(head[3](hidden).squeeze(1)).numpy().astype(np.float64)
+        picked, _ = badge_select(p, hidden.numpy(), batch, seed)
         return [pool[i] for i in picked]
     if strategy == "random":
         scores = random_scores(len(pool), seed)

@@ -1,7 +1,7 @@
 """Active learning: which unlabelled images a person should label next.
 
 - :mod:`~insightray.active.acquisition`: entropy, margin, MC-dropout BALD, core-set
-  (k-center greedy) and random scores, pure NumPy.
+  (k-center greedy), BADGE (k-means++ on gradient embeddings) and random scores, pure NumPy.
 - :mod:`~insightray.active.classifier`: probabilities, last-layer MC-dropout samples and
   embeddings from any of our classifiers.
 - :mod:`~insightray.active.detection`: a detector's image-level uncertainty (box scores and
@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from insightray.active.acquisition import (
+    badge_select,
     bald_scores,
     entropy_scores,
     k_center_greedy,
@@ -32,6 +33,7 @@ __all__ = [
     "DETECTOR_STRATEGIES",
     "LabelQueue",
     "QueueItem",
+    "badge_select",
     "bald_scores",
     "entropy_scores",
     "k_center_greedy",

@@ -12,6 +12,11 @@ simulation alike. Higher scores mean "label this first".
 - :func:`k_center_greedy`: the core-set batch (Sener & Savarese 2018): repeatedly pick the
   image farthest from everything labelled or already picked, in an embedding space, so a
   batch covers the data instead of piling onto one uncertain cluster.
+- :func:`badge_select`: BADGE (Ash et al. 2020): each image's gradient embedding, the gradient
+  of the loss at its own predicted label with respect to the last layer's weights
+  (:func:`gradient_embeddings`: ``(p - onehot(argmax p)) x embedding``, whose length grows
+  with the model's uncertainty), then k-means++ seeding over those: uncertain and diverse in
+  one batch.
 - :func:`random_scores`: the baseline every strategy must beat.
 
 These are a few dozen lines; ``baal`` (the maintained library) would pull a training
@@ -34,8 +39,10 @@ from insightray.errors import ConfigError
 
 __all__ = [
     "as_class_probabilities",
+    "badge_select",
     "bald_scores",
     "entropy_scores",
+    "gradient_embeddings",
     "k_center_greedy",
     "margin_scores",
     "random_scores",
@@ -136,4 +143,66 @@ def k_center_greedy(
         picked.append(index)
         nearest = np.minimum(nearest, np.sqrt(((x - x[index]) ** 2).sum(-1)))
         nearest[picked] = -1.0
+    return picked, np.array(gains)
+
+
+def gradient_embeddings(probabilities: NDArray[Any], embeddings: NDArray[Any]) -> FloatArray:
+    """BADGE's gradient embeddings ``(N, C * D)``: for each image the gradient of the
+    cross-entropy at its predicted label with respect to the last linear layer's weights,
+    ``(p_c - [c = argmax p]) * z`` for every class ``c``, from the class probabilities
+    (``(N,)`` binary or ``(N, C)``) and the layer's inputs ``z`` (``(N, D)``).
+
+    A one-logit (sigmoid) classifier is taken as its two-class softmax equivalent.
+
+    Raises:
+        ConfigError: The shapes do not pair up.
+    """
+    p = np.asarray(probabilities)
+    p = as_class_probabilities(p, binary=p.ndim == 1)
+    z = np.asarray(embeddings, dtype=np.float64)
+    if p.ndim != 2 or z.ndim != 2 or len(p) != len(z):
+        raise ConfigError(
+            "BADGE inputs", f"probabilities {p.shape}, embeddings {z.shape}", "give (N,) and (N, D)"
+        )
+    residual = p - np.eye(p.shape[1])[np.argmax(p, axis=1)]
+    return (residual[:, :, None] * z[:, None, :]).reshape(len(z), -1)  # type: ignore[no-any-return]
+
+
+def badge_select(
+    probabilities: NDArray[Any], embeddings: NDArray[Any], n: int, seed: int = 0
+) -> tuple[list[int], FloatArray]:
+    """BADGE: ``n`` indices picked by k-means++ seeding (Arthur & Vassilvitskii 2007) over the
+    :func:`gradient_embeddings`, in the order picked, each with its squared distance to the
+    nearest earlier pick when it was picked (the first: its squared gradient norm).
+
+    The first pick is the largest gradient (the most uncertain image, weighted by its
+    embedding's size), as in the authors' code; each later one is drawn with probability
+    proportional to that squared distance (``seed``), so a batch spreads over the uncertain
+    images instead of taking near-duplicates. Images whose gradient is zero (certain) or
+    equals an earlier pick's are only drawn once nothing else is left.
+
+    scikit-learn's ``kmeans_plusplus`` adds greedy local trials and picks its first centre at
+    random, neither of which BADGE does, so the seeding is written here.
+    """
+    g = gradient_embeddings(probabilities, embeddings)
+    n = min(n, len(g))
+    if n <= 0:
+        return [], np.zeros(0)
+    rng = np.random.default_rng(seed)
+    nearest = (g**2).sum(axis=1)
+    picked: list[int] = []
+    gains: list[float] = []
+    for _ in range(n):
+        if not picked:
+            index = int(np.argmax(nearest))
+        else:
+            weights = np.where(np.isin(np.arange(len(g)), picked), 0.0, nearest)
+            total = weights.sum()
+            if total > 0:
+                index = int(rng.choice(len(g), p=weights / total))
+            else:  # every image left is certain or repeats a pick: take them in order
+                index = next(i for i in range(len(g)) if i not in picked)
+        gains.append(float(nearest[index]))
+        picked.append(index)
+        nearest = np.minimum(nearest, ((g - g[index]) ** 2).sum(axis=1))
     return picked, np.array(gains)

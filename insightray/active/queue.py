@@ -11,6 +11,7 @@ entropy       predictive entropy                              most undecided box
 margin        1 - |p(fracture) - p(no fracture)|              most undecided box (margin)
 bald          MC-dropout mutual information                   -
 coreset       k-center greedy on embeddings                   -
+badge         k-means++ on last-layer gradient embeddings     -
 tta           -                                               flip disagreement
 random        uniform (the baseline)                          uniform
 ============  ==============================================  ===========================
@@ -39,6 +40,7 @@ import torch
 from numpy.typing import NDArray
 
 from insightray.active.acquisition import (
+    badge_select,
     bald_scores,
     entropy_scores,
     k_center_greedy,
@@ -60,7 +62,7 @@ __all__ = [
     "rank_for_labelling",
 ]
 
-CLASSIFIER_STRATEGIES = ("entropy", "margin", "bald", "coreset", "random")
+CLASSIFIER_STRATEGIES = ("entropy", "margin", "bald", "coreset", "badge", "random")
 DETECTOR_STRATEGIES = ("entropy", "margin", "tta", "random")
 
 
@@ -139,6 +141,8 @@ def _classifier_scores(
         covered = _probe_images(predictor, labelled, probe, options)
         centres = covered.embeddings if len(labelled) else None
         return k_center_greedy(out.embeddings, n, centres, options["seed"])
+    if strategy == "badge":
+        return badge_select(out.probabilities, out.embeddings, n, options["seed"])
     if strategy == "bald":
         scores = bald_scores(out.samples)
     elif strategy == "margin":
@@ -192,7 +196,7 @@ def rank_for_labelling(
         labelled: Images already labelled: excluded, and covered for ``coreset``.
         passes: MC-dropout passes for ``bald``.
         dropout: Dropout probability of those passes.
-        seed: Seed of ``random``, the dropout masks and core-set's first pick.
+        seed: Seed of ``random``, the dropout masks, core-set's first pick and BADGE's draws.
         batch_size: Images per forward pass.
         reader: Maps a path (key) to 2-D pixels; by default reads the file.
 
@@ -225,7 +229,7 @@ def rank_for_labelling(
         order, scores = _detector_scores(predictor, pool, strategy, n, options)
     else:
         order, scores = _classifier_scores(predictor, pool, done, strategy, n, options)
-    if strategy == "coreset":  # scores are the pick-time distances, already in pick order
+    if strategy in ("coreset", "badge"):  # scores: the pick-time distances, in pick order
         items = tuple(QueueItem(pool[i], float(s)) for i, s in zip(order, scores, strict=True))
     else:
         items = tuple(QueueItem(pool[i], float(scores[i])) for i in order)

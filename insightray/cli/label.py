@@ -39,7 +39,7 @@ def label_queue(
         str,
         typer.Option(
             "--strategy",
-            help="Classifier: entropy, margin, bald, coreset, random. "
+            help="Classifier: entropy, margin, bald, coreset, badge, random. "
             "Detector: entropy, margin, tta, random.",
         ),
     ] = "entropy",
@@ -49,7 +49,9 @@ def label_queue(
         typer.Option("--labelled", help="Images already labelled: skipped (and covered)."),
     ] = None,
     passes: Annotated[int, typer.Option("--passes", help="MC-dropout passes (bald).")] = 20,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of random, dropout, core-set.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed of random, dropout, core-set, BADGE.")
+    ] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help='{"items": [{"path", "score"}...]}, best first.')
     ] = False,
@@ -57,7 +59,8 @@ def label_queue(
     """Rank unlabelled images by how much labelling them would teach the model.
 
     A classifier (the default: the bundled fracture model) offers entropy, margin, MC-dropout
-    BALD, core-set (k-center greedy on its embeddings) and random; a detector (--model of a
+    BALD, core-set (k-center greedy on its embeddings), BADGE (k-means++ seeding on its
+    last-layer gradient embeddings) and random; a detector (--model of a
     detection card) offers entropy and margin of its most undecided box, flip-TTA
     disagreement (tta) and random.
     """

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from insightray.active import (
+    badge_select,
     bald_scores,
     entropy_scores,
     k_center_greedy,
     margin_scores,
     random_scores,
 )
+from insightray.active.acquisition import gradient_embeddings
 from insightray.active.detection import box_entropy, box_margin, tta_disagreement
 from insightray.engine.detection import Detection
 from insightray.errors import ConfigError
@@ -56,6 +59,46 @@ def test_k_center_covers_the_far_cluster_before_repeating_the_near_one() -> None
     assert picked[0] >= 20  # the first pick is in the unlabelled far cluster
     assert gains[0] > gains[1]
     assert len(set(picked)) == 2
+
+
+def test_gradient_embeddings_are_the_last_layer_gradient_at_the_predicted_label() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(5, 6)
+    head = torch.nn.Linear(6, 3, bias=False)
+    logits = head(z)
+    predicted = logits.argmax(1)
+    wanted = []
+    for i in range(5):  # autograd, one image at a time
+        head.zero_grad()
+        torch.nn.functional.cross_entropy(head(z[i : i + 1]), predicted[i : i + 1]).backward()
+        assert head.weight.grad is not None
+        wanted.append(head.weight.grad.flatten().numpy().copy())
+    p = logits.softmax(1).detach().numpy()
+    assert gradient_embeddings(p, z.numpy()) == pytest.approx(np.array(wanted), abs=1e-6)
+    binary = gradient_embeddings(np.array([0.9, 0.4]), np.ones((2, 1)))  # a one-logit model
+    assert binary == pytest.approx(np.array([[0.1, -0.1], [-0.4, 0.4]]))
+
+
+def test_badge_picks_uncertain_and_diverse_images() -> None:
+    # Cluster A: ten near-copies of the most uncertain image; B: ten near-copies of another
+    # uncertain one, seen differently; C: ten confident images. Entropy's top two are two
+    # copies from A; BADGE starts in A, never takes a second copy while others are left, and
+    # goes on to the uncertain B more often than to the confident C.
+    rng = np.random.default_rng(0)
+    directions = np.eye(3)
+    z = np.concatenate([directions[k] + rng.normal(0, 0.01, (10, 3)) for k in range(3)])
+    p = np.concatenate([np.full(10, 0.55), np.full(10, 0.35), np.full(10, 0.99)])
+    assert set(np.argsort(-entropy_scores(p))[:2]) <= set(range(10))
+    clusters = []
+    for seed in range(200):
+        picked, gains = badge_select(p, z, 2, seed=seed)
+        assert picked[0] < 10 and len(set(picked)) == 2
+        assert gains[0] == pytest.approx((gradient_embeddings(p, z)[picked[0]] ** 2).sum())
+        clusters.append(picked[1] // 10)
+    assert 0 not in clusters  # no near-copy of the first pick
+    assert clusters.count(1) > clusters.count(2)  # uncertainty weighs: B before C
+    assert badge_select(p, z, 40)[0] == badge_select(p, z, 40)[0]  # seeded; all 30 once
+    assert sorted(badge_select(p, z, 40)[0]) == list(range(30))
 
 
 def test_random_is_seeded() -> None:

@@ -75,6 +75,15 @@ def test_ambiguous_image_ranks_first(
     assert queue.to_dict()["items"][0]["path"] == str(three_images["ambiguous"])
 
 
+def test_badge_starts_with_the_ambiguous_image(
+    fracture_predictor: FracturePredictor, three_images: dict[str, Path]
+) -> None:
+    queue = rank_for_labelling(fracture_predictor, list(three_images.values()), "badge", n=3)
+    assert Path(queue.items[0].path) == three_images["ambiguous"]
+    assert len({item.path for item in queue.items}) == 3
+    assert queue.items[0].score > 0
+
+
 def test_coreset_and_random_and_labelled_exclusion(
     fracture_predictor: FracturePredictor, three_images: dict[str, Path]
 ) -> None:

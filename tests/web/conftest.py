@@ -51,8 +51,11 @@ ANALYST = ("analyst", "research-passphrase-58")
 #: A clinician who judges the AI's findings, and an auditor who reads /metrics (Prometheus).
 SECOND_READER = ("second-reader", "second-opinion-passphrase-19")
 MONITOR = ("monitor", "prometheus-passphrase-23")
+#: A clinician who walks the labelling queue (whose queue holds only that test's uploads).
+LABELLER = ("labeller", "ground-truth-passphrase-64")
 USERS = ((READER, "clinician"), (NEWCOMER, "clinician"), (RADIOLOGIST, "clinician"),
-         (ANALYST, "researcher"), (SECOND_READER, "clinician"), (MONITOR, "auditor"))  # fmt: skip
+         (ANALYST, "researcher"), (SECOND_READER, "clinician"), (MONITOR, "auditor"),
+         (LABELLER, "clinician"))  # fmt: skip
 #: MedQuAD documents of the assistant's small index: gout, shingles, migraine, celiac disease.
 KNOWLEDGE = (
     "MedQuAD/4_MPlus_Health_Topics_QA/0000409.xml",

@@ -8,6 +8,7 @@ import { PriorComparison } from "./compare.js";
 import { $, $$, confirmDialog, formatTime, setError, show, toast } from "./dom.js";
 import { FindingsPanel } from "./findings.js";
 import { FrameScroller } from "./frames.js";
+import { LabellingPanel } from "./labelling.js";
 import { ReportPanel } from "./report.js";
 import { MeasurementsPanel } from "./measurements.js";
 import { PacsSearch } from "./pacs.js";
@@ -31,6 +32,7 @@ const tags = new TagBrowser(api);
 const frames = new FrameScroller(viewer, api);
 const compare = new PriorComparison(viewer, api);
 const pacs = new PacsSearch(api, { onOpened: studiesFromPacs });
+const labelling = new LabellingPanel(viewer, api, { open: openForLabelling, currentId: () => current?.id ?? null });
 
 let current = null;       // the open study
 let presets = [];         // window presets of the open study
@@ -59,6 +61,8 @@ async function showApp(user) {
   chip.append(name, role);
   closeStudy();
   pacs.enable(user);
+  labelling.enable(user);
+  selectTab("findings");
   try {
     await worklist.refresh();
   } catch (error) {
@@ -107,6 +111,7 @@ $("#signin-form").addEventListener("submit", async (event) => {
 
 $("#signout-button").addEventListener("click", () => {
   api.signOut();
+  labelling.stop();
   closeStudy();
   showSignIn();
 });
@@ -171,6 +176,15 @@ async function openStudy(study) {
   } else if (study.sr_findings?.length) {
     findings.setResults([srResult(study)]);
   }
+}
+
+/** Open a study of the labelling queue; resolves to it, or null if another was opened since. */
+async function openForLabelling(id) {
+  if (!worklist.studies.some((s) => s.id === id)) worklist.replace(await api.study(id));
+  worklist.selectedId = id;
+  worklist.render();
+  await openStudy(worklist.studies.find((s) => s.id === id));
+  return current?.id === id ? current : null;
 }
 
 function fillPresets() {
@@ -430,6 +444,9 @@ const shortcuts = {
   x: () => analyse("fracture"),
   f: () => selectTab("findings"),
   m: () => selectTab("tags"),
+  k: () => {
+    if (!$('[data-tab="label"]').hidden) selectTab("label");
+  },
   t: () => {
     selectTab("report");
     $("#report-text").focus();
@@ -473,7 +490,7 @@ document.addEventListener("keydown", (event) => {
     applyPreset(Number(event.key) - 1);
     return;
   }
-  const action = shortcuts[event.key] ?? shortcuts[event.key.toLowerCase()];
+  const action = labelling.shortcut(event.key) ?? shortcuts[event.key] ?? shortcuts[event.key.toLowerCase()];
   if (action) {
     event.preventDefault();
     action();

@@ -12,7 +12,7 @@ const HEATMAP_METHODS = { eigencam: "EigenCAM", gradcam: "Grad-CAM" };
 const TASK_NAMES = { cxr: "Detector", fracture: "Fracture" };
 
 // Saturated colours that stand out on a grayscale radiograph, one per class (in label order).
-const PALETTE = ["#ffb020", "#38bdf8", "#f472b6", "#a3e635", "#c084fc", "#fb7185", "#2dd4bf", "#facc15"];
+export const PALETTE = ["#ffb020", "#38bdf8", "#f472b6", "#a3e635", "#c084fc", "#fb7185", "#2dd4bf", "#facc15"];
 
 /** The operating point of a detection result; the model card's when the service gives it. */
 function operatingPoint(result) {

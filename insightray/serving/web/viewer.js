@@ -61,6 +61,7 @@ export class RadiographViewer {
     this.frame = 0;               // the frame shown of a multi-frame image
     this.onFrameScroll = null;    // (step) => void: the wheel scrolls frames when set
     this.followed = false;        // the next render shows a view taken from another viewer
+    this.drawOverlay = null;      // (ctx, toScreen) => void: another module's layer on top
     this.#bindEvents();
     new ResizeObserver(() => this.#resize()).observe(canvas);
     this.#resize();
@@ -282,6 +283,16 @@ export class RadiographViewer {
     this.#schedule();
   }
 
+  /** Draw again (after a change of the {@link drawOverlay} layer). */
+  redraw() {
+    this.#schedule();
+  }
+
+  /** The image point under a pointer event, in full-resolution pixels. */
+  imagePoint(event) {
+    return this.#imagePoint(event);
+  }
+
   /** Everything the corner overlays and tests need to know. */
   state() {
     return {
@@ -366,6 +377,7 @@ export class RadiographViewer {
       if (this.showBoxes) drawn = this.#drawBoxes(ctx);
       const toScreen = ([x, y]) => [this.offsetX + x * this.scale, this.offsetY + y * this.scale];
       drawMeasurements(ctx, this.visibleMeasurements(), toScreen, this.measuring);
+      this.drawOverlay?.(ctx, toScreen);
       this.#drawScaleBar(ctx);
     }
     const dataset = this.canvas.dataset;

@@ -26,7 +26,7 @@ from tests.serving.api.conftest import Api
 FRACTURE_DIR = data_root() / "fracture" / "bone_fracture_roboflow"
 
 
-def _fracture_images(count: int) -> list[tuple[Path, int]]:
+def fracture_images(count: int) -> list[tuple[Path, int]]:
     """``count`` real images, half fractured, each from a different source group."""
     if not (FRACTURE_DIR / "images.csv").is_file():
         pytest.skip("bone fracture data not found")
@@ -43,7 +43,7 @@ def _fracture_images(count: int) -> list[tuple[Path, int]]:
 
 def test_queue_label_export_and_train(api: Api, tmp_path: Path) -> None:
     headers = api.as_role("clinician")
-    images = _fracture_images(8)
+    images = fracture_images(8)
     studies = {api.upload(path)["id"]: label for path, label in images}
 
     response = api.client.get("/v1/labels/queue?strategy=bald&n=5", headers=headers)
@@ -95,7 +95,7 @@ def test_queue_label_export_and_train(api: Api, tmp_path: Path) -> None:
 
 def test_box_labels_round_trip_through_the_yolo_export(api: Api, tmp_path: Path) -> None:
     headers = api.as_role("clinician")
-    study = api.upload(_fracture_images(2)[1][0])
+    study = api.upload(fracture_images(2)[1][0])
     width, height = study["width"], study["height"]
     boxes = [
         {"label": "fracture", "box": [10.0, 20.0, 110.0, 90.0]},
@@ -139,7 +139,7 @@ def test_box_labels_round_trip_through_the_yolo_export(api: Api, tmp_path: Path)
     ],
 )
 def test_bad_labels_are_refused(api: Api, body: dict[str, object], status: int) -> None:
-    study = api.upload(_fracture_images(2)[0][0])
+    study = api.upload(fracture_images(2)[0][0])
     response = api.client.post(
         f"/v1/labels/{study['id']}", json=body, headers=api.as_role("clinician")
     )
@@ -148,7 +148,7 @@ def test_bad_labels_are_refused(api: Api, body: dict[str, object], status: int) 
 
 
 def test_labels_need_permission_and_ownership(api: Api) -> None:
-    study = api.upload(_fracture_images(2)[0][0])
+    study = api.upload(fracture_images(2)[0][0])
     body = {"task": "fracture", "fractured": True}
     auditor = api.client.post(f"/v1/labels/{study['id']}", json=body,
                               headers=api.as_role("auditor"))  # fmt: skip
