@@ -14,6 +14,9 @@ all the rest, both uniformly at random.
 
 Usage:
     .venv/bin/python benchmarks/iu_negation_sample.py [--size 100] > sample.jsonl
+
+Also the reader of the labels (:func:`labelled_sentences`), which re-reads each sentence from
+the shared data and checks its hash.
 """
 
 from __future__ import annotations
@@ -27,14 +30,19 @@ import sys
 import tarfile
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from insightray.config import data_root  # noqa: E402
-from insightray.nlp.context import ContextAnalyzer  # noqa: E402
+from insightray.nlp.reports.rules import OBSERVATIONS as CHEXPERT  # noqa: E402
 
+LABELS = ROOT / "benchmarks" / "data" / "iu_negation_labels.jsonl"
+#: Observations a sentence can be labelled with (CheXpert's 14 less No Finding).
+OBSERVATIONS = CHEXPERT[1:]
+STATUSES = ("positive", "negative", "uncertain")
 ARCHIVE = "text/reports/iu_xray_dev/NLMCXR_reports_odd.tgz"
 SECTIONS = ("FINDINGS", "IMPRESSION")
 #: Generic negation and hedge cue words (a stratification aid, not the labeller's rules).
@@ -64,8 +72,53 @@ def section_texts(archive: Path) -> Iterator[tuple[str, str, str]]:
                     yield Path(member.name).name, str(node.get("Label")), node.text or ""
 
 
+@dataclass(frozen=True)
+class LabelledSentence:
+    """One hand-labelled sentence, its text re-read from the shared data."""
+
+    report: str
+    section: str
+    start: int
+    end: int
+    text: str
+    labels: dict[str, str]
+    unsure: bool
+
+
+def load_labels(path: Path = LABELS) -> list[dict[str, object]]:
+    """The label records (references and labels, no text)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def labelled_sentences(archive: Path, path: Path = LABELS) -> list[LabelledSentence]:
+    """The labelled sentences with their text, each checked against its SHA-256.
+
+    Raises:
+        ValueError: A sentence's text does not match its recorded hash.
+    """
+    records = load_labels(path)
+    wanted = {str(r["report"]) for r in records}
+    sections = {(n, s): t for n, s, t in section_texts(archive) if n in wanted}
+    sentences = []
+    for r in records:
+        start, end = int(str(r["start"])), int(str(r["end"]))
+        text = sections[(str(r["report"]), str(r["section"]))][start:end]
+        if sha256(text) != r["sha256"]:
+            raise ValueError(f"{r['report']} {r['section']} {start}:{end}: hash differs")
+        labels = r["labels"]
+        assert isinstance(labels, dict)
+        sentences.append(
+            LabelledSentence(
+                str(r["report"]), str(r["section"]), start, end, text, labels, bool(r["unsure"])
+            )
+        )
+    return sentences
+
+
 def sample(size: int, seed: int = 17) -> list[dict[str, object]]:
     """The stratified sample, as reference records without the sentence text."""
+    from insightray.nlp.context import ContextAnalyzer  # spaCy: only the sampler needs it
+
     splitter = ContextAnalyzer()
     seen: set[str] = set()
     cued: list[dict[str, object]] = []
