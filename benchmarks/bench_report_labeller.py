@@ -53,6 +53,21 @@ from insightray.nlp.reports.evaluation import (  # noqa: E402
 ARCHIVE = "text/reports/iu_xray_dev/NLMCXR_reports_odd.tgz"
 
 
+EVERY_SECTION = frozenset(
+    ("FINDINGS", "IMPRESSION", "BODY", "INDICATION", "HISTORY", "COMPARISON", "TECHNIQUE")
+)
+
+
+def reference_labeller() -> ReportLabeller:
+    """The reference: the same mention phrases with the platform's general ConText rules
+    (medspaCy's + ``context_rules.json``), every section, no report rules, no other findings."""
+    return ReportLabeller(
+        context=ContextAnalyzer(ContextConfig(historical_after_days=None)),
+        scored=EVERY_SECTION,
+        other_findings=False,
+    )
+
+
 def held_out(report_id: str) -> bool:
     """One report in five, by a hash of its id, is held out from tuning."""
     return int(hashlib.sha256(report_id.encode()).hexdigest(), 16) % 5 == 0
@@ -69,22 +84,9 @@ def run(rounds: int, repeats: int) -> dict[str, Any]:
     """Score every system on both parts and time the labeller."""
     reports = list(read_iu_reports(data_root() / ARCHIVE))
     ours = ReportLabeller()
-    every_section = {
-        "FINDINGS",
-        "IMPRESSION",
-        "BODY",
-        "INDICATION",
-        "HISTORY",
-        "COMPARISON",
-        "TECHNIQUE",
-    }
-    plain_context = ReportLabeller(
-        context=ContextAnalyzer(ContextConfig(historical_after_days=None)),
-        scored=every_section,
-        other_findings=False,
-    )
+    plain_context = reference_labeller()
     keywords_only = ReportLabeller(
-        context=plain_context.context, scored=every_section, other_findings=False
+        context=plain_context.context, scored=EVERY_SECTION, other_findings=False
     )
     systems: dict[str, Callable[[IuReport], set[str]]] = {
         "labeller": lambda r: set(ours.label(r.text).positive()),
