@@ -1,8 +1,12 @@
 """``optimize detect``: a faster copy of a detector, written as a new model folder.
 
+One method per call: ``--int8`` (post-training static quantisation of the ONNX export) or
+``--prune R`` (structured channel pruning, then fine-tuning with the detector trainer).
+
 Example:
     insightray optimize detect --int8 --calibration ../shared/data/cxr/tbx11k/images --out runs/int8
-    insightray evaluate detect --model runs/int8 --data data.yaml --json
+    insightray optimize detect --prune 0.3 --data data.yaml --epochs 3 --out runs/pruned30
+    insightray evaluate detect --model runs/pruned30 --data data.yaml --json
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from insightray.cli.common import optimize_app, out
+from insightray.cli.common import err, optimize_app, out
 from insightray.errors import ConfigError
 
 
@@ -20,16 +24,24 @@ from insightray.errors import ConfigError
 def optimize_detect(
     out_dir: Annotated[Path, typer.Option("--out", help="The new model folder.")],
     calibration: Annotated[
-        Path,
+        Path | None,
         typer.Option(
             "--calibration",
-            help="Images to calibrate on: a folder, or a list file of image paths (e.g. a "
-            "YOLO train_list.txt). Never the images you evaluate on.",
+            help="With --int8: images to calibrate on: a folder, or a list file of image paths "
+            "(e.g. a YOLO train_list.txt). Never the images you evaluate on.",
         ),
-    ],
+    ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="Static INT8 quantisation (ONNX Runtime, QDQ).")
     ] = False,
+    prune: Annotated[
+        float | None,
+        typer.Option(
+            "--prune",
+            help="Structured channel pruning: the fraction of channels removed, in (0, 1), "
+            "e.g. 0.3; then fine-tuning on --data for --epochs.",
+        ),
+    ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Parent: card, model folder or bundled name.")
     ] = None,
@@ -37,12 +49,46 @@ def optimize_detect(
     method: Annotated[
         str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
     ] = "percentile",
+    data: Annotated[
+        Path | None, typer.Option("--data", help="With --prune: data.yaml to fine-tune on.")
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=0, help="With --prune: fine-tuning epochs (0: none).")
+    ] = 3,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="With --prune: batch size.")] = 8,
+    lr0: Annotated[
+        float, typer.Option("--lr0", min=0, help="With --prune: fine-tuning learning rate.")
+    ] = 0.01,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data loaders.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
-    """Quantise a detector to INT8; the new folder runs with `detect --model OUT`."""
+    """Quantise (--int8) or prune (--prune R) a detector; the new folder runs with
+    `detect --model OUT`."""
+    if int8 == (prune is not None):
+        raise ConfigError(
+            "optimize detect", "choose exactly one method", "pass --int8 or --prune R"
+        )
+    if prune is not None:
+        from insightray.engine.prune import check_ratio
+        from insightray.training.detection.prune import FineTune, prune_detector
+
+        check_ratio(prune)
+        tuning = FineTune(
+            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
+        )
+        card = prune_detector(model, prune, out_dir, tuning, console=err)
+        settings = card.lineage.settings
+        out.print(
+            f"{out_dir} ({card.version}): {settings['params_before']} -> "
+            f"{settings['params_after']} parameters; parent {card.lineage.parent}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     from insightray.engine.quantize import calibration_images, quantize_detector
 
-    if not int8:
-        raise ConfigError("optimize detect", "no method chosen", "pass --int8")
+    if calibration is None:
+        raise ConfigError("optimize detect --int8", "no calibration images", "pass --calibration")
     chosen = calibration_images(calibration, images)
     card = quantize_detector(
         model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
