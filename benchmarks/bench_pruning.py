@@ -16,38 +16,40 @@ the speed gained and how much accuracy a short recovery keeps, not the accuracy 
 can reach with a GPU-scale fine-tune.
 
 Usage:
-    python benchmarks/bench_pruning.py [--train-images 96] [--epochs 1] [--runs 20] [--int8]
+    python benchmarks/bench_pruning.py [--train-images 64] [--epochs 1] [--runs 20] [--int8]
+        [--work DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
-import numpy as np
-import torch
+import torch  # noqa: E402
+from bench_int8 import latency_ms  # noqa: E402
 
-from insightray.config import data_root
-from insightray.engine import DetectionPredictor, load_model, load_predictor
-from insightray.engine.quantize import quantize_detector
-from insightray.models import load_card
-from insightray.models.catalog import default_model, resolve_card
-from insightray.models.detection.yolo import count_parameters, gflops
-from insightray.training.detection import collect_detections, load_data_split
-from insightray.training.detection.prune import (
+from insightray.config import data_root  # noqa: E402
+from insightray.engine import DetectionPredictor, load_model, load_predictor  # noqa: E402
+from insightray.engine.quantize import quantize_detector  # noqa: E402
+from insightray.models import load_card  # noqa: E402
+from insightray.models.catalog import default_model, resolve_card  # noqa: E402
+from insightray.models.detection.yolo import count_parameters, gflops  # noqa: E402
+from insightray.training.detection import collect_detections, load_data_split  # noqa: E402
+from insightray.training.detection.prune import (  # noqa: E402
     FineTune,
     fine_tune_config,
     fine_tune_detector,
     prune_detector,
 )
-from insightray.training.metrics.detection_ci import (
+from insightray.training.metrics.detection_ci import (  # noqa: E402
     bootstrap_detection,
     bootstrap_detection_difference,
 )
@@ -67,49 +69,40 @@ def fine_tune_data(folder: Path, train_images: int) -> Path:
     return data
 
 
-def latency_ms(predictors: dict[str, DetectionPredictor], runs: int) -> dict[str, float]:
-    """Median forward time per model, batch 1, interleaved so load hits all alike."""
-    batch = np.random.default_rng(0).random((1, 3, 512, 512), dtype=np.float32)
-    times: dict[str, list[float]] = {name: [] for name in predictors}
-    for predictor in predictors.values():
-        predictor.backend(batch)  # warm-up
-    for _ in range(runs):
-        for name, predictor in predictors.items():
-            started = time.perf_counter()
-            predictor.backend(batch)
-            times[name].append((time.perf_counter() - started) * 1000)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--train-images", type=int, default=96)
+    parser.add_argument("--train-images", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--lr0", type=float, default=0.01)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--int8", action="store_true", help="Also the 30 %% model in INT8.")
+    parser.add_argument("--work", help="Keep the models here; a rerun reuses those present.")
     args = parser.parse_args()
     torch.set_num_threads(2)
     parent_path = resolve_card(None, default=default_model("detection"))
     with tempfile.TemporaryDirectory() as scratch_name:
-        scratch = Path(scratch_name)
+        scratch = Path(args.work or scratch_name)
+        scratch.mkdir(parents=True, exist_ok=True)
         tuning = FineTune(str(fine_tune_data(scratch, args.train_images)), args.epochs,
                           args.lr0, batch_size=8, workers=1, device="cpu")  # fmt: skip
         folders: dict[str, Path] = {"parent (untouched)": parent_path.parent}
         seconds: dict[str, float] = {}
         started = time.perf_counter()
-        reference = fine_tune_config(tuning, parent_path.parent, load_card(parent_path),
-                                     scratch / "reference")  # fmt: skip
-        folders["parent fine-tuned"] = fine_tune_detector(reference).parent
-        seconds["parent fine-tuned"] = time.perf_counter() - started
+        folders["parent fine-tuned"] = scratch / "reference" / "model_last"
+        if not (folders["parent fine-tuned"] / "card.json").is_file():  # --work: done already
+            reference = fine_tune_config(tuning, parent_path.parent, load_card(parent_path),
+                                         scratch / "reference")  # fmt: skip
+            fine_tune_detector(reference)
+            seconds["parent fine-tuned"] = time.perf_counter() - started
         for ratio in (0.3, 0.5):
             name = f"pruned {round(ratio * 100)} %"
-            started = time.perf_counter()
             folders[name] = scratch / f"pruned{round(ratio * 100)}"
-            prune_detector(None, ratio, folders[name], tuning)
-            seconds[name] = time.perf_counter() - started
-        if args.int8:
+            if not (folders[name] / "card.json").is_file():
+                started = time.perf_counter()
+                prune_detector(None, ratio, folders[name], tuning)
+                seconds[name] = time.perf_counter() - started
+        if args.int8 and not (scratch / "int8" / "card.json").is_file():
             train = (TBX / "train_list.txt").read_text().split()[:64]
             quantize_detector(folders["pruned 30 %"], [TBX / p for p in train],
                               scratch / "int8", "percentile")  # fmt: skip

@@ -29,10 +29,9 @@ from rich.console import Console
 
 from insightray.engine import load_model, write_model
 from insightray.engine.prune import PruneReport, check_ratio, prune_network
-from insightray.engine.weights import input_channels
+from insightray.engine.weights import input_channels, load_torch_detector
 from insightray.errors import ConfigError
 from insightray.models import Lineage, ModelCard, Preprocessing, load_card
-from insightray.models.catalog import default_model, resolve_card
 from insightray.models.detection.yolo import YoloV5
 from insightray.training.detection.config import TrainConfig
 from insightray.training.detection.result import finish_run
@@ -89,13 +88,7 @@ def prune_detector(
     check_ratio(ratio)
     if fine_tune.epochs > 0 and not fine_tune.data:
         raise ConfigError("optimize detect --prune", "no fine-tuning data", "pass --data")
-    card_path = resolve_card(model, default=default_model("detection"))
-    parent = load_card(card_path)
-    if parent.task != "detection" or parent.weights_file is None:
-        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
-    if parent.weights_file.endswith(".onnx"):
-        raise ConfigError(str(card_path), "it is an ONNX export", "pass the PyTorch model")
-    network = load_model(parent, card_path.parent / parent.weights_file)
+    card_path, parent, network = load_torch_detector(model)
     if not isinstance(network, YoloV5):
         raise ConfigError(str(card_path), "only YOLOv5 detectors are pruned", "pass one")
     report = prune_network(network, ratio, max(parent.input_size))
