@@ -152,13 +152,13 @@ def train_detector(
     seed_everything(config.seed + rank)
     splits = load_train_val(config.data)
     names = splits.train.class_names
-    model, start = start_model(config, len(names))
+    model, starting = start_model(config, len(names))
     state: dict[str, Any] = {"epoch": -1, "best_fitness": -math.inf, "best_epoch": -1}
     anchor_check: AnchorCheck | None = None
     if resume:
         state = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-    elif start is None:  # a fine-tuned model keeps its trained biases and anchors
+    elif starting is None:  # a fine-tuned model keeps its trained biases and anchors
         model.detect.initialise_biases(image_size=config.image_size)
         if config.autoanchor:
             anchor_check = fit_model_anchors(
@@ -207,7 +207,7 @@ def train_detector(
         if anchor_check is not None:
             write_json(out / "anchors.json", anchor_check.to_dict())
         console.print(
-            f"[bold]Training[/bold] {start.card_path.parent if start else config.model} on "
+            f"[bold]Training[/bold] {starting.card_path.parent if starting else config.model} on "
             f"{splits.description}; "
             f"{config.epochs} epochs at {config.image_size} px, batch {config.batch_size}"
             f" on {device} -> {out}",
