@@ -8,25 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.engine import load_model, load_predictor, write_model
+from insightray.engine import load_model, load_predictor
 from insightray.engine.prune import prune_network
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, create_model, load_card
+from insightray.models import load_card
 from insightray.models.detection.yolo import YoloV5, count_parameters, gflops
 from insightray.training.detection.prune import FineTune, prune_detector
+from tests.engine.test_quantize import SIZE, tiny_detector_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SIZE = 64
 
-
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("parent")
-    card = ModelCard("yolov5n", "detection", "0.1.0", ("nodule", "mass"), (SIZE, SIZE))
-    write_model(folder, create_model("yolov5n", num_classes=2), card)
-    return folder
+parent = pytest.fixture(scope="module", name="parent")(tiny_detector_folder)
 
 
 def _parent_network(parent: Path) -> YoloV5:
