@@ -2,8 +2,8 @@
 
 The core (imaging, models, the detector's training and PyTorch inference) needs no extra;
 ONNX export and ONNX Runtime need ``[export]``, Grad-CAM ``[explain]``, the clinical text
-models ``[nlp]``, the assistant ``[assistant]`` and the web service ``[serve]``
-(``[all]`` is everything; the README's set-up installs it).
+models ``[nlp]``, the assistant ``[assistant]``, the web service ``[serve]`` and channel pruning
+``[optimize]`` (``[all]`` is everything; the README's set-up installs it).
 
 Example:
     >>> import_extra("json", "export").__name__

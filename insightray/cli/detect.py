@@ -201,6 +201,14 @@ def train_detect(
         Path | None, typer.Option("--config", help="Training config YAML.")
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="e.g. yolov5s.")] = None,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Fine-tune a trained detector (model folder, card or bundled name; a pruned "
+            "one keeps its channel widths) instead of starting from random weights.",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
     img: Annotated[int | None, typer.Option("--img", help="Image side, multiple of 32.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1)] = None,
@@ -271,6 +279,7 @@ def train_detect(
 
     overrides: dict[str, Any] = {
         "model": model,
+        "init": init,
         "epochs": epochs,
         "image_size": img,
         "batch_size": batch,

@@ -1,9 +1,14 @@
 """``optimize detect``: a faster copy of a detector, written as a new model folder.
 
+One method per call: ``--int8`` (post-training static quantisation of the ONNX export),
+``--bf16`` (the ONNX graph run by OpenVINO in bfloat16) or ``--prune R`` (structured channel
+pruning, then fine-tuning with the detector trainer).
+
 Example:
     insightray optimize detect --int8 --calibration ../shared/data/cxr/tbx11k/images --out runs/int8
     insightray optimize detect --bf16 --out runs/bf16     # processors with AVX-512 BF16 or AMX
-    insightray evaluate detect --model runs/int8 --data data.yaml --json
+    insightray optimize detect --prune 0.3 --data data.yaml --epochs 3 --out runs/pruned30
+    insightray evaluate detect --model runs/pruned30 --data data.yaml --json
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from insightray.cli.common import optimize_app, out
+from insightray.cli.common import err, optimize_app, out
 from insightray.errors import ConfigError
 
 
@@ -24,8 +29,8 @@ def optimize_detect(
         Path | None,
         typer.Option(
             "--calibration",
-            help="--int8: images to calibrate on: a folder, or a list file of image paths (e.g. "
-            "a YOLO train_list.txt). Never the images you evaluate on.",
+            help="With --int8: images to calibrate on: a folder, or a list file of image paths "
+            "(e.g. a YOLO train_list.txt). Never the images you evaluate on.",
         ),
     ] = None,
     int8: Annotated[
@@ -35,6 +40,14 @@ def optimize_detect(
         bool,
         typer.Option("--bf16", help="bfloat16 on OpenVINO (processors with AVX-512 BF16 or AMX)."),
     ] = False,
+    prune: Annotated[
+        float | None,
+        typer.Option(
+            "--prune",
+            help="Structured channel pruning: the fraction of channels removed, in (0, 1), "
+            "e.g. 0.3; then fine-tuning on --data for --epochs.",
+        ),
+    ] = None,
     model: Annotated[
         str | None, typer.Option("--model", help="Parent: card, model folder or bundled name.")
     ] = None,
@@ -42,11 +55,42 @@ def optimize_detect(
     method: Annotated[
         str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
     ] = "percentile",
+    data: Annotated[
+        Path | None, typer.Option("--data", help="With --prune: data.yaml to fine-tune on.")
+    ] = None,
+    epochs: Annotated[
+        int, typer.Option("--epochs", min=0, help="With --prune: fine-tuning epochs (0: none).")
+    ] = 3,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="With --prune: batch size.")] = 8,
+    lr0: Annotated[
+        float, typer.Option("--lr0", min=0, help="With --prune: fine-tuning learning rate.")
+    ] = 0.01,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="Data loaders.")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Make a faster copy of a detector (one method per call); the new folder runs with
     `detect --model OUT`, `evaluate detect --model OUT` and the service."""
-    if int8 + bf16 != 1:
-        raise ConfigError("optimize detect", "choose one method", "pass --int8 or --bf16")
+    if int8 + bf16 + (prune is not None) != 1:
+        raise ConfigError(
+            "optimize detect", "choose exactly one method", "pass --int8, --bf16 or --prune R"
+        )
+    if prune is not None:
+        from insightray.engine.prune import check_ratio
+        from insightray.training.detection.prune import FineTune, prune_detector
+
+        check_ratio(prune)
+        tuning = FineTune(
+            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
+        )
+        card = prune_detector(model, prune, out_dir, tuning, console=err)
+        settings = card.lineage.settings
+        out.print(
+            f"{out_dir} ({card.version}): {settings['params_before']} -> "
+            f"{settings['params_after']} parameters; parent {card.lineage.parent}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return
     if bf16:
         from insightray.engine.bf16 import bf16_detector
 

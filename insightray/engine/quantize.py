@@ -30,12 +30,12 @@ from numpy.typing import NDArray
 
 from insightray.engine.export import export_onnx
 from insightray.engine.preprocessing import prepare_image
-from insightray.engine.weights import input_channels, load_model
+from insightray.engine.weights import input_channels, load_torch_detector
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 from insightray.imaging import image_paths, read_image
-from insightray.models import Lineage, ModelCard, load_card, save_card
-from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
+from insightray.models import Lineage, ModelCard, save_card
+from insightray.models.catalog import CARD_FILE, sha256_file
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -147,15 +147,9 @@ def quantize_detector(
                           f"use one of {', '.join(CALIBRATION_METHODS)}")  # fmt: skip
     if not calibration:
         raise ConfigError("calibration", "no calibration images", "give a folder of images")
-    card_path = resolve_card(model, default=default_model("detection"))
-    parent = load_card(card_path)
-    if parent.task != "detection" or parent.weights_file is None:
-        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
-    if parent.weights_file.endswith(".onnx"):
-        raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    card_path, parent, network = load_torch_detector(model)
     quantization = import_extra("onnxruntime.quantization", "export")
     onnx = import_extra("onnx", "export")
-    network = load_model(parent, card_path.parent / parent.weights_file)
     channels = input_channels(parent) or 3
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)

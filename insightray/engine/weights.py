@@ -33,12 +33,13 @@ import torch
 from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
-from insightray.models import ModelCard, create_model, model_defaults, save_card
-from insightray.models.catalog import CARD_FILE, sha256_file
+from insightray.models import ModelCard, create_model, load_card, model_defaults, save_card
+from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
 
 __all__ = [
     "input_channels",
     "load_model",
+    "load_torch_detector",
     "load_weights",
     "safetensors_available",
     "save_weights",
@@ -135,6 +136,25 @@ def load_model(card: ModelCard, weights_path: str | Path, verify: bool = True) -
             "check the card's name, labels, channels and model_kwargs",
         ) from error
     return model.eval()
+
+
+def load_torch_detector(model: str | Path | None) -> tuple[Path, ModelCard, nn.Module]:
+    """The card path, card and network of the PyTorch detector a ``--model`` value names.
+
+    Args:
+        model: A card, a model folder or a bundled name (``None``: the default detector).
+
+    Raises:
+        ConfigError: It is not a trained detector, or it is an ONNX export.
+        InputNotFoundError: Nothing of that name exists.
+    """
+    card_path = resolve_card(model, default=default_model("detection"))
+    card = load_card(card_path)
+    if card.task != "detection" or card.weights_file is None:
+        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
+    if card.weights_file.endswith(".onnx"):
+        raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    return card_path, card, load_model(card, card_path.parent / card.weights_file)
 
 
 def input_channels(card: ModelCard) -> int | None:

@@ -20,13 +20,16 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 SIZE = 64
 
 
-@pytest.fixture(scope="module")
-def parent(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_detector_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random YOLOv5n model folder with two classes at 64 px."""
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("parent")
     card = ModelCard("yolov5n", "detection", "0.1.0", ("nodule", "mass"), (SIZE, SIZE))
     write_model(folder, create_model("yolov5n", num_classes=2), card)
     return folder
+
+
+parent = pytest.fixture(scope="module", name="parent")(tiny_detector_folder)
 
 
 @pytest.fixture(scope="module")

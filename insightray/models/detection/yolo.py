@@ -32,6 +32,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from insightray.errors import ConfigError, ImageSizeError
+from insightray.models.detection.widths import ChannelWidths, apply_channel_widths
 from insightray.models.layers import C3, SPP, SPPF, Bottleneck, Concat, Conv, Focus
 from insightray.models.registry import register_model
 
@@ -234,9 +235,12 @@ class YoloV5(nn.Module):
         stem: ``"conv6"`` (6x6 stride-2 convolution) or ``"focus"`` (space-to-depth).
         spp: ``"sppf"`` (sequential pooling) or ``"spp"`` (parallel 5/9/13 pooling).
         anchors: Per level (P3, P4, P5), anchor ``(width, height)`` pairs in pixels.
+        channel_widths: ``[out, in]`` channels of convolutions narrowed by structured pruning,
+            by dotted name (see :mod:`~insightray.models.detection.widths`).
 
     Raises:
-        ConfigError: For an unknown variant, stem or pooling, or malformed anchors.
+        ConfigError: For an unknown variant, stem or pooling, malformed anchors, or channel
+            widths that name no convolution.
 
     Example:
         >>> model = YoloV5(num_classes=2, variant="s", in_channels=1)
@@ -252,6 +256,7 @@ class YoloV5(nn.Module):
         stem: str = "conv6",
         spp: str = "sppf",
         anchors: Anchors | None = None,
+        channel_widths: ChannelWidths | None = None,
     ) -> None:
         super().__init__()
         _check_choice("variant", variant, VARIANT_MULTIPLES)
@@ -276,6 +281,8 @@ class YoloV5(nn.Module):
         )
         later_inputs = {index for source in sources for index in source}
         self.kept_outputs = frozenset(later_inputs | set(self.detect_sources))
+        if channel_widths:
+            apply_channel_widths(self, channel_widths)
 
     def _build_layers(
         self, rows: Sequence[LayerRow]

@@ -43,6 +43,11 @@ class TrainConfig:
             :func:`~insightray.training.detection.data.load_train_val`) or the same keys as a
             mapping. The number of classes comes from the data.
         model: Registered detector name, e.g. ``"yolov5s"``.
+        init: A trained detector to start from (fine-tuning): a card, a model folder or a
+            bundled name. Its card decides the architecture (``model`` is then ignored, and
+            channel widths of a pruned model are kept), its weights and anchors are the
+            start; AutoAnchor and the head's bias initialisation are skipped. Empty: random
+            weights.
         channels: Image channels the model takes (grayscale is repeated).
         image_size: Square training and validation side, a multiple of 32.
         epochs: Number of epochs.
@@ -82,6 +87,7 @@ class TrainConfig:
 
     data: str | dict[str, Any] = ""
     model: str = "yolov5s"
+    init: str = ""
     channels: int = 3
     image_size: int = 640
     epochs: int = 100

@@ -14,9 +14,10 @@ from typing import Any
 import torch
 
 from insightray.engine import write_model
-from insightray.models import ModelCard, Preprocessing, Thresholds, create_model
+from insightray.models import Lineage, ModelCard, Preprocessing, Thresholds, create_model
 from insightray.training.detection.config import TrainConfig, config_to_dict
 from insightray.training.detection.records import write_json
+from insightray.training.detection.start import architecture, starting_model
 
 __all__ = ["TrainResult", "finish_run"]
 
@@ -51,7 +52,11 @@ def finish_run(
     """
     best = torch.load(out / f"{selection}.pt", map_location="cpu", weights_only=True)
     folder = out / ("model" if selection == "best" else f"model_{selection}")
-    model = create_model(config.model, num_classes=len(names), in_channels=config.channels)
+    builder, model_kwargs = architecture(config)
+    start = starting_model(config)
+    model = create_model(
+        builder, num_classes=len(names), in_channels=config.channels, **model_kwargs
+    )
     model.load_state_dict(best["ema"] if best.get("ema") is not None else best["model"])
     metrics = {
         key: float(value)
@@ -62,7 +67,7 @@ def finish_run(
     anchors_file = out / "anchors.json"
     refitted = anchors_file.is_file() and json.loads(anchors_file.read_text())["replaced"]
     card = ModelCard(
-        name=config.model,
+        name=builder,
         task="detection",
         version=config.version,
         labels=tuple(names),
@@ -71,13 +76,16 @@ def finish_run(
             channels=config.channels,
             pad_value=config.augment.border_value,
             intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
+            model_kwargs=model_kwargs,
         ),
         thresholds=Thresholds(confidence=config.conf_threshold, iou=config.iou_threshold),
+        lineage=start.lineage(config, description) if start else Lineage(),
         training_data=config.training_data or description,
         data_licence=config.data_licence,
         metrics=metrics,
         notes=(
-            "Trained from scratch with `insightray train detect`: "
+            ("Trained from scratch" if start is None else f"Fine-tuned from {config.init}")
+            + " with `insightray train detect`: "
             + (
                 f"best of {last_epoch + 1} epochs (epoch {int(best['best_epoch']) + 1})"
                 if selection == "best"

@@ -35,8 +35,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from insightray.errors import ConfigError, InputNotFoundError
-from insightray.models import create_model
-from insightray.models.detection.yolo import YoloV5
 from insightray.training.detection.anchors import fit_model_anchors
 from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
@@ -61,6 +59,7 @@ from insightray.training.detection.records import (
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
+from insightray.training.detection.start import start_model
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 from insightray.training.runtime import (
     make_run_dir,
@@ -153,15 +152,13 @@ def train_detector(
     seed_everything(config.seed + rank)
     splits = load_train_val(config.data)
     names = splits.train.class_names
-    model = create_model(config.model, num_classes=len(names), in_channels=config.channels)
-    if not isinstance(model, YoloV5):
-        raise ConfigError(config.model, "only YOLOv5 detectors can be trained here", "use yolov5s")
+    model, starting = start_model(config, len(names))
     state: dict[str, Any] = {"epoch": -1, "best_fitness": -math.inf, "best_epoch": -1}
     anchor_check: AnchorCheck | None = None
     if resume:
         state = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-    else:
+    elif starting is None:  # a fine-tuned model keeps its trained biases and anchors
         model.detect.initialise_biases(image_size=config.image_size)
         if config.autoanchor:
             anchor_check = fit_model_anchors(
@@ -210,7 +207,8 @@ def train_detector(
         if anchor_check is not None:
             write_json(out / "anchors.json", anchor_check.to_dict())
         console.print(
-            f"[bold]Training[/bold] {config.model} on {splits.description}; "
+            f"[bold]Training[/bold] {starting.card_path.parent if starting else config.model} on "
+            f"{splits.description}; "
             f"{config.epochs} epochs at {config.image_size} px, batch {config.batch_size}"
             f" on {device} -> {out}",
             highlight=False,
