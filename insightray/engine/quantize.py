@@ -1,4 +1,6 @@
-"""INT8 post-training static quantisation of a detector's ONNX export (ONNX Runtime, QDQ).
+"""INT8 post-training static quantisation of an image model's ONNX export (ONNX Runtime, QDQ).
+
+Detector:
 
 The backbone and neck are quantised (convolutions with signed 8-bit weights per output
 channel, and their activations, SiLU, concatenations, pooling and upsampling on unsigned 8-bit
@@ -8,6 +10,11 @@ quantising the decode zeroes every confidence (onnxruntime issue 14233), and the
 logits need more than 8 bits to keep small objectness scores apart. The result is a new model
 folder whose weights are the QDQ ``.onnx`` file and whose card's ``lineage`` names the parent,
 its SHA-256, the method and the calibration data; it runs on the ``onnx`` backend.
+
+Fracture classifier (:func:`quantize_classifier`): the whole network is quantised and its
+logit comes out in float; the folder runs on ONNX Runtime through
+:class:`~insightray.engine.classification_onnx.OnnxFracturePredictor`. Both share the export,
+the calibration reader and the card writing.
 
 Example:
     >>> card = quantize_detector("cxr-tbx11k-yolov5s", calibration, "runs/int8")  # doctest: +SKIP
@@ -19,15 +26,16 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from insightray.engine.export import export_onnx
-from insightray.engine.preprocessing import prepare_image
+from insightray.engine.classification import GRAY_MEAN, GRAY_STD
+from insightray.engine.export import INPUT_NAME, export_onnx
+from insightray.engine.preprocessing import prepare_image, prepare_input
 from insightray.engine.weights import input_channels, load_model
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
@@ -40,6 +48,7 @@ __all__ = [
     "INT8_WEIGHTS",
     "calibration_images",
     "float_nodes",
+    "quantize_classifier",
     "quantize_detector",
 ]
 
@@ -47,6 +56,8 @@ __all__ = [
 CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy": "Entropy"}
 #: The quantised graph's file name in the new model folder.
 INT8_WEIGHTS = "weights.onnx"
+
+FloatArray = NDArray[np.float32]
 
 
 def float_nodes(model: Any) -> list[str]:
@@ -79,15 +90,12 @@ def float_nodes(model: Any) -> list[str]:
 class _Calibration:
     """Feeds prepared images one at a time to ONNX Runtime's calibrator."""
 
-    def __init__(
-        self, paths: Sequence[Path], size: tuple[int, int], channels: int, pad: float
-    ) -> None:
-        self._batches: Iterator[dict[str, NDArray[np.float32]]] = (
-            {"images": prepare_image(read_image(path).pixels, size, channels, pad)[0][None]}
-            for path in paths
+    def __init__(self, paths: Sequence[Path], prepare: Callable[[Path], FloatArray]) -> None:
+        self._batches: Iterator[dict[str, FloatArray]] = (
+            {INPUT_NAME: prepare(path)[None]} for path in paths
         )
 
-    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+    def get_next(self) -> dict[str, FloatArray] | None:
         return next(self._batches, None)
 
 
@@ -118,21 +126,110 @@ def quantize_detector(
         ConfigError: Not a detector, no calibration images or an unknown method.
         MissingExtraError: ONNX Runtime or onnx is not installed (``insightray[export]``).
     """
+    card_path, parent = _checked_parent(model, "detection", calibration, method)
+    channels = input_channels(parent) or 3
+
+    def prepare(path: Path) -> FloatArray:
+        pixels = read_image(path).pixels
+        return prepare_image(pixels, parent.input_size, channels, parent.preprocessing.pad_value)[0]
+
+    settings = {"float_nodes": "the Detect head's 1x1 convolutions and the decode"}
+    return _quantize(
+        card_path, parent, _Calibration(calibration, prepare), float_nodes, out_dir, method,
+        settings | {"calibration_images": len(calibration)},
+        description or f"{len(calibration)} calibration images", weights_name, card_name,
+    )  # fmt: skip
+
+
+def quantize_classifier(
+    model: str | Path | None,
+    calibration: Sequence[Path],
+    out_dir: str | Path,
+    method: str = "percentile",
+    description: str = "",
+) -> ModelCard:
+    """Write an INT8 copy of a fracture classifier as a new model folder and return its card.
+
+    Every convolution, the pooling and the final linear layer are quantised (int8 weights per
+    output channel, uint8 activations); the output is the float logit, so the card's
+    temperature and operating point apply as they did to the parent (check them with
+    ``evaluate fracture`` on images not used for calibration).
+
+    Args:
+        model: The parent: a card, a model folder or a bundled name (``None``: the default).
+        calibration: Training images to calibrate activation ranges on.
+        out_dir: The new model folder (``weights.onnx`` and ``card.json``).
+        method: ``minmax``, ``percentile`` or ``entropy``.
+        description: What the calibration images are, for the card.
+
+    Raises:
+        ConfigError: Not a single trained classifier, no calibration images or an unknown
+            method.
+        MissingExtraError: ONNX Runtime or onnx is not installed (``insightray[export]``).
+
+    Example:
+        >>> card = quantize_classifier(None, train_images, "runs/int8")  # doctest: +SKIP
+        >>> card.version  # doctest: +SKIP
+        '0.1.0+int8'
+    """
+    card_path, parent = _checked_parent(model, "classification", calibration, method)
+    if (parent.weights_file or "").endswith(".json"):
+        raise ConfigError(str(card_path), "an ensemble cannot be quantised as one graph",
+                          "quantise each member model")  # fmt: skip
+    preprocessing = dataclasses.replace(
+        parent.preprocessing,
+        mean=parent.preprocessing.mean or (GRAY_MEAN,),
+        std=parent.preprocessing.std or (GRAY_STD,),
+    )
+    channels = input_channels(parent) or 1
+
+    def prepare(path: Path) -> FloatArray:
+        pixels = read_image(path).pixels
+        return prepare_input(pixels, preprocessing, parent.input_size, channels).tensor
+
+    return _quantize(
+        card_path, parent, _Calibration(calibration, prepare), lambda graph: [], out_dir, method,
+        {"float_nodes": "none: the output logit is dequantised to float",
+         "calibration_images": len(calibration)},
+        description or f"{len(calibration)} calibration images", INT8_WEIGHTS, CARD_FILE,
+    )  # fmt: skip
+
+
+def _checked_parent(
+    model: str | Path | None, task: str, calibration: Sequence[Path], method: str
+) -> tuple[Path, ModelCard]:
+    """The parent's card path and card, after checking the request."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"method {method!r}", "unknown calibration method",
                           f"use one of {', '.join(CALIBRATION_METHODS)}")  # fmt: skip
     if not calibration:
         raise ConfigError("calibration", "no calibration images", "give a folder of images")
-    card_path = resolve_card(model, default=default_model("detection"))
+    card_path = resolve_card(model, default=default_model(task))
     parent = load_card(card_path)
-    if parent.task != "detection" or parent.weights_file is None:
-        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
+    noun = "detector" if task == "detection" else "classifier"
+    if parent.task != task or parent.weights_file is None:
+        raise ConfigError(str(card_path), f"not a trained {noun}", f"pass a {task} model")
     if parent.weights_file.endswith(".onnx"):
         raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    return card_path, parent
+
+
+def _quantize(
+    card_path: Path,
+    parent: ModelCard,
+    reader: _Calibration,
+    kept_float: Callable[[Any], list[str]],
+    out_dir: str | Path,
+    method: str,
+    settings: dict[str, Any],
+    description: str,
+    weights_name: str,
+    card_name: str,
+) -> ModelCard:
+    """Export the parent, quantise it (static QDQ) and write the graph and its card."""
     quantization = import_extra("onnxruntime.quantization", "export")
     onnx = import_extra("onnx", "export")
-    network = load_model(parent, card_path.parent / parent.weights_file)
-    channels = input_channels(parent) or 3
+    network = load_model(parent, card_path.parent / (parent.weights_file or ""))
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -140,10 +237,6 @@ def quantize_detector(
         prepared = Path(scratch) / "prepared.onnx"
         shapes = import_extra("onnxruntime.quantization.shape_inference", "export")
         shapes.quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        excluded = float_nodes(onnx.load(str(prepared)))
-        reader = _Calibration(
-            calibration, parent.input_size, channels, parent.preprocessing.pad_value
-        )
         quantization.quantize_static(
             str(prepared),
             str(target / weights_name),
@@ -153,20 +246,16 @@ def quantize_detector(
             activation_type=quantization.QuantType.QUInt8,
             weight_type=quantization.QuantType.QInt8,
             calibrate_method=getattr(quantization.CalibrationMethod, CALIBRATION_METHODS[method]),
-            nodes_to_exclude=excluded,
+            nodes_to_exclude=kept_float(onnx.load(str(prepared))),
         )
     lineage = Lineage(
         "quantised",
         f"{card_path.parent.name} {parent.version}",
         parent.weights_sha256,
-        {
-            "scheme": "ONNX Runtime static QDQ: int8 per-channel weights, uint8 activations",
-            "calibration": method,
-            "calibration_images": len(calibration),
-            "float_nodes": "the Detect head's 1x1 convolutions and the decode",
-        },
-        description or f"{len(calibration)} calibration images",
-    )
+        {"scheme": "ONNX Runtime static QDQ: int8 per-channel weights, uint8 activations",
+         "calibration": method} | settings,
+        description,
+    )  # fmt: skip
     card = dataclasses.replace(
         parent,
         version=f"{parent.version}+int8",
