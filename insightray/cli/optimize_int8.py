@@ -57,6 +57,24 @@ def optimize_fracture(
     _report(out_dir, card)
 
 
+@optimize_app.command("ner")
+def optimize_ner(
+    out_dir: OutOption,
+    int8: Annotated[
+        bool,
+        typer.Option("--int8", help="Dynamic INT8 of the LSTM and linear layers (PyTorch)."),
+    ] = False,
+    model: ParentOption = None,
+) -> None:
+    """Quantise a BiLSTM-CRF tagger to INT8; the new folder runs with `evaluate ner --model
+    OUT`, `nlp analyze --ner-model OUT` and in the service's text pipeline."""
+    from insightray.engine.ner_int8 import quantize_ner
+
+    if not int8:
+        raise ConfigError("optimize ner", "no method chosen", "pass --int8")
+    _report(out_dir, quantize_ner(model, out_dir))
+
+
 def _report(out_dir: Path, card: ModelCard) -> None:
     out.print(
         f"{out_dir} ({card.weights_file}, {card.version}); parent {card.lineage.parent}",
