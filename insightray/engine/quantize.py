@@ -11,8 +11,8 @@ logits need more than 8 bits to keep small objectness scores apart. The result i
 folder whose weights are the QDQ ``.onnx`` file and whose card's ``lineage`` names the parent,
 its SHA-256, the method and the calibration data; it runs on the ``onnx`` backend.
 
-Fracture classifier (:func:`quantize_classifier`): the whole network is quantised and its
-logit comes out in float; the folder runs on ONNX Runtime through
+Fracture classifier (:func:`quantize_classifier`): the network is quantised up to its final
+linear layer, which gives the logit in float; the folder runs on ONNX Runtime through
 :class:`~insightray.engine.classification_onnx.OnnxFracturePredictor`. Both share the export,
 the calibration reader and the card writing.
 
@@ -48,6 +48,7 @@ __all__ = [
     "INT8_WEIGHTS",
     "calibration_images",
     "float_nodes",
+    "output_layer",
     "quantize_classifier",
     "quantize_detector",
 ]
@@ -85,6 +86,19 @@ def float_nodes(model: Any) -> list[str]:
         chosen[node.name] = node
         waiting += [c for output in node.output for c in consumers.get(output, [])]
     return sorted(chosen)
+
+
+def output_layer(model: Any) -> list[str]:
+    """The node that produces the graph's output (a classifier's final linear layer).
+
+    Kept in float so the logit is not clipped to the range the calibration images reached:
+    a saturated uint8 logit ties the most confident images and costs AUC.
+
+    Args:
+        model: An ``onnx.ModelProto``.
+    """
+    outputs = {output.name for output in model.graph.output}
+    return sorted(node.name for node in model.graph.node if set(node.output) & outputs)
 
 
 class _Calibration:
@@ -150,8 +164,8 @@ def quantize_classifier(
 ) -> ModelCard:
     """Write an INT8 copy of a fracture classifier as a new model folder and return its card.
 
-    Every convolution, the pooling and the final linear layer are quantised (int8 weights per
-    output channel, uint8 activations); the output is the float logit, so the card's
+    Every convolution and the pooling are quantised (int8 weights per output channel, uint8
+    activations); the final linear layer runs in float (:func:`output_layer`), so the card's
     temperature and operating point apply as they did to the parent (check them with
     ``evaluate fracture`` on images not used for calibration).
 
@@ -188,8 +202,8 @@ def quantize_classifier(
         return prepare_input(pixels, preprocessing, parent.input_size, channels).tensor
 
     return _quantize(
-        card_path, parent, _Calibration(calibration, prepare), lambda graph: [], out_dir, method,
-        {"float_nodes": "none: the output logit is dequantised to float",
+        card_path, parent, _Calibration(calibration, prepare), output_layer, out_dir, method,
+        {"float_nodes": "the final linear layer (the logit)",
          "calibration_images": len(calibration)},
         description or f"{len(calibration)} calibration images", INT8_WEIGHTS, CARD_FILE,
     )  # fmt: skip

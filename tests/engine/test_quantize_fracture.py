@@ -46,6 +46,9 @@ def test_int8_graph_has_int8_weights_a_float_logit_and_names_its_parent(
     convolutions = [n for n in graph.node if n.op_type == "Conv"]
     assert len(int8_weights) >= len(convolutions) > 0, "every convolution has int8 weights"
     assert [o.type.tensor_type.elem_type for o in graph.output] == [onnx.TensorProto.FLOAT]
+    (last,) = [n for n in graph.node if set(n.output) & {o.name for o in graph.output}]
+    floats = {t.name for t in graph.initializer if t.data_type == onnx.TensorProto.FLOAT}
+    assert last.op_type == "Gemm" and last.input[1] in floats, "the logit layer stays in float"
     parent_card = load_card(parent / "card.json")
     assert card.lineage.method == "quantised" and card.version == "0.0.1+int8"
     assert card.lineage.parent_sha256 == parent_card.weights_sha256
