@@ -31,9 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from insightray.engine.quantize import write_int8_card
 from insightray.errors import ConfigError, CorruptFileError
-from insightray.models import Lineage, ModelCard, load_card, save_card
-from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
+from insightray.models import Lineage, ModelCard, load_card
+from insightray.models.catalog import CARD_FILE, default_model, resolve_card
 
 __all__ = ["QUANTIZATION", "dequantizable", "quantize_ner", "restore_int8"]
 
@@ -181,15 +182,7 @@ def quantize_ner(model: str | Path | None, out_dir: str | Path) -> ModelCard:
         },
         "none (dynamic quantisation needs no calibration data)",
     )
-    card = dataclasses.replace(
-        parent,
-        version=f"{parent.version}+int8",
-        preprocessing=dataclasses.replace(parent.preprocessing, extra=extra),
-        weights_file=WEIGHTS_FILE,
-        weights_sha256=sha256_file(target / WEIGHTS_FILE),
-        lineage=lineage,
-        metrics={},
-        notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+    preprocessing = dataclasses.replace(parent.preprocessing, extra=extra)
+    return write_int8_card(
+        parent, lineage, target / WEIGHTS_FILE, target / CARD_FILE, preprocessing=preprocessing
     )
-    save_card(card, target / CARD_FILE)
-    return card

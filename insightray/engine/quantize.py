@@ -51,6 +51,7 @@ __all__ = [
     "output_layer",
     "quantize_classifier",
     "quantize_detector",
+    "write_int8_card",
 ]
 
 #: Calibration methods by name (ONNX Runtime's ``CalibrationMethod`` members).
@@ -270,16 +271,25 @@ def _quantize(
          "calibration": method} | settings,
         description,
     )  # fmt: skip
+    return write_int8_card(parent, lineage, target / weights_name, target / card_name)
+
+
+def write_int8_card(
+    parent: ModelCard, lineage: Lineage, weights: Path, card_path: Path, **changes: Any
+) -> ModelCard:
+    """Save and return the card of an INT8 copy: the parent's, with ``+int8`` in its version,
+    the new weights and their SHA-256, ``lineage``, no metrics yet and ``changes``."""
     card = dataclasses.replace(
         parent,
         version=f"{parent.version}+int8",
-        weights_file=weights_name,
-        weights_sha256=sha256_file(target / weights_name),
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
         lineage=lineage,
         metrics={},
         notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+        **changes,
     )
-    save_card(card, target / card_name)
+    save_card(card, card_path)
     return card
 
 
