@@ -44,6 +44,9 @@ def analyze(
         str | None, typer.Option("--date", help="The note's date (YYYY-MM-DD) for relative times.")
     ] = None,
     model: Annotated[str | None, typer.Option("--model", help="Disease classifier.")] = None,
+    ner_model: Annotated[
+        str | None, typer.Option("--ner-model", help="NER tagger: bundled name or model folder.")
+    ] = None,
     no_classify: Annotated[
         bool, typer.Option("--no-classify", help="Skip disease ranking.")
     ] = False,
@@ -78,7 +81,12 @@ def analyze(
         text = file.read_text(encoding="utf-8")
     config = PipelineConfig(classify=not no_classify, classifier=model, top_k=top_k)
     method = (explain_method or ExplainMethod.integrated_gradients).value
-    result = ClinicalPipeline(config=config).analyze(
+    extractor = None
+    if ner_model is not None:
+        from insightray.nlp.ner import NerTagger
+
+        extractor = NerTagger.from_pretrained(ner_model)
+    result = ClinicalPipeline(config=config, extractor=extractor).analyze(
         str(text), reference_date, explain=explain or explain_method is not None,
         explain_method=method,
     )  # fmt: skip

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from insightray.engine.backends import require_bf16
 from insightray.engine.export import export_onnx
-from insightray.engine.weights import load_model
-from insightray.errors import ConfigError
-from insightray.models import Lineage, ModelCard, load_card, save_card
-from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
+from insightray.engine.weights import load_torch_model
+from insightray.models import Lineage, ModelCard, save_card
+from insightray.models.catalog import CARD_FILE, sha256_file
 
 __all__ = ["BF16_BACKEND", "bf16_detector"]
 
@@ -41,17 +40,11 @@ def bf16_detector(model: str | Path | None, out_dir: str | Path) -> ModelCard:
         ConfigError: Not a PyTorch detector, or a processor without native bf16.
         MissingExtraError: OpenVINO or ONNX is not installed (``insightray[openvino]``).
     """
-    card_path = resolve_card(model, default=default_model("detection"))
-    parent = load_card(card_path)
-    if parent.task != "detection" or parent.weights_file is None:
-        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
-    if parent.weights_file.endswith(".onnx"):
-        raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
     require_bf16()
+    card_path, parent, network = load_torch_model(model, "detection")
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
-    graph = export_onnx(load_model(parent, card_path.parent / parent.weights_file),
-                        target / "weights.onnx", parent.input_size)  # fmt: skip
+    graph = export_onnx(network, target / "weights.onnx", parent.input_size)
     lineage = Lineage(
         "converted",
         f"{card_path.parent.name} {parent.version}",

@@ -41,6 +41,7 @@ __all__ = [
     "FRACTURE_LABELS",
     "GRAY_MEAN",
     "GRAY_STD",
+    "BaseFracturePredictor",
     "FracturePredictor",
     "FractureResult",
     "open_fracture_predictor",
@@ -87,16 +88,18 @@ class FractureResult:
         }
 
 
-class FracturePredictor:
-    """A fracture classifier and its card; thread-safe for inference.
+class BaseFracturePredictor:
+    """What every fracture classifier shares: the card's checks, preprocessing, temperature,
+    operating point and the ``predict_*`` methods; subclasses give :meth:`logits`.
 
     Args:
-        model: The network (one logit per image).
-        card: Its model card.
-        device: Torch device.
+        card: The model card.
+
+    Raises:
+        ConfigError: Not a classification card, or no operating point.
     """
 
-    def __init__(self, model: nn.Module, card: ModelCard, device: str = "cpu") -> None:
+    def __init__(self, card: ModelCard) -> None:
         if card.task != "classification":
             raise ConfigError(
                 f"model card {card.name}",
@@ -112,10 +115,7 @@ class FracturePredictor:
         self.card = card
         self.threshold = card.thresholds.operating_point
         self.temperature = card.calibration.temperature or 1.0
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
         self.channels = input_channels(card) or 1
-        self.gradcam_layer = card.explain.cam_layer or model_defaults(card.name).cam_layer or ""
         preprocessing = card.preprocessing
         if preprocessing.mean is None and preprocessing.std is None:  # cards of before 0.2
             preprocessing = dataclasses.replace(preprocessing, mean=(GRAY_MEAN,), std=(GRAY_STD,))
@@ -127,9 +127,7 @@ class FracturePredictor:
 
     def logits(self, batch: torch.Tensor) -> NDArray[np.float64]:
         """Raw (uncalibrated) fracture logits for a prepared ``(N, channels, H, W)`` batch."""
-        with torch.inference_mode():
-            logits = self.model(batch.to(self.device)).reshape(len(batch), -1)[:, -1]
-        return np.asarray(logits.float().cpu().numpy(), dtype=np.float64)
+        raise NotImplementedError
 
     def probabilities(self, batch: torch.Tensor) -> NDArray[np.float64]:
         """Fracture probabilities for a prepared batch: ``sigmoid(logit / temperature)``, the
@@ -180,6 +178,28 @@ class FracturePredictor:
         self.predict_arrays([np.zeros(self.card.input_size, np.float32)])
 
 
+class FracturePredictor(BaseFracturePredictor):
+    """A PyTorch fracture classifier and its card; thread-safe for inference.
+
+    Args:
+        model: The network (one logit per image).
+        card: Its model card.
+        device: Torch device.
+    """
+
+    def __init__(self, model: nn.Module, card: ModelCard, device: str = "cpu") -> None:
+        super().__init__(card)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.gradcam_layer = card.explain.cam_layer or model_defaults(card.name).cam_layer or ""
+
+    def logits(self, batch: torch.Tensor) -> NDArray[np.float64]:
+        """Raw (uncalibrated) fracture logits for a prepared ``(N, channels, H, W)`` batch."""
+        with torch.inference_mode():
+            logits = self.model(batch.to(self.device)).reshape(len(batch), -1)[:, -1]
+        return np.asarray(logits.float().cpu().numpy(), dtype=np.float64)
+
+
 def sigmoid(logits: NDArray[np.float64]) -> NDArray[np.float64]:
     """The logistic function, computed without overflow."""
     return np.asarray(0.5 * (1.0 + np.tanh(0.5 * np.asarray(logits, dtype=np.float64))))
@@ -192,12 +212,19 @@ def open_fracture_predictor(
     :func:`insightray.engine.load_predictor`).
 
     Raises:
-        ConfigError: A backend other than ``torch``, or a card that names no weights.
+        ConfigError: A backend the weights do not run on (``torch`` for PyTorch weights,
+            ``onnx`` for an ``.onnx`` graph), or a card that names no weights.
         CorruptFileError: The weights' SHA-256 differs from the card's.
     """
+    if (card.weights_file or "").endswith(".onnx"):  # an export, e.g. `optimize fracture --int8`
+        from insightray.engine.classification_onnx import open_onnx_classifier
+
+        return open_onnx_classifier(card, card_path, backend, device)  # type: ignore[return-value]
     if backend not in ("auto", "torch"):
         raise ConfigError(
-            f"backend {backend!r}", "the fracture classifier runs on torch only", "use torch"
+            f"backend {backend!r}",
+            "this fracture classifier runs on torch",
+            "use torch, or quantise it with `insightray optimize fracture --int8`",
         )
     if (card.weights_file or "").endswith(".json"):  # an ensemble of classifiers
         from insightray.engine.classification_ensemble import open_classifier_ensemble

@@ -92,6 +92,14 @@ def load_ner_model(card_path: str | Path) -> LoadedNer:
     vocab = NerVocab.load(vocab_path)
     model = create_model(MODEL_NAME, labels=card.labels, **card.preprocessing.model_kwargs)
     assert isinstance(model, BiLstmCrf)
+    if card.preprocessing.extra.get("quantization"):  # written by `optimize ner --int8`
+        from insightray.engine.ner_int8 import QUANTIZATION, restore_int8
+
+        if card.preprocessing.extra["quantization"] != QUANTIZATION:
+            raise ConfigError(str(path), "unknown quantization", f"use {QUANTIZATION}")
+        int8 = restore_int8(model, weights_path)
+        assert isinstance(int8, BiLstmCrf)  # quantize_dynamic swaps submodules only
+        return LoadedNer(int8, NerEncoder(vocab), card)
     try:
         model.load_state_dict(load_weights(weights_path))
     except RuntimeError as error:

@@ -1,4 +1,6 @@
-"""INT8 post-training static quantisation of a detector's ONNX export (ONNX Runtime, QDQ).
+"""INT8 post-training static quantisation of an image model's ONNX export (ONNX Runtime, QDQ).
+
+Detector:
 
 The backbone and neck are quantised (convolutions with signed 8-bit weights per output
 channel, and their activations, SiLU, concatenations, pooling and upsampling on unsigned 8-bit
@@ -8,6 +10,11 @@ quantising the decode zeroes every confidence (onnxruntime issue 14233), and the
 logits need more than 8 bits to keep small objectness scores apart. The result is a new model
 folder whose weights are the QDQ ``.onnx`` file and whose card's ``lineage`` names the parent,
 its SHA-256, the method and the calibration data; it runs on the ``onnx`` backend.
+
+Fracture classifier (:func:`quantize_classifier`): the network is quantised up to its final
+linear layer, which gives the logit in float; the folder runs on ONNX Runtime through
+:class:`~insightray.engine.classification_onnx.OnnxFracturePredictor`. Both share the export,
+the calibration reader and the card writing.
 
 Example:
     >>> card = quantize_detector("cxr-tbx11k-yolov5s", calibration, "runs/int8")  # doctest: +SKIP
@@ -21,16 +28,18 @@ import contextlib
 import dataclasses
 import io
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from torch import nn
 
-from insightray.engine.export import export_onnx
-from insightray.engine.preprocessing import prepare_image
-from insightray.engine.weights import input_channels, load_torch_detector
+from insightray.engine.classification import GRAY_MEAN, GRAY_STD
+from insightray.engine.export import INPUT_NAME, export_onnx
+from insightray.engine.preprocessing import prepare_image, prepare_input
+from insightray.engine.weights import input_channels, load_torch_model
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 from insightray.imaging import image_paths, read_image
@@ -42,7 +51,10 @@ __all__ = [
     "INT8_WEIGHTS",
     "calibration_images",
     "float_nodes",
+    "output_layer",
+    "quantize_classifier",
     "quantize_detector",
+    "write_int8_card",
 ]
 
 #: Calibration methods by name (ONNX Runtime's ``CalibrationMethod`` members).
@@ -51,6 +63,8 @@ CALIBRATION_METHODS = {"minmax": "MinMax", "percentile": "Percentile", "entropy"
 INT8_WEIGHTS = "weights.onnx"
 #: Calibration images whose activations ONNX Runtime holds at once (memory grows with it).
 CALIBRATION_CHUNK = 8
+
+FloatArray = NDArray[np.float32]
 
 
 def float_nodes(model: Any) -> list[str]:
@@ -80,6 +94,19 @@ def float_nodes(model: Any) -> list[str]:
     return sorted(chosen)
 
 
+def output_layer(model: Any) -> list[str]:
+    """The node that produces the graph's output (a classifier's final linear layer).
+
+    Kept in float so the logit is not clipped to the range the calibration images reached:
+    a saturated uint8 logit ties the most confident images and costs AUC.
+
+    Args:
+        model: An ``onnx.ModelProto``.
+    """
+    outputs = {output.name for output in model.graph.output}
+    return sorted(node.name for node in model.graph.node if set(node.output) & outputs)
+
+
 class _Calibration:
     """Feeds prepared images one at a time to ONNX Runtime's calibrator, in chunks.
 
@@ -89,11 +116,9 @@ class _Calibration:
     images at a time and merges their ranges or histograms, so memory stays flat.
     """
 
-    def __init__(
-        self, paths: Sequence[Path], size: tuple[int, int], channels: int, pad: float
-    ) -> None:
+    def __init__(self, paths: Sequence[Path], prepare: Callable[[Path], FloatArray]) -> None:
         self._paths = list(paths)
-        self._shape = (size, channels, pad)
+        self._prepare = prepare
         self._chunk: Iterator[Path] = iter(self._paths)
 
     def __len__(self) -> int:
@@ -108,11 +133,9 @@ class _Calibration:
             s for s in range(min(CALIBRATION_CHUNK, len(self)), 0, -1) if len(self) % s == 0
         )
 
-    def get_next(self) -> dict[str, NDArray[np.float32]] | None:
+    def get_next(self) -> dict[str, FloatArray] | None:
         path = next(self._chunk, None)
-        if path is None:
-            return None
-        return {"images": prepare_image(read_image(path).pixels, *self._shape)[0][None]}
+        return None if path is None else {INPUT_NAME: self._prepare(path)[None]}
 
 
 def quantize_detector(
@@ -142,15 +165,102 @@ def quantize_detector(
         ConfigError: Not a detector, no calibration images or an unknown method.
         MissingExtraError: ONNX Runtime or onnx is not installed (``insightray[export]``).
     """
+    card_path, parent, network = _checked_parent(model, "detection", calibration, method)
+    channels = input_channels(parent) or 3
+
+    def prepare(path: Path) -> FloatArray:
+        pixels = read_image(path).pixels
+        return prepare_image(pixels, parent.input_size, channels, parent.preprocessing.pad_value)[0]
+
+    settings = {"float_nodes": "the Detect head's 1x1 convolutions and the decode"}
+    return _quantize(
+        card_path, parent, network, _Calibration(calibration, prepare), float_nodes, out_dir,
+        method,
+        settings | {"calibration_images": len(calibration)},
+        description or f"{len(calibration)} calibration images", weights_name, card_name,
+    )  # fmt: skip
+
+
+def quantize_classifier(
+    model: str | Path | None,
+    calibration: Sequence[Path],
+    out_dir: str | Path,
+    method: str = "percentile",
+    description: str = "",
+) -> ModelCard:
+    """Write an INT8 copy of a fracture classifier as a new model folder and return its card.
+
+    Every convolution and the pooling are quantised (int8 weights per output channel, uint8
+    activations); the final linear layer runs in float (:func:`output_layer`), so the card's
+    temperature and operating point apply as they did to the parent (check them with
+    ``evaluate fracture`` on images not used for calibration).
+
+    Args:
+        model: The parent: a card, a model folder or a bundled name (``None``: the default).
+        calibration: Training images to calibrate activation ranges on.
+        out_dir: The new model folder (``weights.onnx`` and ``card.json``).
+        method: ``minmax``, ``percentile`` or ``entropy``.
+        description: What the calibration images are, for the card.
+
+    Raises:
+        ConfigError: Not a single trained classifier, no calibration images or an unknown
+            method.
+        MissingExtraError: ONNX Runtime or onnx is not installed (``insightray[export]``).
+
+    Example:
+        >>> card = quantize_classifier(None, train_images, "runs/int8")  # doctest: +SKIP
+        >>> card.version  # doctest: +SKIP
+        '0.1.0+int8'
+    """
+    card_path, parent, network = _checked_parent(model, "classification", calibration, method)
+    preprocessing = dataclasses.replace(
+        parent.preprocessing,
+        mean=parent.preprocessing.mean or (GRAY_MEAN,),
+        std=parent.preprocessing.std or (GRAY_STD,),
+    )
+    channels = input_channels(parent) or 1
+
+    def prepare(path: Path) -> FloatArray:
+        pixels = read_image(path).pixels
+        return prepare_input(pixels, preprocessing, parent.input_size, channels).tensor
+
+    return _quantize(
+        card_path, parent, network, _Calibration(calibration, prepare), output_layer, out_dir,
+        method,
+        {"float_nodes": "the final linear layer (the logit)",
+         "calibration_images": len(calibration)},
+        description or f"{len(calibration)} calibration images", INT8_WEIGHTS, CARD_FILE,
+    )  # fmt: skip
+
+
+def _checked_parent(
+    model: str | Path | None, task: str, calibration: Sequence[Path], method: str
+) -> tuple[Path, ModelCard, nn.Module]:
+    """The parent's card path, card and network, after checking the request."""
     if method not in CALIBRATION_METHODS:
         raise ConfigError(f"method {method!r}", "unknown calibration method",
                           f"use one of {', '.join(CALIBRATION_METHODS)}")  # fmt: skip
     if not calibration:
         raise ConfigError("calibration", "no calibration images", "give a folder of images")
-    card_path, parent, network = load_torch_detector(model)
+    return load_torch_model(model, task)
+
+
+def _quantize(
+    card_path: Path,
+    parent: ModelCard,
+    network: nn.Module,
+    reader: _Calibration,
+    kept_float: Callable[[Any], list[str]],
+    out_dir: str | Path,
+    method: str,
+    settings: dict[str, Any],
+    description: str,
+    weights_name: str,
+    card_name: str,
+) -> ModelCard:
+    """Export the parent, quantise it (static QDQ) and write the graph and its card."""
     quantization = import_extra("onnxruntime.quantization", "export")
     onnx = import_extra("onnx", "export")
-    channels = input_channels(parent) or 3
     target = Path(out_dir)
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
@@ -158,10 +268,6 @@ def quantize_detector(
         prepared = Path(scratch) / "prepared.onnx"
         shapes = import_extra("onnxruntime.quantization.shape_inference", "export")
         shapes.quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        excluded = float_nodes(onnx.load(str(prepared)))
-        reader = _Calibration(
-            calibration, parent.input_size, channels, parent.preprocessing.pad_value
-        )
         with contextlib.redirect_stdout(io.StringIO()):  # its progress lines, not ours
             quantization.quantize_static(
                 str(prepared),
@@ -174,31 +280,36 @@ def quantize_detector(
                 calibrate_method=getattr(
                     quantization.CalibrationMethod, CALIBRATION_METHODS[method]
                 ),
-                nodes_to_exclude=excluded,
+                nodes_to_exclude=kept_float(onnx.load(str(prepared))),
                 extra_options={"CalibStridedMinMax": reader.stride()},
             )
     lineage = Lineage(
         "quantised",
         f"{card_path.parent.name} {parent.version}",
         parent.weights_sha256,
-        {
-            "scheme": "ONNX Runtime static QDQ: int8 per-channel weights, uint8 activations",
-            "calibration": method,
-            "calibration_images": len(calibration),
-            "float_nodes": "the Detect head's 1x1 convolutions and the decode",
-        },
-        description or f"{len(calibration)} calibration images",
-    )
+        {"scheme": "ONNX Runtime static QDQ: int8 per-channel weights, uint8 activations",
+         "calibration": method} | settings,
+        description,
+    )  # fmt: skip
+    return write_int8_card(parent, lineage, target / weights_name, target / card_name)
+
+
+def write_int8_card(
+    parent: ModelCard, lineage: Lineage, weights: Path, card_path: Path, **changes: Any
+) -> ModelCard:
+    """Save and return the card of an INT8 copy: the parent's, with ``+int8`` in its version,
+    the new weights and their SHA-256, ``lineage``, no metrics yet and ``changes``."""
     card = dataclasses.replace(
         parent,
         version=f"{parent.version}+int8",
-        weights_file=weights_name,
-        weights_sha256=sha256_file(target / weights_name),
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
         lineage=lineage,
         metrics={},
         notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+        **changes,
     )
-    save_card(card, target / card_name)
+    save_card(card, card_path)
     return card
 
 

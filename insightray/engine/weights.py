@@ -39,7 +39,7 @@ from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sh
 __all__ = [
     "input_channels",
     "load_model",
-    "load_torch_detector",
+    "load_torch_model",
     "load_weights",
     "safetensors_available",
     "save_weights",
@@ -138,22 +138,30 @@ def load_model(card: ModelCard, weights_path: str | Path, verify: bool = True) -
     return model.eval()
 
 
-def load_torch_detector(model: str | Path | None) -> tuple[Path, ModelCard, nn.Module]:
-    """The card path, card and network of the PyTorch detector a ``--model`` value names.
+def load_torch_model(
+    model: str | Path | None, task: str = "detection"
+) -> tuple[Path, ModelCard, nn.Module]:
+    """The card path, card and network of the PyTorch model a ``--model`` value names: the
+    parent of an optimised copy (INT8, bf16, pruned).
 
     Args:
-        model: A card, a model folder or a bundled name (``None``: the default detector).
+        model: A card, a model folder or a bundled name (``None``: the task's default).
+        task: ``detection`` or ``classification``.
 
     Raises:
-        ConfigError: It is not a trained detector, or it is an ONNX export.
+        ConfigError: It is not a trained model of ``task``, an ONNX export or an ensemble.
         InputNotFoundError: Nothing of that name exists.
     """
-    card_path = resolve_card(model, default=default_model("detection"))
+    card_path = resolve_card(model, default=default_model(task))
     card = load_card(card_path)
-    if card.task != "detection" or card.weights_file is None:
-        raise ConfigError(str(card_path), "not a trained detector", "pass a detection model")
+    noun = "detector" if task == "detection" else "classifier"
+    if card.task != task or card.weights_file is None:
+        raise ConfigError(str(card_path), f"not a trained {noun}", f"pass a {task} model")
     if card.weights_file.endswith(".onnx"):
         raise ConfigError(str(card_path), "it is an ONNX export already", "pass the PyTorch model")
+    if card.ensemble is not None or card.weights_file.endswith(".json"):
+        raise ConfigError(str(card_path), "an ensemble has no single network",
+                          "optimise each member model")  # fmt: skip
     return card_path, card, load_model(card, card_path.parent / card.weights_file)
 
 

@@ -79,8 +79,8 @@ def gradcam_heatmap(predictor: FracturePredictor, image: NDArray[Any]) -> FloatA
     if not isinstance(predictor, FracturePredictor):
         raise ConfigError(
             f"model {predictor.card.name}",
-            "an ensemble has no single network for Grad-CAM",
-            "explain one of its member models (--model MEMBER)",
+            "Grad-CAM needs one PyTorch network (not an ensemble or an ONNX/INT8 graph)",
+            "explain a member model, or the parent its card's lineage names (--model)",
         )
     pixels = to_unit_gray(image)
     prepared = predictor.prepare(pixels)

@@ -127,6 +127,8 @@ def _store(
     response["sr_url"] = None if sr_key is None else f"/v1/results/{response['result_id']}/sr"
     if isinstance(output, DetectionResult):
         overlay = images.png_bytes(draw_detections(image.pixels, output.detections))
+    elif heat is None:  # a classifier without a heat map (an ONNX or INT8 graph)
+        overlay = images.preview_png(image)
     else:
         overlay = images.heatmap_overlay_png(image, heat)
     heatmap_key = None if heat is None else services.store.put(images.heatmap_png(heat))

@@ -166,10 +166,14 @@ class FractureRunner:
         with self._lock:
             return run() if self.guard is None else self.guard.run(run, images, observe)
 
-    def heatmap(self, image: LoadedImage) -> NDArray[np.float32]:
-        """Grad-CAM heat in ``[0, 1]`` at the image's size."""
-        with self._lock:
-            heat = gradcam_heatmap(self.predictor, image.pixels)
+    def heatmap(self, image: LoadedImage) -> NDArray[np.float32] | None:
+        """Grad-CAM heat in ``[0, 1]`` at the image's size; ``None`` for a classifier that
+        cannot be explained (an ONNX or INT8 graph, an ensemble)."""
+        try:
+            with self._lock:
+                heat = gradcam_heatmap(self.predictor, image.pixels)
+        except ConfigError:
+            return None
         return np.asarray(heat, dtype=np.float32)
 
 

@@ -29,7 +29,7 @@ from rich.console import Console
 
 from insightray.engine import load_model, write_model
 from insightray.engine.prune import PruneReport, check_ratio, prune_network
-from insightray.engine.weights import input_channels, load_torch_detector
+from insightray.engine.weights import input_channels, load_torch_model
 from insightray.errors import ConfigError
 from insightray.models import Lineage, ModelCard, Preprocessing, load_card
 from insightray.models.detection.yolo import YoloV5
@@ -88,7 +88,7 @@ def prune_detector(
     check_ratio(ratio)
     if fine_tune.epochs > 0 and not fine_tune.data:
         raise ConfigError("optimize detect --prune", "no fine-tuning data", "pass --data")
-    card_path, parent, network = load_torch_detector(model)
+    card_path, parent, network = load_torch_model(model)
     if not isinstance(network, YoloV5):
         raise ConfigError(str(card_path), "only YOLOv5 detectors are pruned", "pass one")
     report = prune_network(network, ratio, max(parent.input_size))
