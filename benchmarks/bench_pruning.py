@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 sys.path[:0] = [str(Path(__file__).resolve().parent)]
 
 import torch  # noqa: E402
-from bench_int8 import latency_ms  # noqa: E402
+from bench_cpu_variants import latency_ms  # noqa: E402
 
 from insightray.config import data_root  # noqa: E402
 from insightray.engine import DetectionPredictor, load_model, load_predictor  # noqa: E402
