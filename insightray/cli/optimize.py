@@ -29,8 +29,9 @@ def optimize_detect(
         Path | None,
         typer.Option(
             "--calibration",
-            help="With --int8: images to calibrate on: a folder, or a list file of image paths "
-            "(e.g. a YOLO train_list.txt). Never the images you evaluate on.",
+            help="Training images: a folder, or a list file of image paths (e.g. a YOLO "
+            "train_list.txt). --int8 calibrates its ranges on them; --prune re-estimates the "
+            "batch-norm statistics on them. Never the images you evaluate on.",
         ),
     ] = None,
     int8: Annotated[
@@ -51,7 +52,9 @@ def optimize_detect(
     model: Annotated[
         str | None, typer.Option("--model", help="Parent: card, model folder or bundled name.")
     ] = None,
-    images: Annotated[int, typer.Option("--images", min=1, help="Calibration images used.")] = 64,
+    images: Annotated[
+        int, typer.Option("--images", min=1, help="Calibration images used (the first N).")
+    ] = 64,
     method: Annotated[
         str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
     ] = "percentile",
@@ -76,13 +79,15 @@ def optimize_detect(
         )
     if prune is not None:
         from insightray.engine.prune import check_ratio
+        from insightray.engine.quantize import calibration_images
         from insightray.training.detection.prune import FineTune, prune_detector
 
         check_ratio(prune)
         tuning = FineTune(
             "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
         )
-        card = prune_detector(model, prune, out_dir, tuning, console=err)
+        chosen = calibration_images(calibration, images) if calibration else []
+        card = prune_detector(model, prune, out_dir, tuning, err, chosen)
         settings = card.lineage.settings
         out.print(
             f"{out_dir} ({card.version}): {settings['params_before']} -> "

@@ -14,6 +14,12 @@ importance needs a labelled batch and a backward pass per step and is noisy with
 images a CPU fine-tune sees; the fine-tuning after pruning recovers what the ranking loses.
 Channel counts are rounded to multiples of 8, which vectorised CPU kernels favour.
 
+Pruning leaves every batch norm with running statistics measured on channels that are gone:
+on the bundled chest detector, 30 % pruning drops the highest objectness on a film from 0.72
+to 0.0007, so no box survives. :func:`recalibrate_batchnorm` re-estimates them on a few dozen
+training images (forward passes only, no labels, no weight changes; the "adaptive batch norm"
+of Li et al., EagleEye, ECCV 2020), which brings it back to 0.65 before any fine-tuning.
+
 Example:
     >>> from insightray.models.detection.yolo import YoloV5
     >>> model = YoloV5(num_classes=2, variant="n").eval()
@@ -24,17 +30,19 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 from insightray.models.detection.widths import conv_widths
 from insightray.models.detection.yolo import YoloV5, count_parameters, gflops
 
-__all__ = ["IMPORTANCE", "PruneReport", "check_ratio", "prune_network"]
+__all__ = ["IMPORTANCE", "PruneReport", "check_ratio", "prune_network", "recalibrate_batchnorm"]
 
 #: The channel ranking used (recorded in the card's lineage).
 IMPORTANCE = "group L2 magnitude"
@@ -55,6 +63,7 @@ class PruneReport:
         image_size: The square side the GFLOPs were counted at.
         channel_widths: ``[out, in]`` of every convolution that pruning changed, by dotted
             name (merge them over the parent card's own, if it was pruned before).
+        bn_images: Images the batch-norm statistics were re-estimated on afterwards (0: not).
     """
 
     ratio: float
@@ -64,6 +73,7 @@ class PruneReport:
     gflops_after: float
     image_size: int
     channel_widths: dict[str, list[int]]
+    bn_images: int = 0
 
     def settings(self) -> dict[str, Any]:
         """The figures for a card's lineage settings."""
@@ -75,6 +85,7 @@ class PruneReport:
             "params_after": self.params_after,
             f"gflops_{self.image_size}_before": round(self.gflops_before, 3),
             f"gflops_{self.image_size}_after": round(self.gflops_after, 3),
+            "batchnorm_recalibration_images": self.bn_images,
         }
 
 
@@ -134,3 +145,30 @@ def prune_network(model: YoloV5, ratio: float, image_size: int) -> PruneReport:
         image_size,
         {name: pair for name, pair in conv_widths(model).items() if widths_before[name] != pair},
     )
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every batch norm's running mean and variance on ``batches``, in place.
+
+    The statistics are reset and averaged over all the batches with equal weight (momentum
+    ``None``); no gradient is taken and no weight changes. The model is left in eval mode.
+
+    Returns:
+        The number of images seen (0 leaves the statistics as they were).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [norm.momentum for norm in norms]
+    seen = 0
+    for batch in batches:
+        if seen == 0:
+            for norm in norms:
+                norm.reset_running_stats()
+                norm.momentum = None  # a cumulative average over the batches
+            model.train()
+        with torch.no_grad():
+            model(batch)
+        seen += len(batch)
+    for norm, momentum in zip(norms, momenta, strict=True):
+        norm.momentum = momentum
+    model.eval()
+    return seen

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from insightray.engine import load_model, load_predictor
-from insightray.engine.prune import prune_network
+from insightray.engine.prune import prune_network, recalibrate_batchnorm
 from insightray.errors import ConfigError
+from insightray.imaging import write_png
 from insightray.models import load_card
 from insightray.models.detection.yolo import YoloV5, count_parameters, gflops
 from insightray.training.detection.prune import FineTune, prune_detector
@@ -80,6 +81,33 @@ def test_lineage_names_the_parent_and_the_pruning_and_round_trips(
     assert settings["gflops_64_after"] < settings["gflops_64_before"]
     widths = written.preprocessing.model_kwargs["channel_widths"]
     assert widths and all(len(pair) == 2 for pair in widths.values())
+
+
+def test_batchnorm_recalibration_measures_the_pruned_network_and_keeps_its_weights(
+    parent: Path, tmp_path: Path
+) -> None:
+    network = _parent_network(parent)
+    prune_network(network, 0.5, SIZE)
+    weights = {k: v.clone() for k, v in network.state_dict().items() if ".bn." not in k}
+    batches = [torch.rand(4, 3, SIZE, SIZE) for _ in range(3)]
+    assert recalibrate_batchnorm(network, batches) == 12
+    stem = network.layers[0]
+    with torch.no_grad():  # the stem's batch norm now holds the stem convolution's statistics
+        features = stem.conv(torch.cat(batches))
+    expected = features.mean(dim=(0, 2, 3))
+    assert torch.allclose(stem.bn.running_mean, expected, atol=1e-5)
+    assert stem.bn.momentum == 0.03 and not network.training  # restored
+    after = network.state_dict()
+    assert all(torch.equal(value, after[key]) for key, value in weights.items())
+    assert recalibrate_batchnorm(network, []) == 0
+    assert torch.allclose(stem.bn.running_mean, expected, atol=1e-5), "no images: unchanged"
+
+    paths = []
+    for index in range(3):
+        paths.append(tmp_path / f"{index}.png")
+        write_png(np.random.default_rng(index).random((80, 96), dtype=np.float32), paths[-1])
+    card = prune_detector(parent, 0.5, tmp_path / "pruned", FineTune(epochs=0), None, paths)
+    assert card.lineage.settings["batchnorm_recalibration_images"] == 3
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, -0.2, 1.5])

@@ -4,7 +4,9 @@ Three steps, each leaving a folder that loads like any other model:
 
 1. ``OUT/pruned/``: the parent with ``R`` of its channels removed
    (:func:`~insightray.engine.prune.prune_network`, Torch-Pruning's dependency graph), its
-   new convolution widths in the card's ``preprocessing.model_kwargs["channel_widths"]``;
+   batch-norm statistics re-estimated on calibration images
+   (:func:`~insightray.engine.prune.recalibrate_batchnorm`), its new convolution widths in
+   the card's ``preprocessing.model_kwargs["channel_widths"]``;
 2. ``OUT/finetune/``: a run of our detector trainer started from it (``TrainConfig.init``),
    validated once at the end; the last epoch's EMA weights are kept (no epoch is chosen on
    the validation split, which the result is evaluated on);
@@ -22,15 +24,20 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
 from rich.console import Console
 
 from insightray.engine import load_model, write_model
-from insightray.engine.prune import PruneReport, check_ratio, prune_network
+from insightray.engine.preprocessing import prepare_image
+from insightray.engine.prune import PruneReport, check_ratio, prune_network, recalibrate_batchnorm
 from insightray.engine.weights import input_channels, load_torch_model
 from insightray.errors import ConfigError
+from insightray.imaging import read_image
 from insightray.models import Lineage, ModelCard, Preprocessing, load_card
 from insightray.models.detection.yolo import YoloV5
 from insightray.training.detection.config import TrainConfig
@@ -38,6 +45,9 @@ from insightray.training.detection.result import finish_run
 from insightray.training.detection.trainer import train_detector
 
 __all__ = ["FineTune", "fine_tune_config", "fine_tune_detector", "prune_detector"]
+
+#: Images per forward pass when the batch-norm statistics are re-estimated.
+BN_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -70,6 +80,7 @@ def prune_detector(
     out_dir: str | Path,
     fine_tune: FineTune,
     console: Console | None = None,
+    calibration: Sequence[Path] = (),
 ) -> ModelCard:
     """Prune a detector, fine-tune it and write it as the model folder ``out_dir``.
 
@@ -79,6 +90,8 @@ def prune_detector(
         out_dir: The new model folder (with ``pruned/`` and ``finetune/`` inside).
         fine_tune: The fine-tuning run's settings.
         console: Where progress goes.
+        calibration: Training images to re-estimate the batch-norm statistics on (a few
+            dozen; none keeps the parent's, which pruning has made wrong).
 
     Raises:
         ConfigError: A ratio outside (0, 1), a parent that is not a trained PyTorch YOLOv5,
@@ -92,6 +105,8 @@ def prune_detector(
     if not isinstance(network, YoloV5):
         raise ConfigError(str(card_path), "only YOLOv5 detectors are pruned", "pass one")
     report = prune_network(network, ratio, max(parent.input_size))
+    seen = recalibrate_batchnorm(network, _batches(calibration, parent))
+    report = dataclasses.replace(report, bn_images=seen)
     target = Path(out_dir)
     pruned = write_model(target / "pruned", network, _pruned_card(parent, card_path, report, None))
     if fine_tune.epochs == 0:
@@ -149,6 +164,16 @@ def fine_tune_detector(config: TrainConfig, console: Console | None = None) -> P
         selection="last",
     )
     return last.card_path
+
+
+def _batches(paths: Sequence[Path], card: ModelCard) -> Iterator[torch.Tensor]:
+    """The images prepared as the card says, :data:`BN_BATCH` at a time."""
+    channels = input_channels(card) or 3
+    for start in range(0, len(paths), BN_BATCH):
+        images = [read_image(path).pixels for path in paths[start : start + BN_BATCH]]
+        prepared = [prepare_image(image, card.input_size, channels,
+                                  card.preprocessing.pad_value)[0] for image in images]  # fmt: skip
+        yield torch.from_numpy(np.stack(prepared))
 
 
 def _pruned_card(
