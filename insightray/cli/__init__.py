@@ -24,6 +24,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     ner,
     nlp,
     optimize,
+    optimize_fracture,
     pacs,
     pretrain,
     report,
