@@ -20,6 +20,7 @@ import typer
 
 from insightray.cli.common import err, optimize_app, out
 from insightray.errors import ConfigError
+from insightray.models import ModelCard
 
 
 @optimize_app.command("detect")
@@ -110,6 +111,11 @@ def optimize_detect(
         card = quantize_detector(
             model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
         )
+    report_copy(out_dir, card)
+
+
+def report_copy(out_dir: Path, card: ModelCard) -> None:
+    """Print where an optimised copy went and what it came from."""
     out.print(
         f"{out_dir} ({card.weights_file}, {card.version}); parent {card.lineage.parent}",
         highlight=False,

@@ -6,7 +6,9 @@ cosine schedule, AMP scaler, augmentation, sampler and its random stream) and
 train_fracture` drives it between validations; :func:`train_local_epochs` drives it for a
 fixed number of epochs from given weights, which is one federated round at a site. With
 ``proximal_mu > 0`` the loss gains FedProx's proximal term ``mu / 2 * ||w - w_global||^2``
-(Li et al. 2020) against the weights the runner started from.
+(Li et al. 2020) against the weights the runner started from. A ``distill`` callable
+(:class:`~insightray.training.fracture.distill.Distiller`) turns the hard loss into the
+distillation loss, given the augmented batch and the student's logits.
 
 Example:
     >>> import numpy as np, torch
@@ -38,7 +40,10 @@ from insightray.training.fracture.config import FractureTrainConfig
 from insightray.training.fracture.losses import build_loss
 from insightray.training.proximal import anchor_of, proximal_term
 
-__all__ = ["LocalFit", "StepRunner", "memory_format", "train_local_epochs"]
+__all__ = ["LocalFit", "StepLoss", "StepRunner", "memory_format", "train_local_epochs"]
+
+StepLoss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(augmented batch, student logits, hard loss) -> the loss to minimise``."""
 
 
 def memory_format(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
@@ -87,6 +92,7 @@ class StepRunner:
         device: Where to compute.
         total: Steps the learning-rate schedule spans.
         proximal_mu: FedProx coefficient (0: none).
+        distill: Replaces the hard loss (distillation); ``None``: the hard loss.
     """
 
     def __init__(
@@ -98,7 +104,9 @@ class StepRunner:
         device: torch.device,
         total: int,
         proximal_mu: float = 0.0,
+        distill: StepLoss | None = None,
     ) -> None:
+        self.distill = distill
         self.model, self.config, self.device = model, config, device
         self.train_x, self.train_y = train_x, train_y
         positives = int(train_y.sum())
@@ -141,6 +149,8 @@ class StepRunner:
         with torch.autocast(device_type=device.type, enabled=self.use_amp):
             logits = self.model(memory_format(batch, device)).reshape(len(chosen), -1)[:, -1]
             loss = self.loss_fn(logits.float(), targets)
+            if self.distill is not None:
+                loss = self.distill(batch, logits.float(), loss)
         if self.anchor:
             loss = loss + proximal_term(self.model, self.anchor, self.proximal_mu)
         self.optimizer.zero_grad(set_to_none=True)

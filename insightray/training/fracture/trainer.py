@@ -69,7 +69,7 @@ from insightray.training.fracture.evaluation import (
     evaluate_scores,
 )
 from insightray.training.fracture.preprocessing import load_prepared, write_debug_images
-from insightray.training.fracture.steps import StepRunner, memory_format
+from insightray.training.fracture.steps import StepLoss, StepRunner, memory_format
 from insightray.training.metrics.calibration import plot_reliability_diagram
 from insightray.training.metrics.roc import roc_auc
 from insightray.training.metrics.temperature import fit_temperature, scaled_probabilities
@@ -174,11 +174,16 @@ def predict_prepared(
 
 
 def train_fracture(
-    config: FractureTrainConfig, log: Log = print, *, splits: FractureSplits | None = None
+    config: FractureTrainConfig,
+    log: Log = print,
+    *,
+    splits: FractureSplits | None = None,
+    distill: StepLoss | None = None,
 ) -> FractureTrainResult:
     """Train, select by validation AUC, choose the operating point and write the model card.
 
-    ``splits`` replaces the group split of ``config`` (cross-validation folds pass theirs).
+    ``splits`` replaces the group split of ``config`` (cross-validation folds pass theirs);
+    ``distill`` replaces the hard loss (:mod:`~insightray.training.fracture.distill`).
 
     Raises:
         InputNotFoundError: The data is missing.
@@ -222,7 +227,7 @@ def train_fracture(
     per_epoch = math.ceil(len(splits.train) / config.batch_size)
     total = config.max_steps or config.epochs * per_epoch
     eval_every = config.eval_every or per_epoch
-    runner = StepRunner(model, config, train_x, train_y, device, total)
+    runner = StepRunner(model, config, train_x, train_y, device, total, distill=distill)
 
     best_auc, best_step, best_state, stale = -1.0, 0, _state(model), 0
     history: list[dict[str, Any]] = []
