@@ -179,7 +179,7 @@ def test_optimize_fracture_writes_a_distilled_model_that_classifies(tmp_path: Pa
     [
         (["--alpha", "1.5"], "alpha"),
         (["--temperature", "0"], "temperature"),
-        ([], "no teacher"),
+        ([], "exactly one method"),
         (["--distill-from", "no/such/model"], "error"),
     ],
 )
