@@ -21,7 +21,7 @@ can reach with a GPU-scale fine-tune.
 
 Usage:
     python benchmarks/bench_pruning.py [--train-images 64] [--epochs 1] [--bn-images 64]
-        [--runs 20] [--int8] [--work DIR]
+        [--ratios 0.3 0.5] [--runs 20] [--int8] [--work DIR]
 """
 
 from __future__ import annotations
@@ -85,6 +85,7 @@ def main() -> None:
     )
     parser.add_argument("--lr0", type=float, default=0.01)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.3, 0.5])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--int8", action="store_true", help="Also the 30 %% model in INT8.")
     parser.add_argument("--work", help="Keep the models here; a rerun reuses those present.")
@@ -109,7 +110,7 @@ def main() -> None:
                                          scratch / "reference")  # fmt: skip
             fine_tune_detector(reference)
             seconds["parent fine-tuned"] = time.perf_counter() - started
-        for ratio in (0.3, 0.5):
+        for ratio in args.ratios:
             name = f"pruned {round(ratio * 100)} %"
             folders[name] = scratch / f"pruned{round(ratio * 100)}"
             if not (folders[name] / "card.json").is_file():

@@ -211,6 +211,10 @@ def rank_for_labelling(
     if strategy not in offered:
         kind = "detector" if detector else "classifier"
         raise ConfigError(f"strategy {strategy!r}", f"not offered for a {kind}", f"use {offered}")
+    if strategy != "random" and not detector and not isinstance(predictor, FracturePredictor):
+        raise ConfigError(predictor.card.name, f"{strategy} needs the classifier's PyTorch "
+                          "network (dropout, gradients), not an ONNX graph",
+                          "rank with the PyTorch parent of this model")  # fmt: skip
     done = sorted({str(p) for p in labelled})
     pool = sorted({str(p) for p in paths} - set(done))
     if not pool:

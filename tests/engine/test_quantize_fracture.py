@@ -72,6 +72,18 @@ def test_int8_folder_classifies_through_the_registry_close_to_its_parent(
     ]
 
 
+def test_label_queue_refuses_an_int8_classifier_with_a_model_based_strategy(
+    int8: Path, labelled: Path
+) -> None:
+    from insightray.active import rank_for_labelling
+
+    quantised = load_predictor(int8, task="classification")
+    paths = [str(p) for p in sorted((labelled / "images").glob("*.png"))[:4]]
+    with pytest.raises(ConfigError, match="PyTorch network"):
+        rank_for_labelling(quantised, paths, "entropy", 2)
+    assert len(rank_for_labelling(quantised, paths, "random", 2).items) == 2
+
+
 def test_quantize_classifier_refuses_bad_requests(
     parent: Path, int8: Path, labelled: Path, tmp_path: Path
 ) -> None:
