@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -127,7 +127,63 @@ class TorchBackend:
         return result
 
 
-class OnnxBackend:
+class _GraphBackend:
+    """What an exported graph's backends share: its input's shape, and running a batch whole
+    or image by image when the graph is fixed at batch 1."""
+
+    path: Path
+    _input_channels: int
+    _input_size: tuple[int, int] | None
+    _fixed_batch: int | None
+
+    @property
+    def input_channels(self) -> int:
+        """Image channels of the graph's input."""
+        return self._input_channels
+
+    @property
+    def input_size(self) -> tuple[int, int] | None:
+        """The graph's fixed input ``(height, width)``, if it has one."""
+        return self._input_size
+
+    def __call__(self, batch: FloatArray) -> FloatArray:
+        """Run the graph on a ``(B, C, H, W)`` float32 batch and return its predictions."""
+        images = np.ascontiguousarray(batch, dtype=np.float32)
+        if self._fixed_batch is None or self._fixed_batch == len(images):
+            return self._run(images)
+        if self._fixed_batch != 1:
+            raise ConfigError(
+                str(self.path),
+                f"the graph takes batches of exactly {self._fixed_batch}, not {len(images)}",
+                "export it with dynamic_batch=True or use that batch size",
+            )
+        return np.concatenate([self._run(images[i : i + 1]) for i in range(len(images))])
+
+    def _run(self, images: FloatArray) -> FloatArray:
+        raise NotImplementedError
+
+    def _read_input(self, shape: Sequence[int | str | None]) -> None:
+        """Take the input's ``(B, C, H, W)`` shape (``None`` or a name where it is dynamic).
+
+        Raises:
+            ConfigError: It is not ``(B, C, H, W)`` with a fixed ``C``.
+        """
+        channels = shape[1] if len(shape) == 4 else None
+        if not isinstance(channels, int):
+            raise ConfigError(
+                str(self.path),
+                f"expected one (B, C, H, W) input with a fixed C, got {list(shape) or 'none'}",
+                "export the model with export_onnx",
+            )
+        batch, _, height, width = shape
+        self._input_channels = channels
+        self._input_size = (
+            (height, width) if isinstance(height, int) and isinstance(width, int) else None
+        )
+        self._fixed_batch = batch if isinstance(batch, int) else None
+
+
+class OnnxBackend(_GraphBackend):
     """Run a detector exported by :func:`~insightray.engine.export.export_onnx` with ONNX Runtime.
 
     All graph optimisations are on. A model exported with a fixed batch of 1 is run one image
@@ -181,28 +237,14 @@ class OnnxBackend:
         inputs = self.session.get_inputs()
         self.input_name: str = inputs[0].name
         shape = list(inputs[0].shape) if len(inputs) == 1 else []
-        self._input_channels, self._input_size, self._fixed_batch = _graph_input(self.path, shape)
-
-    @property
-    def input_channels(self) -> int:
-        """Image channels of the graph's input."""
-        return self._input_channels
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        """The graph's fixed input ``(height, width)``, if it has one."""
-        return self._input_size
-
-    def __call__(self, batch: FloatArray) -> FloatArray:
-        """Run the session on a ``(B, C, H, W)`` float32 batch and return its predictions."""
-        return _run_batched(self._run, batch, self._fixed_batch, self.path)
+        self._read_input(shape)
 
     def _run(self, images: FloatArray) -> FloatArray:
         outputs = self.session.run(None, {self.input_name: images})
         return np.asarray(outputs[0], dtype=np.float32)
 
 
-class OpenVinoBackend:
+class OpenVinoBackend(_GraphBackend):
     """Run an ONNX detector with OpenVINO's CPU plugin, in fp32 or bf16.
 
     OpenVINO compiles the same ``.onnx`` file ONNX Runtime runs (an fp32 export or an INT8 QDQ
@@ -263,21 +305,7 @@ class OpenVinoBackend:
             if len(inputs) == 1
             else []
         )
-        self._input_channels, self._input_size, self._fixed_batch = _graph_input(self.path, shape)
-
-    @property
-    def input_channels(self) -> int:
-        """Image channels of the graph's input."""
-        return self._input_channels
-
-    @property
-    def input_size(self) -> tuple[int, int] | None:
-        """The graph's fixed input ``(height, width)``, if it has one."""
-        return self._input_size
-
-    def __call__(self, batch: FloatArray) -> FloatArray:
-        """Run the model on a ``(B, C, H, W)`` float32 batch and return its predictions."""
-        return _run_batched(self._run, batch, self._fixed_batch, self.path)
+        self._read_input(shape)
 
     def _run(self, images: FloatArray) -> FloatArray:
         outputs = self._request.infer({0: images})
@@ -298,49 +326,6 @@ def require_bf16() -> None:
             "this processor has no bf16 instructions (AVX-512 BF16 or AMX)",
             "use --backend openvino (fp32)",
         )
-
-
-def _graph_input(
-    path: Path, shape: Sequence[int | str | None]
-) -> tuple[int, tuple[int, int] | None, int | None]:
-    """Channels, fixed ``(height, width)`` and fixed batch of a graph's image input.
-
-    Raises:
-        ConfigError: ``shape`` is not ``(B, C, H, W)`` with a fixed ``C``.
-    """
-    channels = shape[1] if len(shape) == 4 else None
-    if not isinstance(channels, int):
-        raise ConfigError(
-            str(path),
-            f"expected one (B, C, H, W) input with a fixed C, got {list(shape) or 'none'}",
-            "export the model with export_onnx",
-        )
-    batch, _, height, width = shape
-    size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
-    return channels, size, batch if isinstance(batch, int) else None
-
-
-def _run_batched(
-    run: Callable[[FloatArray], FloatArray],
-    batch: FloatArray,
-    fixed_batch: int | None,
-    path: Path,
-) -> FloatArray:
-    """``run`` on the whole batch, or image by image for a graph fixed at batch 1.
-
-    Raises:
-        ConfigError: The graph is fixed at another batch size than ``len(batch)``.
-    """
-    images = np.ascontiguousarray(batch, dtype=np.float32)
-    if fixed_batch is None or fixed_batch == len(images):
-        return run(images)
-    if fixed_batch != 1:
-        raise ConfigError(
-            str(path),
-            f"the graph takes batches of exactly {fixed_batch}, not {len(images)}",
-            "export it with dynamic_batch=True or use that batch size",
-        )
-    return np.concatenate([run(images[i : i + 1]) for i in range(len(images))])
 
 
 def checked_image_size(size: int | tuple[int, int] | Sequence[int]) -> tuple[int, int]:

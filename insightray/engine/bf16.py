@@ -14,14 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from insightray.engine.backends import require_bf16
 from insightray.engine.export import export_onnx
-from insightray.engine.weights import load_torch_model
-from insightray.models import Lineage, ModelCard, save_card
-from insightray.models.catalog import CARD_FILE, sha256_file
+from insightray.engine.weights import load_torch_model, save_copy_card
+from insightray.models import Lineage, ModelCard
+from insightray.models.catalog import CARD_FILE
 
 __all__ = ["BF16_BACKEND", "bf16_detector"]
 
@@ -52,15 +51,5 @@ def bf16_detector(model: str | Path | None, out_dir: str | Path) -> ModelCard:
         {"runtime": "OpenVINO", "precision": "bf16 (fp32 accumulation)"},
         "none (no calibration)",
     )
-    card = dataclasses.replace(
-        parent,
-        version=f"{parent.version}+bf16",
-        weights_file=graph.name,
-        weights_sha256=sha256_file(graph),
-        lineage=lineage,
-        backend=BF16_BACKEND,
-        metrics={},
-        notes=f"bfloat16 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
-    )
-    save_card(card, target / CARD_FILE)
-    return card
+    return save_copy_card(parent, lineage, graph, target / CARD_FILE, "bf16", "bfloat16",
+                          backend=BF16_BACKEND)  # fmt: skip

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from insightray.engine.quantize import write_int8_card
+from insightray.engine.weights import save_copy_card
 from insightray.errors import ConfigError, CorruptFileError
 from insightray.models import Lineage, ModelCard, load_card
 from insightray.models.catalog import CARD_FILE, default_model, resolve_card
@@ -183,6 +183,5 @@ def quantize_ner(model: str | Path | None, out_dir: str | Path) -> ModelCard:
         "none (dynamic quantisation needs no calibration data)",
     )
     preprocessing = dataclasses.replace(parent.preprocessing, extra=extra)
-    return write_int8_card(
-        parent, lineage, target / WEIGHTS_FILE, target / CARD_FILE, preprocessing=preprocessing
-    )
+    return save_copy_card(parent, lineage, target / WEIGHTS_FILE, target / CARD_FILE, "int8",
+                          "INT8", preprocessing=preprocessing)  # fmt: skip

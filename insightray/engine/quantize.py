@@ -39,12 +39,12 @@ from torch import nn
 from insightray.engine.classification import GRAY_MEAN, GRAY_STD
 from insightray.engine.export import INPUT_NAME, export_onnx
 from insightray.engine.preprocessing import prepare_image, prepare_input
-from insightray.engine.weights import input_channels, load_torch_model
+from insightray.engine.weights import input_channels, load_torch_model, save_copy_card
 from insightray.errors import ConfigError
 from insightray.extras import import_extra
 from insightray.imaging import image_paths, read_image
-from insightray.models import Lineage, ModelCard, save_card
-from insightray.models.catalog import CARD_FILE, sha256_file
+from insightray.models import Lineage, ModelCard
+from insightray.models.catalog import CARD_FILE
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -54,7 +54,6 @@ __all__ = [
     "output_layer",
     "quantize_classifier",
     "quantize_detector",
-    "write_int8_card",
 ]
 
 #: Calibration methods by name (ONNX Runtime's ``CalibrationMethod`` members).
@@ -291,26 +290,9 @@ def _quantize(
          "calibration": method} | settings,
         description,
     )  # fmt: skip
-    return write_int8_card(parent, lineage, target / weights_name, target / card_name)
-
-
-def write_int8_card(
-    parent: ModelCard, lineage: Lineage, weights: Path, card_path: Path, **changes: Any
-) -> ModelCard:
-    """Save and return the card of an INT8 copy: the parent's, with ``+int8`` in its version,
-    the new weights and their SHA-256, ``lineage``, no metrics yet and ``changes``."""
-    card = dataclasses.replace(
-        parent,
-        version=f"{parent.version}+int8",
-        weights_file=weights.name,
-        weights_sha256=sha256_file(weights),
-        lineage=lineage,
-        metrics={},
-        notes=f"INT8 copy of {lineage.parent}; evaluate it before use. {parent.notes}",
-        **changes,
+    return save_copy_card(
+        parent, lineage, target / weights_name, target / card_name, "int8", "INT8"
     )
-    save_card(card, card_path)
-    return card
 
 
 def calibration_images(source: Path, count: int) -> list[Path]:

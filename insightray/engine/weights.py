@@ -33,7 +33,14 @@ import torch
 from torch import nn
 
 from insightray.errors import ConfigError, CorruptFileError, InputNotFoundError
-from insightray.models import ModelCard, create_model, load_card, model_defaults, save_card
+from insightray.models import (
+    Lineage,
+    ModelCard,
+    create_model,
+    load_card,
+    model_defaults,
+    save_card,
+)
 from insightray.models.catalog import CARD_FILE, default_model, resolve_card, sha256_file
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "load_torch_model",
     "load_weights",
     "safetensors_available",
+    "save_copy_card",
     "save_weights",
     "verify_checksum",
     "weights_suffix",
@@ -264,3 +272,34 @@ def _read_state(path: Path) -> dict[str, torch.Tensor]:
     ):
         raise CorruptFileError(str(path), "the file holds no state dict", "save the weights again")
     return loaded
+
+
+def save_copy_card(
+    parent: ModelCard,
+    lineage: Lineage,
+    weights: Path,
+    card_path: Path,
+    tag: str,
+    kind: str,
+    **changes: Any,
+) -> ModelCard:
+    """Save and return the card of an optimised copy (INT8, bf16): the parent's, with
+    ``+tag`` in its version, the new weights and their SHA-256, ``lineage``, no metrics yet
+    and ``changes``.
+
+    Example:
+        >>> save_copy_card(parent, lineage, out / "weights.onnx", out / "card.json",
+        ...                "int8", "INT8")  # doctest: +SKIP
+    """
+    card = dataclasses.replace(
+        parent,
+        version=f"{parent.version}+{tag}",
+        weights_file=weights.name,
+        weights_sha256=sha256_file(weights),
+        lineage=lineage,
+        metrics={},
+        notes=f"{kind} copy of {lineage.parent}; evaluate it before use. {parent.notes}",
+        **changes,
+    )
+    save_card(card, card_path)
+    return card
