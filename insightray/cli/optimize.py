@@ -32,7 +32,8 @@ def optimize_detect(
             "--calibration",
             help="Training images: a folder, or a list file of image paths (e.g. a YOLO "
             "train_list.txt). --int8 calibrates its ranges on them; --prune re-estimates the "
-            "batch-norm statistics on them. Never the images you evaluate on.",
+            "batch-norm statistics on them (default: the first --images of --data's train "
+            "split). Never the images you evaluate on.",
         ),
     ] = None,
     int8: Annotated[
@@ -87,7 +88,17 @@ def optimize_detect(
         tuning = FineTune(
             "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
         )
-        chosen = calibration_images(calibration, images) if calibration else []
+        if calibration is not None:
+            chosen = calibration_images(calibration, images)
+        elif data is not None:  # the first training images of the fine-tuning data
+            from insightray.training.detection import load_data_split
+
+            records = load_data_split(str(data), "train").records[:images]
+            chosen = [Path(record.image_path) for record in records]
+        else:
+            chosen = []
+            err.print("warning: no --calibration or --data: the batch-norm statistics stay "
+                      "the parent's, which pruning has made wrong", highlight=False)  # fmt: skip
         card = prune_detector(model, prune, out_dir, tuning, err, chosen)
         settings = card.lineage.settings
         out.print(

@@ -125,6 +125,9 @@ def test_optimize_verb_refuses_bad_ratios_and_two_methods(parent: Path, tmp_path
         "optimize", "detect", "--prune", "0.3", "--int8", "--out", str(tmp_path / "b")
     )
     assert code != 0 and "exactly one method" in stderr
+    code, _, stderr = cli("optimize", "detect", "--prune", "0.3", "--epochs", "0",
+                          "--model", str(parent), "--out", str(tmp_path / "c"))  # fmt: skip
+    assert code == 0 and "warning: no --calibration or --data" in stderr
 
 
 def test_prune_then_fine_tune_through_the_trainer(
