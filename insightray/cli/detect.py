@@ -206,7 +206,8 @@ def train_detect(
         typer.Option(
             "--init",
             help="Fine-tune a trained detector (model folder, card or bundled name; a pruned "
-            "one keeps its channel widths) instead of starting from random weights.",
+            "one keeps its channel widths), or start from an `insightray pretrain` backbone "
+            "folder of the same architecture, instead of random weights.",
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,

@@ -3,6 +3,8 @@
 Example:
     insightray pretrain --method simclr --arch efficientnet_lite0 --data xrays/ --out runs/ssl
     insightray train fracture --data labelled/ --init runs/ssl     # start from it
+    insightray pretrain --method byol --arch yolov5s --data xrays/ --out runs/ssl-yolo
+    insightray train detect --data data.yaml --model yolov5s --init runs/ssl-yolo
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ class TrainConfig:
         init: A trained detector to start from (fine-tuning): a card, a model folder or a
             bundled name. Its card decides the architecture (``model`` is then ignored, and
             channel widths of a pruned model are kept), its weights and anchors are the
-            start; AutoAnchor and the head's bias initialisation are skipped. Empty: random
-            weights.
+            start; AutoAnchor and the head's bias initialisation are skipped. Or an
+            ``insightray pretrain`` folder: its self-supervised backbone is copied into a new
+            ``model`` (of the same architecture) and the rest starts from random weights.
+            Empty: random weights.
         channels: Image channels the model takes (grayscale is repeated).
         image_size: Square training and validation side, a multiple of 32.
         epochs: Number of epochs.

@@ -158,7 +158,7 @@ def train_detector(
     if resume:
         state = torch.load(out / "last.pt", map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
-    elif starting is None:  # a fine-tuned model keeps its trained biases and anchors
+    elif starting is None or not starting.keeps_head:  # fine-tuning keeps biases and anchors
         model.detect.initialise_biases(image_size=config.image_size)
         if config.autoanchor:
             anchor_check = fit_model_anchors(

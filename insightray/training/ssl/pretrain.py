@@ -278,8 +278,8 @@ def _save(
         "views": asdict(config.views) | {"size": config.image_size},
         "losses": {"first": losses[0], "last": losses[-1]},
         "seconds": round(seconds, 1),
-        "usage": "start a classifier with init_weights (train fracture --init DIR); the "
-        "detector's backbone layers load with load_pretrained",
+        "usage": "start a classifier or a detector of the same architecture from it: "
+        "train fracture --init DIR, train detect --init DIR",
         "notes": "Self-supervised (labels unused). No claim of benefit without the benchmark.",
     }
     card_path = out / "card.json"

@@ -17,7 +17,10 @@ pytest.importorskip("lightly", reason="self-supervised pre-training needs insigh
 from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging import read_image
 from insightray.models import create_model
+from insightray.models.catalog import sha256_file
 from insightray.models.classification import load_pretrained
+from insightray.training.detection.config import TrainConfig
+from insightray.training.detection.start import SslStart, start_model
 from insightray.training.ssl import (
     PretrainConfig,
     RadiographViews,
@@ -134,6 +137,14 @@ def test_yolo_backbone_loads_into_the_detector(unlabelled: Path, tmp_path: Path)
     assert report.loaded == len(backbone) and report.skipped == []
     weights = load_file(str(result.weights))
     assert all(torch.equal(detector.state_dict()[k], v) for k, v in weights.items())
+
+    # train detect --init FOLDER: the backbone is copied into a new detector, the head is new
+    run = TrainConfig(data="data.yaml", model="yolov5n", channels=1, init=str(tmp_path))
+    model, start = start_model(run, num_classes=2)
+    assert isinstance(start, SslStart) and not start.keeps_head
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    lineage = start.lineage(run, "tiny")
+    assert lineage.method == "trained" and lineage.parent_sha256 == sha256_file(result.weights)
 
 
 def test_views_are_radiograph_views() -> None:
