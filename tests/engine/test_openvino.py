@@ -7,27 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from insightray.engine import OpenVinoBackend, load_predictor, write_model
+from insightray.engine import OpenVinoBackend, load_predictor
 from insightray.engine.backends import require_bf16
 from insightray.engine.bf16 import bf16_detector
 from insightray.errors import ConfigError
 from insightray.imaging import write_png
-from insightray.models import ModelCard, create_model, load_card
+from insightray.models import load_card
+from tests.engine.test_quantize import SIZE, tiny_detector_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SIZE = 64
-
-
-@pytest.fixture(scope="module")
-def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("detector")
-    card = ModelCard("yolov5n", "detection", "0.1.0", ("nodule", "mass"), (SIZE, SIZE))
-    write_model(folder, create_model("yolov5n", num_classes=2), card)
-    return folder
+detector = pytest.fixture(scope="module", name="detector")(tiny_detector_folder)
 
 
 def _bf16_available() -> bool:
