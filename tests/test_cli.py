@@ -134,3 +134,13 @@ def test_demo_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Web service and viewer" in result.stdout
     assert list(tmp_path.glob("*.png"))
+
+
+def test_the_cli_starts_without_importing_torch() -> None:
+    """`insightray --help` and every verb's parsing stay fast: torch (over a second to import)
+    loads only inside the commands that run a model."""
+    probe = "import sys, insightray.cli; print(sorted({'torch', 'onnxruntime'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

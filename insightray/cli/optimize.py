@@ -14,13 +14,15 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from insightray.cli.common import err, optimize_app, out
 from insightray.errors import ConfigError
-from insightray.models import ModelCard
+
+if TYPE_CHECKING:  # the CLI starts without importing torch
+    from insightray.models import ModelCard
 
 
 @optimize_app.command("detect")

@@ -15,14 +15,16 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from insightray.cli.common import err, optimize_app, out
 from insightray.cli.optimize import report_copy
 from insightray.errors import ConfigError
-from insightray.models import ModelCard
+
+if TYPE_CHECKING:  # the CLI starts without importing torch
+    from insightray.models import ModelCard
 
 
 @optimize_app.command("fracture")
