@@ -1,4 +1,5 @@
-"""An INT8 fracture classifier served by the API as its parent's next version."""
+"""Optimised copies served by the API as their parent's next version: an INT8 fracture
+classifier, and a bfloat16 chest detector (on processors with bf16)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,14 @@ from pathlib import Path
 import pytest
 
 from insightray.config import data_root
+from insightray.engine.backends import require_bf16
+from insightray.engine.bf16 import bf16_detector
 from insightray.engine.quantize import quantize_classifier
+from insightray.errors import ConfigError
 from tests.serving.api.conftest import CHEST_DICOM, Api
 
 FRACTURE = "fracture-roboflow-lite0"
+DETECTOR = "cxr-tbx11k-yolov5s"
 ROBOFLOW = data_root() / "fracture" / "bone_fracture_roboflow"
 
 
@@ -29,17 +34,8 @@ def int8_card(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_int8_classifier_serves_after_promotion_without_a_heatmap(
     api: Api, int8_card: Path
 ) -> None:
-    admin = api.as_role("admin")
-    registered = api.client.post(
-        f"/v1/models/{FRACTURE}/versions", json={"card_path": str(int8_card)}, headers=admin
-    )
-    assert registered.status_code == 201, registered.text
-    version = registered.json()["version"]
+    version = _promote(api, FRACTURE, int8_card)
     assert version.endswith("+int8")
-    promoted = api.client.put(
-        f"/v1/models/{FRACTURE}/versions/{version}", json={"stage": "production"}, headers=admin
-    )
-    assert promoted.status_code == 200, promoted.text
     study = api.upload(CHEST_DICOM)
     response = api.client.post(
         f"/v1/studies/{study['id']}/analyze",
@@ -51,3 +47,35 @@ def test_int8_classifier_serves_after_promotion_without_a_heatmap(
     assert body["model"]["version"] == version
     assert 0.0 <= body["fracture"]["probability"] <= 1.0
     assert body["heatmap_method"] is None and body["heatmap_url"] is None
+
+
+def _promote(api: Api, name: str, card: Path) -> str:
+    admin = api.as_role("admin")
+    registered = api.client.post(
+        f"/v1/models/{name}/versions", json={"card_path": str(card)}, headers=admin
+    )
+    assert registered.status_code == 201, registered.text
+    version = str(registered.json()["version"])
+    promoted = api.client.put(
+        f"/v1/models/{name}/versions/{version}", json={"stage": "production"}, headers=admin
+    )
+    assert promoted.status_code == 200, promoted.text
+    return version
+
+
+def test_bf16_detector_serves_after_promotion(api: Api, tmp_path: Path) -> None:
+    try:
+        require_bf16()
+    except ConfigError:
+        pytest.skip("this processor has no native bf16")
+    bf16_detector(DETECTOR, tmp_path / "bf16")
+    version = _promote(api, DETECTOR, tmp_path / "bf16" / "card.json")
+    assert version.endswith("+bf16")
+    study = api.upload(CHEST_DICOM)
+    response = api.client.post(
+        f"/v1/studies/{study['id']}/analyze", json={"task": "cxr"}, headers=api.as_role("clinician")
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"]["version"] == version
+    assert all(0.0 <= f["score"] <= 1.0 for f in body["findings"])
