@@ -15,10 +15,11 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -283,7 +284,7 @@ class OpenVinoBackend(_GraphBackend):
             )
         if precision == "bf16":
             require_bf16()
-        core = import_extra("openvino", "openvino").Core()
+        core = openvino_core()
         settings = {
             "INFERENCE_PRECISION_HINT": precision,
             "INFERENCE_NUM_THREADS": num_threads or default_num_threads(),
@@ -312,6 +313,13 @@ class OpenVinoBackend(_GraphBackend):
         return np.asarray(outputs[0], dtype=np.float32)
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one OpenVINO ``Core`` (OpenVINO's advice: one per application; it holds
+    the device plugins and their compiled-kernel caches)."""
+    return import_extra("openvino", "openvino").Core()
+
+
 def require_bf16() -> None:
     """Refuse a processor without native bfloat16 (OpenVINO's ``BF16`` capability).
 
@@ -319,8 +327,7 @@ def require_bf16() -> None:
         ConfigError: No AVX-512 BF16 or AMX.
         MissingExtraError: OpenVINO is not installed (``insightray[openvino]``).
     """
-    core = import_extra("openvino", "openvino").Core()
-    if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+    if "BF16" not in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
         raise ConfigError(
             "bf16",
             "this processor has no bf16 instructions (AVX-512 BF16 or AMX)",
