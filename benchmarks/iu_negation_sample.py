@@ -27,8 +27,6 @@ import json
 import random
 import re
 import sys
-import tarfile
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
 from insightray.config import data_root  # noqa: E402
+from insightray.nlp.reports.evaluation import iu_report_roots  # noqa: E402
 from insightray.nlp.reports.rules import OBSERVATIONS as CHEXPERT  # noqa: E402
 
 LABELS = ROOT / "benchmarks" / "data" / "iu_negation_labels.jsonl"
@@ -61,15 +60,10 @@ def sha256(text: str) -> str:
 
 def section_texts(archive: Path) -> Iterator[tuple[str, str, str]]:
     """``(file name, section, text)`` of each FINDINGS / IMPRESSION section, archive order."""
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            handle = tar.extractfile(member) if member.name.endswith(".xml") else None
-            if handle is None:
-                continue
-            root = ET.parse(handle).getroot()
-            for node in root.iter("AbstractText"):
-                if node.get("Label") in SECTIONS and (node.text or "").strip():
-                    yield Path(member.name).name, str(node.get("Label")), node.text or ""
+    for name, root in iu_report_roots(archive):
+        for node in root.iter("AbstractText"):
+            if node.get("Label") in SECTIONS and (node.text or "").strip():
+                yield Path(name).name, str(node.get("Label")), node.text or ""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ __all__ = [
     "IuReport",
     "LabelScore",
     "Scores",
+    "iu_report_roots",
     "read_iu_reports",
     "score",
 ]
@@ -71,6 +72,22 @@ class IuReport:
     reference: frozenset[str]
 
 
+def iu_report_roots(archive: Path) -> Iterator[tuple[str, ET.Element]]:
+    """``(file name, parsed XML root)`` of each report in an Open-i ``NLMCXR_reports*.tgz``,
+    in archive order, read in place.
+
+    Raises:
+        InputNotFoundError: The archive does not exist.
+    """
+    if not archive.is_file():
+        raise InputNotFoundError(str(archive), "no such archive", "set INSIGHTRAY_DATA")
+    with tarfile.open(archive) as tar:
+        for member in tar:
+            handle = tar.extractfile(member) if member.name.endswith(".xml") else None
+            if handle is not None:
+                yield member.name, ET.parse(handle).getroot()
+
+
 def read_iu_reports(archive: Path) -> Iterator[IuReport]:
     """The scorable reports of an Open-i ``NLMCXR_reports*.tgz``, read in place, by id.
 
@@ -80,27 +97,20 @@ def read_iu_reports(archive: Path) -> Iterator[IuReport]:
     Raises:
         InputNotFoundError: The archive does not exist.
     """
-    if not archive.is_file():
-        raise InputNotFoundError(str(archive), "no such archive", "set INSIGHTRAY_DATA")
     heading_to_label = {h: label for label, hs in MESH_TO_CHEXPERT.items() for h in hs}
     reports = []
-    with tarfile.open(archive) as tar:
-        for member in tar:
-            handle = tar.extractfile(member) if member.name.endswith(".xml") else None
-            if handle is None:
-                continue
-            root = ET.parse(handle).getroot()
-            parts = {a.get("Label"): (a.text or "").strip() for a in root.iter("AbstractText")}
-            majors = [(m.text or "").strip() for m in root.iter("major")]
-            if not (parts.get("FINDINGS") or parts.get("IMPRESSION")) or not majors:
-                continue
-            if any(m.lower().startswith("no indexing") for m in majors):
-                continue
-            reference = {heading_to_label.get(m.split("/")[0].strip(), "") for m in majors}
-            text = "\n".join(f"{name}: {parts[name]}" for name in _ORDER if parts.get(name))
-            node = root.find("uId")
-            report_id = node.get("id", member.name) if node is not None else member.name
-            reports.append(IuReport(str(report_id), text, frozenset(reference - {""})))
+    for name, root in iu_report_roots(archive):
+        parts = {a.get("Label"): (a.text or "").strip() for a in root.iter("AbstractText")}
+        majors = [(m.text or "").strip() for m in root.iter("major")]
+        if not (parts.get("FINDINGS") or parts.get("IMPRESSION")) or not majors:
+            continue
+        if any(m.lower().startswith("no indexing") for m in majors):
+            continue
+        reference = {heading_to_label.get(m.split("/")[0].strip(), "") for m in majors}
+        text = "\n".join(f"{label}: {parts[label]}" for label in _ORDER if parts.get(label))
+        node = root.find("uId")
+        report_id = node.get("id", name) if node is not None else name
+        reports.append(IuReport(str(report_id), text, frozenset(reference - {""})))
     yield from sorted(reports, key=lambda r: (len(r.id), r.id))
 
 
