@@ -30,6 +30,7 @@ from insightray.errors import ConfigError, InsightRayError
 
 if TYPE_CHECKING:
     from insightray.engine.classification import FractureResult
+    from insightray.training.fracture.config import FractureTrainConfig
 
 ModelOption = Annotated[
     str | None,
@@ -180,11 +181,7 @@ def train_fracture_command(
     with the model's reference profile beside it (monitoring: profile.json, unless
     --no-profile; with --folds K: one model per fold under OUT/fold<k>/, oof.csv and
     folds.json, no profiles)."""
-    from insightray.training.fracture import (
-        config_from_dict,
-        load_fracture_config,
-        train_fracture,
-    )
+    from insightray.training.fracture import train_fracture
     from insightray.training.fracture.folds import train_fracture_folds
 
     overrides: dict[str, Any] = {
@@ -202,12 +199,7 @@ def train_fracture_command(
         "out": None if out_dir is None else str(out_dir),
         "init_weights": None if init is None else str(_init_weights(init)),
     }
-    if config_file is not None:
-        config = load_fracture_config(config_file, **overrides)
-    else:
-        config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
-    if not config.data:
-        raise ConfigError("train fracture", "no training data given", "pass --data DIR")
+    config = fracture_config(config_file, overrides, "train fracture")
     if folds is not None:
         cv = train_fracture_folds(config, folds, log=lambda line: err.print(line, highlight=False))
         for row in cv.per_fold:
@@ -329,3 +321,23 @@ def _init_weights(path: Path) -> Path:
     if path.is_dir() and card.is_file():
         return path / str(json.loads(card.read_text(encoding="utf-8")).get("weights_file", ""))
     return path
+
+
+def fracture_config(
+    config_file: Path | None, overrides: dict[str, Any], verb: str
+) -> FractureTrainConfig:
+    """A fracture training config: the YAML file with the given options over it, or the options
+    alone (those left unset take the defaults).
+
+    Raises:
+        ConfigError: No training data was given either way.
+    """
+    from insightray.training.fracture import config_from_dict, load_fracture_config
+
+    if config_file is not None:
+        config = load_fracture_config(config_file, **overrides)
+    else:
+        config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
+    if not config.data:
+        raise ConfigError(verb, "no training data given", "pass --data DIR")
+    return config

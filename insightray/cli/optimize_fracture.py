@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from insightray.cli.common import err, optimize_app, out
+from insightray.cli.fracture import fracture_config
 from insightray.cli.optimize import report_copy
 from insightray.errors import ConfigError
 
@@ -104,7 +105,6 @@ def optimize_fracture(
     if int8:
         report_copy(out_dir, _quantize(out_dir, calibration, images, method, model))
         return
-    from insightray.training.fracture import config_from_dict, load_fracture_config
     from insightray.training.fracture.distill import (
         DistillSettings,
         distill_fracture,
@@ -125,13 +125,9 @@ def optimize_fracture(
         "out": str(out_dir),
         "preprocessing": teacher.enhancement.to_dict(),
     }
-    if config_file is not None:
-        config = load_fracture_config(config_file, **overrides)
-    else:
+    if config_file is None:  # without a config, the student sees the teacher's input size
         overrides["image_size"] = img or teacher.input_size
-        config = config_from_dict({k: v for k, v in overrides.items() if v is not None})
-    if not config.data:
-        raise ConfigError("optimize fracture", "no training data given", "pass --data DIR")
+    config = fracture_config(config_file, overrides, "optimize fracture")
     result = distill_fracture(
         config, teacher, settings, log=lambda line: err.print(line, highlight=False)
     )
