@@ -137,3 +137,9 @@ def test_default_model_evaluates_on_a_roboflow_subset(shared_data: Path, tmp_pat
     record = json.loads(stdout)
     assert set(record) >= EVALUATE_KEYS and record["images"] == 10
     assert record["model"]["name"] == "efficientnet_lite0"
+
+
+def test_training_verbs_without_data_say_so(model_dir: Path, tmp_path: Path) -> None:
+    for verb in (["train", "fracture"], ["optimize", "fracture", "--distill-from", str(model_dir)]):
+        code, _, stderr = cli(*verb, "--out", str(tmp_path / "run"))
+        assert code != 0 and "no training data given" in stderr and "Traceback" not in stderr
