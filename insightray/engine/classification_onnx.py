@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 
 from insightray.engine.backends import OnnxBackend
 from insightray.engine.classification import BaseFracturePredictor
-from insightray.engine.weights import verify_checksum
-from insightray.errors import ConfigError, InputNotFoundError
+from insightray.engine.predictor import onnx_file
+from insightray.errors import ConfigError
 from insightray.models import ModelCard
 
 __all__ = ["OnnxFracturePredictor", "open_onnx_classifier"]
@@ -68,8 +68,4 @@ def open_onnx_classifier(
         raise ConfigError(
             f"backend {backend!r}", "this classifier is an ONNX graph", "use --backend onnx"
         )
-    weights = card_path.parent / (card.weights_file or "")
-    if not weights.is_file():
-        raise InputNotFoundError(str(weights), "the ONNX model does not exist", "copy the folder")
-    verify_checksum(card, weights)
-    return OnnxFracturePredictor(OnnxBackend(weights, device=device), card)
+    return OnnxFracturePredictor(OnnxBackend(onnx_file(card, card_path), device=device), card)
