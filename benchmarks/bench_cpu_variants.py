@@ -9,9 +9,16 @@ first N images of TBX11K's train_list.txt), fp32 and bfloat16 on OpenVINO (`--ba
 reference over images; and timed: network forward pass at batch 1, 2 threads, 512 px, median of
 R runs interleaved across variants so machine load hits all alike. Writes a speed/accuracy plot.
 
+With ``--reference-pytorch`` our PyTorch path joins the variants and the reference YOLOv5s
+(ultralytics v7.0, in its own venv: ``benchmarks/setup_reference.sh``) is timed on PyTorch in a
+subprocess the same way (fused fp32, batch 1, 2 threads, 512 px; random weights, as speed does
+not depend on them), in rounds alternating with ours; each variant keeps its best round, and
+the table gains each variant's speed against the reference's PyTorch.
+
 Usage:
     python benchmarks/bench_cpu_variants.py [--calibration-images 64] [--method percentile]
-        [--int8 DIR] [--runs 50] [--resamples 1000] [--plot docs/benchmarks/cpu_variants.png]
+        [--int8 DIR] [--runs 50] [--rounds 1] [--reference-pytorch] [--resamples 1000]
+        [--plot docs/benchmarks/cpu_variants.png]
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import matplotlib.pyplot as plt
 
 TBX = data_root() / "cxr" / "tbx11k"
 REFERENCE = "fp32 ONNX Runtime"
+OURS_TORCH = "fp32 PyTorch (ours)"
 Found = list[tuple[np.ndarray, list[float], list[int]]]
 
 
@@ -81,6 +89,24 @@ def latency_ms(predictors: dict[str, DetectionPredictor], runs: int) -> dict[str
     return {name: statistics.median(values) for name, values in times.items()}
 
 
+def timed(
+    predictors: dict[str, DetectionPredictor], args: argparse.Namespace
+) -> tuple[dict[str, float], float | None]:
+    """Best-of-rounds :func:`latency_ms`, and the reference's PyTorch ms at 512 px (``None``
+    without ``--reference-pytorch``), timed in rounds alternating with ours."""
+    best: dict[str, float] = {}
+    reference_ms = None
+    for _ in range(args.rounds):
+        if args.reference_pytorch:
+            from bench_detector_speed import reference  # the script beside this one
+
+            measured = reference(args.runs, [512])["torch_512"]
+            reference_ms = measured if reference_ms is None else min(reference_ms, measured)
+        for name, value in latency_ms(predictors, args.runs).items():
+            best[name] = min(best.get(name, value), value)
+    return best, reference_ms
+
+
 def cpu_flags() -> str:
     """The instruction sets that decide these figures, from lscpu."""
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout.split()
@@ -108,6 +134,9 @@ def main() -> None:
     parser.add_argument("--method", default="percentile")
     parser.add_argument("--int8", type=Path, help="An INT8 folder made before (skips quantising).")
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1, help="Timing rounds; the best is kept.")
+    parser.add_argument("--reference-pytorch", action="store_true",
+                        help="Also time ours and the reference YOLOv5s on PyTorch.")  # fmt: skip
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--plot", type=Path, default=Path("docs/benchmarks/cpu_variants.png"))
     args = parser.parse_args()
@@ -131,7 +160,9 @@ def main() -> None:
             "bf16 OpenVINO": load_predictor(task="detection", backend="openvino-bf16", **options),
             "INT8 OpenVINO": load_predictor(int8, task="detection", backend="openvino", **options),
         }
-        speed = latency_ms(predictors, args.runs)
+        if args.reference_pytorch:
+            predictors[OURS_TORCH] = load_predictor(task="detection", backend="torch", **options)
+        speed, reference_torch = timed(predictors, args)
         found = {name: predictions(p, paths) for name, p in predictors.items()}
     names = list(val.class_names)
     everything = np.arange(len(paths))
@@ -140,22 +171,28 @@ def main() -> None:
     samples = [rng.integers(0, len(paths), len(paths)) for _ in range(args.resamples)]
     reference = [map50(val.records, found[REFERENCE], names, s) for s in samples]
     print(f"machine: {os.cpu_count()} CPUs, {cpu_flags()}; load average "
-          f"{os.getloadavg()[0]:.1f}; {args.runs} interleaved runs")  # fmt: skip
-    print("| variant | ms | speed-up | mAP@0.5 | difference [95 % CI] |")
-    print("|---|---|---|---|---|")
+          f"{os.getloadavg()[0]:.1f}; best of {args.rounds} round(s) of {args.runs} interleaved "
+          "runs")  # fmt: skip
+    against = "" if reference_torch is None else " vs reference PyTorch |"
+    if reference_torch is not None:
+        print(f"reference YOLOv5s (ultralytics v7.0) PyTorch fp32 fused: {reference_torch:.1f} ms")
+    print(f"| variant | ms | speed-up |{against} mAP@0.5 | difference [95 % CI] |")
+    print("|---|---|---|---|---|" + ("---|" if against else ""))
     rows = {}
     for name in predictors:
         ratio = speed[REFERENCE] / speed[name]
         rows[name] = (ratio, scores[name])
+        vs_reference = "" if reference_torch is None else f" {reference_torch / speed[name]:.2f}x |"
         if name == REFERENCE:
-            print(f"| {name} (reference) | {speed[name]:.1f} | 1.00x | {scores[name]:.4f} | |")
+            print(f"| {name} (reference) | {speed[name]:.1f} | 1.00x |{vs_reference} "
+                  f"{scores[name]:.4f} | |")  # fmt: skip
             continue
         differences = [
             map50(val.records, found[name], names, s) - r
             for s, r in zip(samples, reference, strict=True)
         ]
         low, high = np.percentile(differences, [2.5, 97.5])
-        print(f"| {name} | {speed[name]:.1f} | {ratio:.2f}x | {scores[name]:.4f} | "
+        print(f"| {name} | {speed[name]:.1f} | {ratio:.2f}x |{vs_reference} {scores[name]:.4f} | "
               f"{scores[name] - scores[REFERENCE]:+.4f} [{low:+.4f}, {high:+.4f}] |")  # fmt: skip
     plot(rows, args.plot)
     print(f"plot: {args.plot}")

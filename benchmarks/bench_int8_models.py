@@ -1,4 +1,4 @@
-"""INT8 fracture classifier and INT8 NER tagger against their float parents, one process.
+"""INT8 fracture classifier, NER tagger and disease classifier against their float parents.
 
 Fracture: the bundled classifier is exported to fp32 ONNX and quantised with
 `insightray optimize fracture --int8` (static QDQ, per-channel int8 weights, calibrated on the
@@ -12,13 +12,23 @@ LSTM and linear layers) tag NCBI-disease devel and test; sentences/s (median of 
 passes) and exact-span entity F1, each with a sentence-bootstrap 95 % interval, and the paired
 interval of the F1 difference.
 
+Disease classifier: the bundled MiniLM `textcls-symptom2disease-minilm` in PyTorch (what ships),
+the same network exported to ONNX Runtime with its BERT fusions in fp32, and its
+`optimize textcls --int8` copy (ONNX Runtime dynamic int8); latency per text at batch 1 (median
+of R interleaved runs over the test texts) and texts/s in batches of 32; accuracy and macro-F1
+on the card's held-out test split (the split it was never trained or tuned on; no choice is
+made on it here) with a text-bootstrap 95 % interval, and the paired interval of the INT8 -
+PyTorch difference.
+
 Usage:
     python benchmarks/bench_int8_models.py [--calibration-images 64] [--runs 200] [--passes 3]
+        [--parts fracture ner textcls]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -41,8 +51,10 @@ from insightray.engine.export import export_onnx
 from insightray.engine.ner import load_ner_model, predict_tags
 from insightray.engine.ner_int8 import quantize_ner
 from insightray.engine.quantize import quantize_classifier
+from insightray.engine.textcls_int8 import quantize_text_classifier
 from insightray.imaging import read_image
 from insightray.models.catalog import default_model, resolve_card
+from insightray.models.text.bert_classifier import ONNX_INT8_FILE
 from insightray.training.fracture.config import FractureTrainConfig
 from insightray.training.fracture.dataset import load_fracture_items, split_by_group
 from insightray.training.metrics.entities import entity_scores
@@ -51,6 +63,7 @@ from insightray.training.ner.conll import read_conll
 
 FRACTURE = data_root() / "fracture" / "bone_fracture_roboflow"
 NCBI = data_root() / "text" / "ner" / "ncbi_disease"
+SYMPTOM2DISEASE = data_root() / "text/classification/symptom2disease/Symptom2Disease.csv"
 
 
 def interleaved_ms(calls: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
@@ -167,6 +180,82 @@ def ner(args: argparse.Namespace, scratch: Path) -> None:
               f"{difference:+.4f} [{low:+.4f}, {high:+.4f}]")  # fmt: skip
 
 
+def macro_f1(gold: np.ndarray, predicted: np.ndarray, classes: int) -> float:
+    """Mean over classes present in ``gold`` or ``predicted`` of the per-class F1."""
+    scores = []
+    for label in range(classes):
+        true, chosen = gold == label, predicted == label
+        if true.any() or chosen.any():
+            scores.append(2 * (true & chosen).sum() / (true.sum() + chosen.sum()))
+    return float(np.mean(scores))
+
+
+def textcls(args: argparse.Namespace, scratch: Path) -> None:
+    """Disease classifier: PyTorch fp32 against ONNX Runtime fp32 and dynamic INT8."""
+    from insightray.models.text.bert_classifier import load_classifier
+    from insightray.models.text.bert_onnx import bert_session, export_bert
+    from insightray.training.textcls.data import load_text_csv
+    from insightray.training.textcls.evaluate import split_for_card
+
+    started = time.perf_counter()
+    quantize_text_classifier(None, scratch / "textcls-int8")
+    seconds = time.perf_counter() - started
+    parent = load_classifier(default_model("text-classification"))
+    network = parent.torch_model()
+    network.encoder.set_attn_implementation("eager")
+    export_bert(network, network.encoder.config.to_dict(), scratch / "textcls-fp32.onnx",
+                "logits", {0: "batch"})  # fmt: skip
+    fp32 = dataclasses.replace(
+        parent, model=None, session=bert_session(scratch / "textcls-fp32.onnx", args.threads)
+    )
+    int8 = load_classifier(scratch / "textcls-int8")
+    int8.session = bert_session(scratch / "textcls-int8" / ONNX_INT8_FILE, args.threads)
+    models = {"PyTorch fp32 (ships)": parent, "ORT fp32 fused": fp32, "ORT int8": int8}
+    split = parent.card.preprocessing.extra["split"]
+    data = load_text_csv(SYMPTOM2DISEASE, split["text_column"], split["label_column"])
+    test = split_for_card(data, parent.card, "test").with_labels(parent.card.labels)
+    texts, gold = list(test.texts), test.targets
+    single = interleaved_ms(
+        {n: (lambda m=m: [m.predict_proba([t]) for t in texts[:40]]) for n, m in models.items()},
+        args.passes,
+    )
+    batched = interleaved_ms({n: (lambda m=m: m.predict_proba(texts)) for n, m in models.items()},
+                             args.passes)  # fmt: skip
+    chosen = {name: m.predict_proba(texts).argmax(axis=1) for name, m in models.items()}
+    classes = len(parent.card.labels)
+    rng = np.random.default_rng(0)
+    draws = [rng.integers(0, len(texts), len(texts)) for _ in range(args.resamples)]
+
+    def interval(values: list[float]) -> str:
+        low, high = np.percentile(values, [2.5, 97.5])
+        return f"[{low:+.4f}, {high:+.4f}]" if min(values) < 0 else f"[{low:.4f}, {high:.4f}]"
+
+    print(
+        f"textcls: quantised in {seconds:.1f} s; test split {len(texts)} texts, {classes} "
+        f"classes; {args.threads} threads; median of {args.passes} interleaved passes"
+    )
+    base = chosen["PyTorch fp32 (ships)"]
+    for name, predicted in chosen.items():
+        accuracy = [float((predicted[i] == gold[i]).mean()) for i in draws]
+        f1 = [macro_f1(gold[i], predicted[i], classes) for i in draws]
+        line = (f"  {name}: {single[name] / 40:.1f} ms/text at batch 1, "
+                f"{len(texts) / (batched[name] / 1000):.0f} texts/s in batches of 32; accuracy "
+                f"{(predicted == gold).mean():.4f} {interval(accuracy)}, macro-F1 "
+                f"{macro_f1(gold, predicted, classes):.4f} {interval(f1)}")  # fmt: skip
+        if predicted is not base:
+            difference = [macro_f1(gold[i], predicted[i], classes)
+                          - macro_f1(gold[i], base[i], classes) for i in draws]  # fmt: skip
+            point = macro_f1(gold, predicted, classes) - macro_f1(gold, base, classes)
+            line += (f"; vs PyTorch: {single['PyTorch fp32 (ships)'] / single[name]:.2f}x at "
+                     f"batch 1, {batched['PyTorch fp32 (ships)'] / batched[name]:.2f}x batched, "
+                     f"macro-F1 {point:+.4f} {interval(difference)}, same label on "
+                     f"{(predicted == base).mean():.3f}")  # fmt: skip
+        print(line)
+
+
+PARTS = {"fracture": fracture, "ner": ner, "textcls": textcls}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calibration-images", type=int, default=64)
@@ -175,6 +264,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -182,8 +272,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"machine: {os.cpu_count()} CPUs, {' '.join(sorted(set(wanted)))}; load {load:.1f}")
     with tempfile.TemporaryDirectory() as scratch:
-        fracture(args, Path(scratch))
-        ner(args, Path(scratch))
+        for part in args.parts:
+            PARTS[part](args, Path(scratch))
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 

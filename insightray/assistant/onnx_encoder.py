@@ -13,24 +13,20 @@ and retrieval against the PyTorch encoder.
 from __future__ import annotations
 
 import json
-import logging
-import os
-import warnings
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from insightray.models.text.bert_onnx import bert_session, export_bert, quantize_int8
+
 __all__ = ["ENCODER_RECIPE", "export_encoder", "onnx_encoder"]
 
 #: Names how :func:`export_encoder` makes its files (opset, fusions, quantisation). Bump it when
 #: that changes, so files made by an older recipe are not reused.
 ENCODER_RECIPE = "fused-1"
-
-_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
 def export_encoder(model_path: Path, folder: Path, sha256: str, *, int8: bool) -> Path:
@@ -51,61 +47,19 @@ def export_encoder(model_path: Path, folder: Path, sha256: str, *, int8: bool) -
     if not fused.is_file():
         _export_fused(model_path, fused)
     if int8:
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        partial = target.with_suffix(f".{os.getpid()}.part")
-        with _quiet():  # it logs a hint to pre-process that does not apply to dynamic INT8
-            quantize_dynamic(
-                fused,
-                partial,
-                weight_type=QuantType.QInt8,
-                per_channel=True,
-                # the fused operators are from onnxruntime's domain, which shape inference
-                # does not know; their outputs are float
-                extra_options={"DefaultTensorType": 1},
-            )
-        partial.replace(target)
+        quantize_int8(fused, target)
     return target
 
 
 def _export_fused(model_path: Path, target: Path) -> None:
-    import torch
-    from onnxruntime.transformers import optimizer
     from transformers import AutoModel
 
     config = json.loads((model_path / "config.json").read_text(encoding="utf-8"))
     model: Any = AutoModel.from_pretrained(
         str(model_path), local_files_only=True, attn_implementation="eager"
     ).eval()
-
-    class Hidden(torch.nn.Module):  # keyword arguments: the positional order changed in v5
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-
-    example = tuple(torch.ones((2, 8), dtype=torch.int64) for _ in _INPUTS)
-    axes = {name: {0: "batch", 1: "tokens"} for name in (*_INPUTS, "hidden")}
-    raw = target.with_suffix(f".{os.getpid()}.raw")
-    with _quiet(), torch.inference_mode():
-        torch.onnx.export(
-            Hidden(), example, str(raw), input_names=list(_INPUTS), output_names=["hidden"],
-            dynamic_axes=axes, opset_version=17, dynamo=False,
-        )  # fmt: skip
-        fused = optimizer.optimize_model(
-            str(raw),
-            model_type="bert",
-            num_heads=int(config["num_attention_heads"]),
-            hidden_size=int(config["hidden_size"]),
-        )
-    partial = target.with_suffix(f".{os.getpid()}.part")
-    fused.save_model_to_file(str(partial))
-    raw.unlink()
-    partial.replace(target)
+    axes = {0: "batch", 1: "tokens"}
+    export_bert(model, config, target, "hidden", axes, lambda out: out.last_hidden_state)
 
 
 def onnx_encoder(
@@ -113,11 +67,7 @@ def onnx_encoder(
 ) -> Callable[[list[str]], NDArray[np.float32]]:
     """A batch encoder on ``onnx_path``: mean pooling over the attention mask, then L2
     normalisation, as the sentence-transformers recipe; ``threads`` default to all cores."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = bert_session(onnx_path, threads)
     names = {item.name for item in session.get_inputs()}
 
     def encode(batch: list[str]) -> NDArray[np.float32]:
@@ -132,16 +82,3 @@ def onnx_encoder(
         return np.asarray(pooled / norms, dtype=np.float32)
 
     return encode
-
-
-@contextmanager
-def _quiet() -> Iterator[None]:
-    """Silences the exporter's and quantiser's warnings and root-logger hints meanwhile."""
-    level = logging.root.level
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        logging.root.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            logging.root.setLevel(level)

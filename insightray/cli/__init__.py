@@ -25,7 +25,7 @@ from insightray.cli import (  # noqa: F401  (each module registers its verbs)
     nlp,
     optimize,
     optimize_fracture,
-    optimize_ner,
+    optimize_text,
     pacs,
     pretrain,
     report,

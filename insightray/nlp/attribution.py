@@ -127,7 +127,7 @@ def explain_text(
         raise InputError(
             "explanation method", f"{method!r} is unknown", f"use one of {', '.join(METHODS)}"
         )
-    model, tokenizer = loaded.model, loaded.tokenizer
+    model, tokenizer = loaded.torch_model(), loaded.tokenizer
     encoded = tokenizer(
         [text], truncation=True, max_length=loaded.max_length, return_offsets_mapping=True,
         return_tensors="pt",

