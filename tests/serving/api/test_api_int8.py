@@ -1,5 +1,6 @@
 """Optimised copies served by the API as their parent's next version: an INT8 fracture
-classifier, and a bfloat16 chest detector (on processors with bf16)."""
+classifier, an INT8 disease classifier, and a bfloat16 chest detector (on processors with
+bf16)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from insightray.config import data_root
 from insightray.engine.backends import require_bf16
 from insightray.engine.bf16 import bf16_detector
 from insightray.engine.quantize import quantize_classifier
+from insightray.engine.textcls_int8 import quantize_text_classifier
 from insightray.errors import ConfigError
 from tests.serving.api.conftest import CHEST_DICOM, Api
 
 FRACTURE = "fracture-roboflow-lite0"
 DETECTOR = "cxr-tbx11k-yolov5s"
+TEXT_CLASSIFIER = "textcls-symptom2disease-minilm"
 ROBOFLOW = data_root() / "fracture" / "bone_fracture_roboflow"
 
 
@@ -47,6 +50,23 @@ def test_int8_classifier_serves_after_promotion_without_a_heatmap(
     assert body["model"]["version"] == version
     assert 0.0 <= body["fracture"]["probability"] <= 1.0
     assert body["heatmap_method"] is None and body["heatmap_url"] is None
+
+
+def test_int8_text_classifier_serves_and_refuses_explanations_with_a_4xx(
+    api: Api, tmp_path: Path
+) -> None:
+    quantize_text_classifier(TEXT_CLASSIFIER, tmp_path / "int8")
+    version = _promote(api, TEXT_CLASSIFIER, tmp_path / "int8" / "card.json")
+    headers = api.as_role("researcher")
+    text = {"text": "My skin is red, itchy and covered in dry scaly patches."}
+    response = api.client.post("/v1/text/analyze", json=text, headers=headers)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["diseases"] and 0.0 <= body["diseases"][0]["score"] <= 1.0
+    assert version.endswith("+int8") and version in response.text
+    explained = api.client.post("/v1/text/analyze", json=text | {"explain": True}, headers=headers)
+    error = explained.json()["error"]
+    assert 400 <= explained.status_code < 500 and "float parent" in error["message"], error
 
 
 def _promote(api: Api, name: str, card: Path) -> str:
