@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from insightray.cli import app
 from insightray.engine import load_model, write_model
 from insightray.errors import ConfigError
-from insightray.models import ModelCard, create_model, load_card
+from insightray.models import Lineage, ModelCard, create_model, load_card
 from insightray.models.detection.yolo import YoloV5
 from insightray.training.augment import AugmentConfig
 from insightray.training.detection import TrainConfig, train_detector
@@ -74,7 +74,8 @@ def test_trainer_with_a_teacher_writes_a_distilled_folder(tiny_data: Path, tmp_p
     teacher_folder = _detector_folder(tmp_path / "teacher", "yolov5n")
     teacher_card = load_card(teacher_folder / "card.json")
     weights = teacher_folder / str(teacher_card.weights_file)
-    teacher_anchors = load_model(teacher_card, weights).detect.anchors
+    teacher_network = load_model(teacher_card, weights)
+    assert isinstance(teacher_network, YoloV5)
     config = TrainConfig(
         data=str(tiny_data), model="yolov5n", image_size=SIZE, epochs=1, batch_size=4,
         workers=0, device="cpu", out=str(tmp_path / "run"), teacher=str(teacher_folder),
@@ -86,16 +87,18 @@ def test_trainer_with_a_teacher_writes_a_distilled_folder(tiny_data: Path, tmp_p
     assert lineage.method == "distilled" and lineage.parent is None
     assert lineage.settings["teacher_sha256"] == teacher_card.weights_sha256
     assert lineage.settings["distill_feature_weight"] == 0.5
-    assert load_card(result.card_path) == ModelCard.from_dict(json.loads(result.card_path.read_text()))
+    assert Lineage.from_dict(json.loads(result.card_path.read_text())["lineage"]) == lineage
     network = load_model(card, result.card_path.parent / str(card.weights_file))
-    assert torch.equal(network.detect.anchors, teacher_anchors)  # no AutoAnchor refit
+    assert isinstance(network, YoloV5)  # no AutoAnchor refit: the teacher's anchors
+    assert torch.equal(network.detect.anchors, teacher_network.detect.anchors)
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["distiller"] == {}
 
 
 def test_teacher_with_other_classes_or_anchors_is_refused(tiny_data: Path, tmp_path: Path) -> None:
     other = _detector_folder(tmp_path / "other", "yolov5n", ("nodule",))
     config = TrainConfig(data=str(tiny_data), model="yolov5n", image_size=SIZE, epochs=1,
-                         workers=0, device="cpu", out=str(tmp_path / "a"), teacher=str(other))  # fmt: skip
+                         workers=0, device="cpu", out=str(tmp_path / "a"),
+                         teacher=str(other))  # fmt: skip
     with pytest.raises(ConfigError, match="classes"):
         train_detector(config)
     teacher = load_detector_teacher(str(_detector_folder(tmp_path / "t", "yolov5n")), LABELS, 3)

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -217,7 +217,7 @@ class DetectorDistiller(nn.Module):
 
 def _neck_widths(network: YoloV5) -> list[int]:
     """The channel count of each Detect head input."""
-    return [head.in_channels for head in network.detect.heads]
+    return [int(cast(nn.Conv2d, head).in_channels) for head in network.detect.heads]
 
 
 def distillation_lineage(

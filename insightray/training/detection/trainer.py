@@ -154,7 +154,9 @@ def train_detector(
     splits = load_train_val(config.data)
     names = splits.train.class_names
     model, starting = start_model(config, len(names))
-    teacher = load_detector_teacher(config.teacher, names, config.channels) if config.teacher else None
+    teacher = None
+    if config.teacher:
+        teacher = load_detector_teacher(config.teacher, names, config.channels)
     state: dict[str, Any] = {"epoch": -1, "best_fitness": -math.inf, "best_epoch": -1}
     anchor_check: AnchorCheck | None = None
     if resume:
@@ -280,7 +282,8 @@ def train_detector(
                 mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
                 text = " ".join(f"{v:.4f}" for v in mean_loss.tolist())
                 if distiller is not None:
-                    text += " kd obj/cls/feat " + " ".join(f"{v:.4f}" for v in mean_distill.tolist())
+                    kd = " ".join(f"{v:.4f}" for v in mean_distill.tolist())
+                    text += f" kd obj/cls/feat {kd}"
                 progress.update(task, advance=1, losses=f"box/obj/cls {text}")
                 if rank == 0 and not console.is_terminal and (i + 1) % LOG_EVERY == 0:
                     elapsed = time.monotonic() - began
