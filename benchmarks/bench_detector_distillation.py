@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -43,6 +44,7 @@ from insightray.models import load_card  # noqa: E402
 from insightray.models.catalog import default_model, resolve_card  # noqa: E402
 from insightray.models.detection.yolo import count_parameters, gflops  # noqa: E402
 from insightray.training.detection import collect_detections, load_data_split  # noqa: E402
+from insightray.training.detection.datasets import DetectionDataset  # noqa: E402
 from insightray.training.detection.distill import student_config  # noqa: E402
 from insightray.training.detection.prune import (  # noqa: E402
     FineTune,
@@ -50,6 +52,7 @@ from insightray.training.detection.prune import (  # noqa: E402
     fine_tune_detector,
     prune_detector,
 )
+from insightray.training.metrics import DetectionEvaluator  # noqa: E402
 from insightray.training.metrics.detection_ci import (  # noqa: E402
     bootstrap_detection,
     bootstrap_detection_difference,
@@ -60,6 +63,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--arms", nargs="+", default=["plain", "distilled"],
+                        help="Arms to train (a process per arm may run in parallel).")  # fmt: skip
     parser.add_argument("--train-images", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--bn-images", type=int, default=64)
@@ -88,7 +93,8 @@ def main() -> None:
             for arm in ("plain", "distilled"):
                 run = work / f"pruned{percent}-{arm}-seed{seed}"
                 folders[f"pruned {percent} % {arm} seed {seed}"] = run / "model_last"
-                if not args.report and not (run / "model_last" / "card.json").is_file():
+                wanted = not args.report and arm in args.arms
+                if wanted and not (run / "model_last" / "card.json").is_file():
                     _train(args, parent, pruned, run, arm, seed)
     if not args.only_train:
         report(folders, args)
@@ -118,8 +124,7 @@ def report(folders: dict[str, Path], args: argparse.Namespace) -> None:
         card = load_card(folder / "card.json")
         network = load_model(card, folder / str(card.weights_file))
         sizes[name] = (count_parameters(network), gflops(network, 512))
-        predictor = load_predictor(folder, task="detection", backend="torch")
-        evaluators[name] = collect_detections(predictor, val)
+        evaluators[name] = _evaluation(folder, val, Path(args.work) / "eval")
     flags = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     wanted = [f for f in flags.split() if f.startswith(("avx512_vnni", "avx_vnni", "amx", "avx2"))]
     print(f"machine: {os.cpu_count()} CPUs, {' '.join(sorted(set(wanted)))}; "
@@ -146,6 +151,21 @@ def report(folders: dict[str, Path], args: argparse.Namespace) -> None:
         plain = name.replace(" distilled ", " plain ")
         if " distilled " in name and plain in evaluators:
             print(f"| {name} | {_difference(evaluator, evaluators[plain], args)} |")
+
+
+def _evaluation(folder: Path, val: DetectionDataset, cache: Path) -> DetectionEvaluator:
+    """The model's detections on ``val``, kept in ``cache`` (a rerun evaluates new models only)."""
+    cache.mkdir(exist_ok=True)
+    kept = cache / (str(folder.resolve()).strip("/").replace("/", "_") + ".pkl")
+    if kept.is_file():
+        with kept.open("rb") as handle:
+            evaluator: DetectionEvaluator = pickle.load(handle)  # our own file
+        return evaluator
+    predictor = load_predictor(folder, task="detection", backend="torch")
+    evaluator = collect_detections(predictor, val)
+    with kept.open("wb") as handle:
+        pickle.dump(evaluator, handle)
+    return evaluator
 
 
 def _difference(a: object, b: object, args: argparse.Namespace) -> str:

@@ -20,8 +20,10 @@ from insightray.training.detection.distill import (
     DetectorDistiller,
     distillation_terms,
     load_detector_teacher,
+    student_config,
 )
 from insightray.training.detection.loss import LossConfig
+from insightray.training.detection.prune import FineTune
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,3 +128,16 @@ def test_optimize_detect_distils_into_a_model_folder_student(
     assert card.lineage.settings["lr0"] == 0.002
     bad = CliRunner().invoke(app, [*args[:-1], str(tmp_path / "kd2"), "--int8"])
     assert isinstance(bad.exception, ConfigError) and "exactly one method" in str(bad.exception)
+
+
+def test_a_size_name_student_starts_from_scratch_at_the_teachers_size(
+    tiny_data: Path, tmp_path: Path
+) -> None:
+    teacher = _detector_folder(tmp_path / "teacher", "yolov5s")
+    tuning = FineTune(str(tiny_data), epochs=2, lr0=0.005)
+    config = student_config("yolov5n", str(teacher), tuning, tmp_path / "run", 0.5)
+    assert (config.model, config.init, config.image_size) == ("yolov5n", "", SIZE)
+    assert config.teacher == str(teacher) and config.distill_weight == 0.5
+    assert config.warmup_epochs == TrainConfig().warmup_epochs and config.lr0 == 0.005
+    with pytest.raises(ConfigError, match="no training data"):
+        student_config("yolov5n", str(teacher), FineTune(), tmp_path / "run")

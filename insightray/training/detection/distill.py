@@ -281,20 +281,15 @@ def student_config(
     if not fine_tune.data:
         raise ConfigError("optimize detect --distill-from", "no training data", "pass --data")
     teacher_path, teacher_card, _ = load_torch_model(teacher)
-    if student in list_models("detection"):
-        base = TrainConfig(
-            data=fine_tune.data,
+    if student in list_models("detection"):  # from scratch, the from-scratch warm-up kept
+        scratch = TrainConfig()
+        base = dataclasses.replace(
+            fine_tune_config(fine_tune, "", teacher_card, out),
             model=student,
-            channels=input_channels(teacher_card) or 3,
-            image_size=max(teacher_card.input_size),
-            epochs=fine_tune.epochs,
-            batch_size=fine_tune.batch_size,
-            lr0=fine_tune.lr0,
-            val_interval=fine_tune.epochs,
-            workers=fine_tune.workers,
-            device=fine_tune.device,
-            seed=fine_tune.seed,
-            out=str(out),
+            nominal_batch=scratch.nominal_batch,
+            warmup_epochs=scratch.warmup_epochs,
+            warmup_bias_lr=scratch.warmup_bias_lr,
+            version=scratch.version,
         )
     else:
         card_path, card, _ = load_torch_model(student)
