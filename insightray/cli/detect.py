@@ -210,6 +210,14 @@ def train_detect(
             "folder of the same architecture, instead of random weights.",
         ),
     ] = None,
+    distill_from: Annotated[
+        str | None,
+        typer.Option(
+            "--distill-from",
+            help="Knowledge distillation: a trained detector of the same classes whose outputs "
+            "on each batch are extra targets (see `optimize detect --distill-from`).",
+        ),
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1)] = None,
     img: Annotated[int | None, typer.Option("--img", help="Image side, multiple of 32.")] = None,
     batch: Annotated[int | None, typer.Option("--batch", min=1)] = None,
@@ -281,6 +289,7 @@ def train_detect(
     overrides: dict[str, Any] = {
         "model": model,
         "init": init,
+        "teacher": distill_from,
         "epochs": epochs,
         "image_size": img,
         "batch_size": batch,

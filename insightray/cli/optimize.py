@@ -1,13 +1,17 @@
 """``optimize detect``: a faster copy of a detector, written as a new model folder.
 
 One method per call: ``--int8`` (post-training static quantisation of the ONNX export),
-``--bf16`` (the ONNX graph run by OpenVINO in bfloat16) or ``--prune R`` (structured channel
-pruning, then fine-tuning with the detector trainer).
+``--bf16`` (the ONNX graph run by OpenVINO in bfloat16), ``--prune R`` (structured channel
+pruning, then fine-tuning with the detector trainer) or ``--distill-from TEACHER`` (a
+``--student`` trained by the detector trainer with the teacher's outputs as extra targets; OUT
+is the run folder, the model OUT/model_last).
 
 Example:
     insightray optimize detect --int8 --calibration ../shared/data/cxr/tbx11k/images --out runs/int8
     insightray optimize detect --bf16 --out runs/bf16     # processors with AVX-512 BF16 or AMX
     insightray optimize detect --prune 0.3 --data data.yaml --epochs 3 --out runs/pruned30
+    insightray optimize detect --distill-from cxr-tbx11k-yolov5s --student runs/pruned30 \
+        --data data.yaml --epochs 3 --lr0 0.002 --out runs/distilled30
     insightray evaluate detect --model runs/pruned30 --data data.yaml --json
 """
 
@@ -53,6 +57,29 @@ def optimize_detect(
             "e.g. 0.3; then fine-tuning on --data for --epochs.",
         ),
     ] = None,
+    distill_from: Annotated[
+        str | None,
+        typer.Option(
+            "--distill-from",
+            help="Knowledge distillation from this teacher detector (card, folder or bundled "
+            "name) into --student, trained on --data for --epochs.",
+        ),
+    ] = None,
+    student: Annotated[
+        str,
+        typer.Option(
+            "--student",
+            help="With --distill-from: a size name (yolov5n, yolov5s: from scratch, teacher's "
+            "anchors) or a trained model folder to fine-tune (e.g. an --prune output).",
+        ),
+    ] = "yolov5n",
+    distill_weight: Annotated[
+        float, typer.Option("--distill-weight", min=0, help="Weight of the teacher's term.")
+    ] = 1.0,
+    feature_weight: Annotated[
+        float,
+        typer.Option("--feature-weight", min=0, help="Neck-feature imitation weight (0: off)."),
+    ] = 0.0,
     model: Annotated[
         str | None, typer.Option("--model", help="Parent: card, model folder or bundled name.")
     ] = None,
@@ -63,24 +90,38 @@ def optimize_detect(
         str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
     ] = "percentile",
     data: Annotated[
-        Path | None, typer.Option("--data", help="With --prune: data.yaml to fine-tune on.")
+        Path | None,
+        typer.Option("--data", help="With --prune or --distill-from: data.yaml to train on."),
     ] = None,
     epochs: Annotated[
-        int, typer.Option("--epochs", min=0, help="With --prune: fine-tuning epochs (0: none).")
+        int,
+        typer.Option("--epochs", min=0, help="With --prune / --distill-from: epochs (0: none)."),
     ] = 3,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="With --prune: batch size.")] = 8,
-    lr0: Annotated[
-        float, typer.Option("--lr0", min=0, help="With --prune: fine-tuning learning rate.")
-    ] = 0.01,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Training batch size.")] = 8,
+    lr0: Annotated[float, typer.Option("--lr0", min=0, help="Training learning rate.")] = 0.01,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Training seed.")] = 0,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data loaders.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Make a faster copy of a detector (one method per call); the new folder runs with
-    `detect --model OUT`, `evaluate detect --model OUT` and the service."""
-    if int8 + bf16 + (prune is not None) != 1:
-        raise ConfigError(
-            "optimize detect", "choose exactly one method", "pass --int8, --bf16 or --prune R"
-        )
+    `detect --model OUT`, `evaluate detect --model OUT` and the service (--distill-from:
+    OUT/model_last, the last epoch's EMA weights; its card's lineage says "distilled", with the
+    teacher and its SHA-256)."""
+    if int8 + bf16 + (prune is not None) + (distill_from is not None) != 1:
+        raise ConfigError("optimize detect", "choose exactly one method",
+                          "pass --int8, --bf16, --prune R or --distill-from TEACHER")  # fmt: skip
+    if distill_from is not None:
+        from insightray.training.detection.distill import student_config
+        from insightray.training.detection.prune import FineTune, fine_tune_detector
+
+        tuning = FineTune("" if data is None else str(data.resolve()), max(epochs, 1), lr0,
+                          batch, workers, device, seed)  # fmt: skip
+        config = student_config(student, distill_from, tuning, out_dir, distill_weight,
+                                feature_weight)  # fmt: skip
+        card_path = fine_tune_detector(config, err)
+        out.print(f"distilled from {config.teacher} into {student} -> {card_path}",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+        return
     if prune is not None:
         from insightray.engine.prune import check_ratio
         from insightray.engine.quantize import calibration_images

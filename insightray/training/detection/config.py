@@ -85,6 +85,10 @@ class TrainConfig:
         training_data: Description of the training data for the card (default: derived).
         conf_threshold: Operating confidence threshold recorded in the card.
         iou_threshold: Operating NMS IoU threshold recorded in the card.
+        teacher: A trained detector (card, model folder or bundled name) to distil from
+            (see :mod:`~insightray.training.detection.distill`); empty: no distillation.
+        distill_weight: Weight of the distillation term added to the YOLO loss.
+        distill_feature_weight: Weight of neck-feature imitation inside that term (0: off).
     """
 
     data: str | dict[str, Any] = ""
@@ -122,6 +126,9 @@ class TrainConfig:
     training_data: str = ""
     conf_threshold: float = 0.25
     iou_threshold: float = 0.45
+    teacher: str = ""
+    distill_weight: float = 1.0
+    distill_feature_weight: float = 0.0
 
     def __post_init__(self) -> None:
         if self.image_size < 32 or self.image_size % 32:
@@ -135,7 +142,8 @@ class TrainConfig:
         for name in ("lr0", "lrf", "momentum", "warmup_momentum", "conf_threshold"):
             if not 0 < getattr(self, name) <= 1:
                 _bad(name, getattr(self, name), "use a value in (0, 1]")
-        for name in ("weight_decay", "warmup_epochs", "warmup_bias_lr", "time_limit_min"):
+        for name in ("weight_decay", "warmup_epochs", "warmup_bias_lr", "time_limit_min",
+                     "distill_weight", "distill_feature_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "use a value >= 0")
         if not 0 <= self.iou_threshold <= 1:

@@ -16,8 +16,14 @@ import torch
 from insightray.engine import write_model
 from insightray.models import Lineage, ModelCard, Preprocessing, Thresholds, create_model
 from insightray.training.detection.config import TrainConfig, config_to_dict
+from insightray.training.detection.distill import distillation_lineage
 from insightray.training.detection.records import write_json
-from insightray.training.detection.start import architecture, starting_model
+from insightray.training.detection.start import (
+    SslStart,
+    StartingModel,
+    architecture,
+    starting_model,
+)
 
 __all__ = ["TrainResult", "finish_run"]
 
@@ -79,12 +85,13 @@ def finish_run(
             model_kwargs=model_kwargs,
         ),
         thresholds=Thresholds(confidence=config.conf_threshold, iou=config.iou_threshold),
-        lineage=start.lineage(config, description) if start else Lineage(),
+        lineage=_lineage(config, start, description),
         training_data=config.training_data or description,
         data_licence=config.data_licence,
         metrics=metrics,
         notes=(
             ("Trained from scratch" if start is None else f"Fine-tuned from {config.init}")
+            + (f", distilled from {config.teacher}" if config.teacher else "")
             + " with `insightray train detect`: "
             + (
                 f"best of {last_epoch + 1} epochs (epoch {int(best['best_epoch']) + 1})"
@@ -107,3 +114,10 @@ def finish_run(
         dict(best["metrics"]),
         bool(refitted),
     )
+
+
+def _lineage(config: TrainConfig, start: StartingModel | SslStart | None, data: str) -> Lineage:
+    """``distilled`` with a teacher; else fine-tuned or trained from the start, or none."""
+    if config.teacher:
+        return distillation_lineage(config, start, data)
+    return start.lineage(config, data) if start else Lineage()

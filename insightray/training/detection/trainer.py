@@ -44,6 +44,7 @@ from insightray.training.detection.data import (
     collate_detection,
     load_train_val,
 )
+from insightray.training.detection.distill import DetectorDistiller, load_detector_teacher
 from insightray.training.detection.distributed import epoch_sampler, init_distributed
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.loss import YoloLoss
@@ -153,6 +154,9 @@ def train_detector(
     splits = load_train_val(config.data)
     names = splits.train.class_names
     model, starting = start_model(config, len(names))
+    teacher = None
+    if config.teacher:
+        teacher = load_detector_teacher(config.teacher, names, config.channels)
     state: dict[str, Any] = {"epoch": -1, "best_fitness": -math.inf, "best_epoch": -1}
     anchor_check: AnchorCheck | None = None
     if resume:
@@ -160,7 +164,10 @@ def train_detector(
         model.load_state_dict(state["model"])
     elif starting is None or not starting.keeps_head:  # fine-tuning keeps biases and anchors
         model.detect.initialise_biases(image_size=config.image_size)
-        if config.autoanchor:
+        teacher_anchors = None if teacher is None else teacher.network.detect.anchors
+        if teacher_anchors is not None and teacher_anchors.shape == model.detect.anchors.shape:
+            model.detect.anchors.copy_(teacher_anchors)  # raw outputs compared per anchor
+        elif config.autoanchor:
             anchor_check = fit_model_anchors(
                 model, splits.train, config, console if rank == 0 else None
             )
@@ -174,12 +181,22 @@ def train_detector(
         config.nominal_batch,
         config.batch_size,
     )
+    distiller = None
+    if teacher is not None:
+        distiller = DetectorDistiller(teacher, model, config.loss, config.distill_weight,
+                                      config.distill_feature_weight).to(device)  # fmt: skip
+        adaptors = list(distiller.parameters())
+        if adaptors:  # trained with the student, in its decayed group
+            group = next(g for g in optimizer.param_groups if g["name"] == DECAY_GROUP)
+            optimizer.add_param_group({**group, "params": adaptors})
     use_amp = config.amp and device.type == "cuda"
     # Fixed input size: let cuDNN pick its fastest kernels (GPU runs are not bit-exact anyway).
     torch.backends.cudnn.benchmark = device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp)
     if resume:
         optimizer.load_state_dict(state["optimizer"])
+        if distiller is not None and state.get("distiller") is not None:
+            distiller.load_state_dict(state["distiller"])
         scaler.load_state_dict(state["scaler"])
         if ema is not None and state.get("ema") is not None:
             ema.module.load_state_dict(state["ema"])
@@ -234,7 +251,7 @@ def train_detector(
         began = time.monotonic()
         sampler.set_epoch(epoch)
         train_model.train()
-        mean_loss = torch.zeros(3)
+        mean_loss, mean_distill = torch.zeros(3), torch.zeros(3)
         with progress_bar(console, rank, f"epoch {epoch + 1}/{config.epochs}") as progress:
             task = progress.add_task("train", total=len(loader), losses="")
             for i, (images, targets, _, _) in enumerate(loader):
@@ -244,7 +261,12 @@ def train_detector(
                     group["lr"], group["momentum"] = settings.lr[group["name"]], settings.momentum
                 with torch.autocast(device_type=device.type, enabled=use_amp):
                     images = images.to(device, non_blocking=True)
-                    loss, parts = loss_fn(train_model(images), targets.to(device))
+                    raw = train_model(images)
+                    loss, parts = loss_fn(raw, targets.to(device))
+                    if distiller is not None:
+                        extra, distill_parts = distiller(images, raw)
+                        loss = loss + extra
+                        mean_distill = (mean_distill * i + distill_parts.cpu()) / (i + 1)
                 if not torch.isfinite(loss):
                     raise ConfigError(f"epoch {epoch + 1}", "the loss diverged", "lower lr0")
                 scaler.scale(loss * world).backward()  # type: ignore[no-untyped-call]
@@ -259,6 +281,9 @@ def train_detector(
                     last_step = step
                 mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
                 text = " ".join(f"{v:.4f}" for v in mean_loss.tolist())
+                if distiller is not None:
+                    kd = " ".join(f"{v:.4f}" for v in mean_distill.tolist())
+                    text += f" kd obj/cls/feat {kd}"
                 progress.update(task, advance=1, losses=f"box/obj/cls {text}")
                 if rank == 0 and not console.is_terminal and (i + 1) % LOG_EVERY == 0:
                     elapsed = time.monotonic() - began
@@ -307,6 +332,7 @@ def train_detector(
                 "ema": None if ema is None else ema.module.state_dict(),
                 "ema_updates": 0 if ema is None else ema.updates,
                 "optimizer": optimizer.state_dict(),
+                "distiller": None if distiller is None else distiller.state_dict(),
                 "scaler": scaler.state_dict(),
                 "config": config_to_dict(config),
                 "class_names": list(names),
