@@ -1,13 +1,15 @@
 """``optimize detect``: a faster copy of a detector, written as a new model folder.
 
 One method per call: ``--int8`` (post-training static quantisation of the ONNX export),
-``--bf16`` (the ONNX graph run by OpenVINO in bfloat16) or ``--prune R`` (structured channel
-pruning, then fine-tuning with the detector trainer).
+``--qat`` (quantisation-aware fine-tuning, written as the same INT8 graph), ``--bf16`` (the
+ONNX graph run by OpenVINO in bfloat16) or ``--prune R`` (structured channel pruning, then
+fine-tuning with the detector trainer).
 
 Example:
     insightray optimize detect --int8 --calibration ../shared/data/cxr/tbx11k/images --out runs/int8
     insightray optimize detect --bf16 --out runs/bf16     # processors with AVX-512 BF16 or AMX
     insightray optimize detect --prune 0.3 --data data.yaml --epochs 3 --out runs/pruned30
+    insightray optimize detect --qat --data data.yaml --epochs 1 --lr0 0.001 --out runs/qat
     insightray evaluate detect --model runs/pruned30 --data data.yaml --json
 """
 
@@ -33,13 +35,21 @@ def optimize_detect(
         typer.Option(
             "--calibration",
             help="Training images: a folder, or a list file of image paths (e.g. a YOLO "
-            "train_list.txt). --int8 calibrates its ranges on them; --prune re-estimates the "
-            "batch-norm statistics on them (default: the first --images of --data's train "
-            "split). Never the images you evaluate on.",
+            "train_list.txt). --int8 and --qat calibrate their ranges on them; --prune "
+            "re-estimates the batch-norm statistics on them (default for --prune and --qat: "
+            "the first --images of --data's train split). Never the images you evaluate on.",
         ),
     ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="Static INT8 quantisation (ONNX Runtime, QDQ).")
+    ] = False,
+    qat: Annotated[
+        bool,
+        typer.Option(
+            "--qat",
+            help="Quantisation-aware fine-tuning on --data for --epochs, then the same INT8 "
+            "graph as --int8 (for when --int8 loses too much accuracy).",
+        ),
     ] = False,
     bf16: Annotated[
         bool,
@@ -63,42 +73,48 @@ def optimize_detect(
         str, typer.Option("--method", help="Calibration: percentile, minmax or entropy.")
     ] = "percentile",
     data: Annotated[
-        Path | None, typer.Option("--data", help="With --prune: data.yaml to fine-tune on.")
+        Path | None,
+        typer.Option("--data", help="With --prune or --qat: data.yaml to fine-tune on."),
     ] = None,
     epochs: Annotated[
-        int, typer.Option("--epochs", min=0, help="With --prune: fine-tuning epochs (0: none).")
+        int,
+        typer.Option(
+            "--epochs", min=0, help="With --prune or --qat: fine-tuning epochs (0: none)."
+        ),
     ] = 3,
-    batch: Annotated[int, typer.Option("--batch", min=1, help="With --prune: batch size.")] = 8,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="With --prune or --qat: batch size.")
+    ] = 8,
     lr0: Annotated[
-        float, typer.Option("--lr0", min=0, help="With --prune: fine-tuning learning rate.")
+        float,
+        typer.Option("--lr0", min=0, help="With --prune or --qat: fine-tuning learning rate."),
     ] = 0.01,
     workers: Annotated[int, typer.Option("--workers", min=0, help="Data loaders.")] = 2,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
 ) -> None:
     """Make a faster copy of a detector (one method per call); the new folder runs with
     `detect --model OUT`, `evaluate detect --model OUT` and the service."""
-    if int8 + bf16 + (prune is not None) != 1:
-        raise ConfigError(
-            "optimize detect", "choose exactly one method", "pass --int8, --bf16 or --prune R"
-        )
-    if prune is not None:
-        from insightray.engine.prune import check_ratio
-        from insightray.engine.quantize import calibration_images
-        from insightray.training.detection.prune import FineTune, prune_detector
+    if int8 + qat + bf16 + (prune is not None) != 1:
+        raise ConfigError("optimize detect", "choose exactly one method",
+                          "pass --int8, --qat, --bf16 or --prune R")  # fmt: skip
+    if qat or prune is not None:
+        from insightray.training.detection.prune import FineTune
 
-        check_ratio(prune)
         tuning = FineTune(
             "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
         )
-        if calibration is not None:
-            chosen = calibration_images(calibration, images)
-        elif data is not None:  # the first training images of the fine-tuning data
-            from insightray.training.detection import load_data_split
+        chosen = _training_images(calibration, data, images)
+    if qat:
+        from insightray.training.detection.qat import qat_detector
 
-            records = load_data_split(str(data), "train").records[:images]
-            chosen = [Path(record.image_path) for record in records]
-        else:
-            chosen = []
+        report_copy(out_dir, qat_detector(model, out_dir, tuning, chosen, method, err))
+        return
+    if prune is not None:
+        from insightray.engine.prune import check_ratio
+        from insightray.training.detection.prune import prune_detector
+
+        check_ratio(prune)
+        if not chosen:
             err.print("warning: no --calibration or --data: the batch-norm statistics stay "
                       "the parent's, which pruning has made wrong", highlight=False)  # fmt: skip
         card = prune_detector(model, prune, out_dir, tuning, err, chosen)
@@ -125,6 +141,19 @@ def optimize_detect(
             model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
         )
     report_copy(out_dir, card)
+
+
+def _training_images(calibration: Path | None, data: Path | None, count: int) -> list[Path]:
+    """The first ``count`` images of ``--calibration``, else of ``--data``'s train split."""
+    from insightray.engine.quantize import calibration_images
+
+    if calibration is not None:
+        return calibration_images(calibration, count)
+    if data is None:
+        return []
+    from insightray.training.detection import load_data_split
+
+    return [Path(r.image_path) for r in load_data_split(str(data), "train").records[:count]]
 
 
 def report_copy(out_dir: Path, card: ModelCard) -> None:
