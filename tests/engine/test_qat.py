@@ -52,6 +52,9 @@ def test_fake_quantisation_rounds_the_backbone_trains_and_keeps_the_state_dict(
         levels = torch.unique(stem(images))
     assert 2 < len(levels) <= 256
 
+    assert stem.bn is not None
+    assert stem.bn.running_mean is not None
+    statistics = stem.bn.running_mean.clone()
     network.train()  # one optimiser step: gradients pass the rounding
     optimiser = torch.optim.SGD(network.parameters(), lr=0.1)
     loss = sum(raw.square().mean() for raw in network(images))
@@ -60,6 +63,7 @@ def test_fake_quantisation_rounds_the_backbone_trains_and_keeps_the_state_dict(
     assert stem.conv.weight.grad is not None and stem.conv.weight.grad.abs().sum() > 0
     optimiser.step()
     assert not torch.equal(weight, stem.conv.weight)
+    assert torch.equal(statistics, stem.bn.running_mean), "the statistics stay frozen"
     ema = copy.deepcopy(network).eval()  # what the trainer's EMA does
     assert len(fake_quantized_convs(ema)) == len(blocks)
     assert getattr(ema.layers[0].forward, "__self__", None) is ema.layers[0]

@@ -12,7 +12,11 @@ than the tolerance. Three steps:
    convolution's output, the sigmoid of its SiLU and the SiLU's output are rounded to uint8
    over moving min-max ranges, first measured on the calibration images. Gradients pass the
    rounding straight through. The Detect head's 1x1 convolutions and the decode are not
-   touched: they stay float in the exported graph too;
+   touched: they stay float in the exported graph too. The batch norms' statistics are
+   frozen (their scale and shift still learn): each convolution then computes in training
+   what its folded, rounded form computes in the exported graph, and a few steps on batches of 8 mosaic images do not drag the statistics
+   away from the parent's (a short float fine-tune with moving statistics costs the parent
+   most of its mAP: BENCHMARKS.md, pruning);
 2. the last epoch's EMA weights (``OUT/finetune/model_last/``, plain float weights: the fake
    quantisers are kept outside the state dict) are exported and quantised by the very code of
    ``--int8`` (ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations calibrated
@@ -62,6 +66,7 @@ from torch.ao.quantization import (
     MovingAverageMinMaxObserver,
     MovingAveragePerChannelMinMaxObserver,
 )
+from torch.nn import functional as F
 
 from insightray.engine.quantize import quantize_detector
 from insightray.engine.weights import load_torch_model, save_copy_card
@@ -81,7 +86,8 @@ __all__ = ["QAT_SCHEME", "fake_quantize", "fake_quantized_convs", "qat_detector"
 #: What the fine-tune simulates, for the card.
 QAT_SCHEME = (
     "fake quantisation in PyTorch: per-channel symmetric int8 weights (batch norm folded), "
-    "uint8 convolution outputs, SiLU sigmoids and SiLU outputs (moving min-max ranges)"
+    "uint8 convolution outputs, SiLU sigmoids and SiLU outputs (moving min-max ranges); "
+    "batch-norm statistics frozen"
 )
 #: Where the fake quantisers live on a convolution block: an attribute, not a submodule, so
 #: the state dict (checkpoints, the EMA, the model folder) keeps the float network's keys.
@@ -140,11 +146,13 @@ def _quantised_forward(block: Conv, x: torch.Tensor) -> torch.Tensor:
     conv, norm = block.conv, block.bn
     if norm is None:
         y = conv._conv_forward(x, quantisers.weight(conv.weight), conv.bias)
-    else:  # fold the norm's running statistics into the weight, round it, then unfold
+    else:  # fold the norm into the weight, round it, unfold; the statistics stay frozen
         assert norm.running_var is not None and norm.weight is not None
         scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
         folded = quantisers.weight(conv.weight * scale.reshape(-1, 1, 1, 1))
-        y = norm(conv._conv_forward(x, folded, None) / scale.reshape(1, -1, 1, 1))
+        y = conv._conv_forward(x, folded, None) / scale.reshape(1, -1, 1, 1)
+        y = F.batch_norm(y, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                         training=False, eps=norm.eps)  # fmt: skip
     y = quantisers.conv(y)
     silu = isinstance(block.act, nn.SiLU)
     y = y * quantisers.sigmoid(torch.sigmoid(y)) if silu else block.act(y)
