@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import tempfile
 import time
@@ -50,6 +51,7 @@ from insightray.training.detection.prune import (  # noqa: E402
     fine_tune_detector,
 )
 from insightray.training.detection.qat import qat_detector  # noqa: E402
+from insightray.training.metrics import DetectionEvaluator  # noqa: E402
 from insightray.training.metrics.detection_ci import (  # noqa: E402
     bootstrap_detection,
     bootstrap_detection_difference,
@@ -86,7 +88,10 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--work", help="Keep the models here; a rerun reuses those present.")
+    parser.add_argument("--work", help="Keep the models and their val detections here; a "
+                        "rerun reuses those present.")  # fmt: skip
+    parser.add_argument("--only", nargs="+", help="Build and score only these models "
+                        "(e.g. fp32 'PTQ INT8'), untimed; a later run reuses them.")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(2)
     parent_path = resolve_card(None, default=default_model("detection"))
@@ -102,6 +107,8 @@ def main() -> None:
         seconds: dict[str, float] = {}
         if args.control:
             folders["fine-tuned fp32 + PTQ INT8"] = scratch / "control_int8"
+        if args.only:
+            folders = {name: folder for name, folder in folders.items() if name in args.only}
         for name, folder in folders.items():
             if name == "fp32" or (folder / "card.json").is_file():
                 continue
@@ -116,18 +123,38 @@ def main() -> None:
                 tuned = fine_tune_detector(config)
                 quantize_detector(tuned.parent, calibration, folder, args.method)
             seconds[name] = time.perf_counter() - started
-        report(folders, seconds, args)
+        evaluators = scored(folders, scratch)
+        if not args.only:
+            report(folders, evaluators, seconds, args)
 
 
-def report(folders: dict[str, Path], seconds: dict[str, float], args: argparse.Namespace) -> None:
-    """Time and evaluate every model; print the table."""
+def scored(folders: dict[str, Path], scratch: Path) -> dict[str, DetectionEvaluator]:
+    """Each model's matched detections on val_list.txt, kept in ``scratch`` for reruns."""
+    val = load_data_split(str(TBX / "data.yaml"), "val")
+    evaluators = {}
+    for name, folder in folders.items():
+        kept = scratch / f"{name.replace(' ', '_')}.val.pickle"
+        if kept.is_file():
+            evaluators[name] = pickle.loads(kept.read_bytes())
+            continue
+        predictor = load_predictor(folder, task="detection", backend="onnx")
+        evaluators[name] = collect_detections(predictor, val)
+        kept.write_bytes(pickle.dumps(evaluators[name]))
+    return evaluators
+
+
+def report(
+    folders: dict[str, Path],
+    evaluators: dict[str, DetectionEvaluator],
+    seconds: dict[str, float],
+    args: argparse.Namespace,
+) -> None:
+    """Time every model; print the table."""
     predictors = {
         name: load_predictor(folder, task="detection", backend="onnx")
         for name, folder in folders.items()
     }
     speed = latency_ms(predictors, args.runs)
-    val = load_data_split(str(TBX / "data.yaml"), "val")
-    evaluators = {name: collect_detections(p, val) for name, p in predictors.items()}
     print(f"machine: {os.cpu_count()} CPUs, {cpu_flags()}; ONNX Runtime and torch, 2 threads")
     print(f"QAT budget: first {args.train_images} train_list images x {args.epochs} epoch(s), "
           f"batch 8, lr0 {args.lr0}, CPU; calibration: first {args.calibration_images} "

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from insightray.engine import OnnxBackend, load_model, load_predictor
+from insightray.engine import OnnxBackend, load_predictor
 from insightray.models import load_card
-from insightray.models.detection.yolo import YoloV5
 from insightray.models.layers import Conv
 from insightray.training.detection.qat import fake_quantize, fake_quantized_convs
+from tests.engine.test_prune import _parent_network
 from tests.engine.test_quantize import SIZE, assert_backbone_int8_decode_float, tiny_detector_folder
 from tests.test_cli_detect import cli
 
@@ -23,17 +23,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 parent = pytest.fixture(scope="module", name="parent")(tiny_detector_folder)
 
 
-def _network(parent: Path) -> YoloV5:
-    card = load_card(parent / "card.json")
-    network = load_model(card, parent / str(card.weights_file))
-    assert isinstance(network, YoloV5)
-    return network
-
-
 def test_fake_quantisation_rounds_the_backbone_trains_and_keeps_the_state_dict(
     parent: Path,
 ) -> None:
-    network = _network(parent)
+    network = _parent_network(parent)
     images = torch.rand(2, 3, SIZE, SIZE)
     with torch.no_grad():
         before = network(images)[0]
