@@ -10,13 +10,14 @@ than the tolerance. Three steps:
    with its batch norm folded in as the export folds it, is rounded per output channel to
    symmetric int8 in [-127, 127] (what ONNX Runtime's per-channel QDQ does to it), and the
    convolution's output, the sigmoid of its SiLU and the SiLU's output are rounded to uint8
-   over moving min-max ranges, first measured on the calibration images. Gradients pass the
+   over moving min-max ranges, first measured on 16 calibration images. Gradients pass the
    rounding straight through. The Detect head's 1x1 convolutions and the decode are not
    touched: they stay float in the exported graph too. The batch norms' statistics are
    frozen (their scale and shift still learn): each convolution then computes in training
-   what its folded, rounded form computes in the exported graph, and a few steps on batches of 8 mosaic images do not drag the statistics
-   away from the parent's (a short float fine-tune with moving statistics costs the parent
-   most of its mAP: BENCHMARKS.md, pruning);
+   what its folded, rounded form computes in the exported graph, and a few steps on batches
+   of 8 mosaic images do not drag the statistics away from the parent's (a short float
+   fine-tune with moving statistics costs the parent most of its mAP: BENCHMARKS.md,
+   pruning);
 2. the last epoch's EMA weights (``OUT/finetune/model_last/``, plain float weights: the fake
    quantisers are kept outside the state dict) are exported and quantised by the very code of
    ``--int8`` (ONNX Runtime static QDQ, per-channel int8 weights, uint8 activations calibrated
@@ -92,6 +93,8 @@ QAT_SCHEME = (
 #: Where the fake quantisers live on a convolution block: an attribute, not a submodule, so
 #: the state dict (checkpoints, the EMA, the model folder) keeps the float network's keys.
 _QUANTISERS = "_fake_quant"
+#: Calibration images the fake quantisers' first ranges are measured on (training moves them).
+OBSERVER_IMAGES = 16
 
 
 @dataclasses.dataclass
@@ -240,7 +243,7 @@ def qat_detector(
         raise ConfigError(str(card_path), "only YOLOv5 detectors are fine-tuned here", "pass one")
     target = Path(out_dir)
     config = fine_tune_config(fine_tune, card_path.parent, parent, target / "finetune")
-    batches = list(image_batches(calibration, parent))
+    batches = list(image_batches(calibration[:OBSERVER_IMAGES], parent))
     tuned_path = fine_tune_detector(config, console, lambda net: fake_quantize(net, batches))
     tuned = load_card(tuned_path)
     quantised = quantize_detector(tuned_path.parent, calibration, target, method,
