@@ -1,10 +1,11 @@
 """``optimize detect``: a faster copy of a detector, written as a new model folder.
 
 One method per call: ``--int8`` (post-training static quantisation of the ONNX export),
-``--bf16`` (the ONNX graph run by OpenVINO in bfloat16), ``--prune R`` (structured channel
-pruning, then fine-tuning with the detector trainer) or ``--distill-from TEACHER`` (a
-``--student`` trained by the detector trainer with the teacher's outputs as extra targets; OUT
-is the run folder, the model OUT/model_last).
+``--qat`` (quantisation-aware fine-tuning, written as the same INT8 graph), ``--bf16`` (the
+ONNX graph run by OpenVINO in bfloat16), ``--prune R`` (structured channel pruning, then
+fine-tuning with the detector trainer) or ``--distill-from TEACHER`` (a ``--student`` trained by
+the detector trainer with the teacher's outputs as extra targets; OUT is the run folder, the
+model OUT/model_last).
 
 Example:
     insightray optimize detect --int8 --calibration ../shared/data/cxr/tbx11k/images --out runs/int8
@@ -12,6 +13,7 @@ Example:
     insightray optimize detect --prune 0.3 --data data.yaml --epochs 3 --out runs/pruned30
     insightray optimize detect --distill-from cxr-tbx11k-yolov5s --student runs/pruned30 \
         --data data.yaml --epochs 3 --lr0 0.002 --out runs/distilled30
+    insightray optimize detect --qat --data data.yaml --epochs 1 --lr0 0.001 --out runs/qat
     insightray evaluate detect --model runs/pruned30 --data data.yaml --json
 """
 
@@ -37,13 +39,21 @@ def optimize_detect(
         typer.Option(
             "--calibration",
             help="Training images: a folder, or a list file of image paths (e.g. a YOLO "
-            "train_list.txt). --int8 calibrates its ranges on them; --prune re-estimates the "
-            "batch-norm statistics on them (default: the first --images of --data's train "
-            "split). Never the images you evaluate on.",
+            "train_list.txt). --int8 and --qat calibrate their ranges on them; --prune "
+            "re-estimates the batch-norm statistics on them (default for --prune and --qat: "
+            "the first --images of --data's train split). Never the images you evaluate on.",
         ),
     ] = None,
     int8: Annotated[
         bool, typer.Option("--int8", help="Static INT8 quantisation (ONNX Runtime, QDQ).")
+    ] = False,
+    qat: Annotated[
+        bool,
+        typer.Option(
+            "--qat",
+            help="Quantisation-aware fine-tuning on --data for --epochs, then the same INT8 "
+            "graph as --int8 (for when --int8 loses too much accuracy).",
+        ),
     ] = False,
     bf16: Annotated[
         bool,
@@ -91,11 +101,15 @@ def optimize_detect(
     ] = "percentile",
     data: Annotated[
         Path | None,
-        typer.Option("--data", help="With --prune or --distill-from: data.yaml to train on."),
+        typer.Option(
+            "--data", help="With --prune, --qat or --distill-from: data.yaml to train on."
+        ),
     ] = None,
     epochs: Annotated[
         int,
-        typer.Option("--epochs", min=0, help="With --prune / --distill-from: epochs (0: none)."),
+        typer.Option(
+            "--epochs", min=0, help="With --prune, --qat or --distill-from: epochs (0: none)."
+        ),
     ] = 3,
     batch: Annotated[int, typer.Option("--batch", min=1, help="Training batch size.")] = 8,
     lr0: Annotated[float, typer.Option("--lr0", min=0, help="Training learning rate.")] = 0.01,
@@ -107,9 +121,12 @@ def optimize_detect(
     `detect --model OUT`, `evaluate detect --model OUT` and the service (--distill-from:
     OUT/model_last, the last epoch's EMA weights; its card's lineage says "distilled", with the
     teacher and its SHA-256)."""
-    if int8 + bf16 + (prune is not None) + (distill_from is not None) != 1:
-        raise ConfigError("optimize detect", "choose exactly one method",
-                          "pass --int8, --bf16, --prune R or --distill-from TEACHER")  # fmt: skip
+    if int8 + qat + bf16 + (prune is not None) + (distill_from is not None) != 1:
+        raise ConfigError(
+            "optimize detect",
+            "choose exactly one method",
+            "pass --int8, --qat, --bf16, --prune R or --distill-from TEACHER",
+        )
     if distill_from is not None:
         from insightray.training.detection.distill import student_config
         from insightray.training.detection.prune import FineTune, fine_tune_detector
@@ -122,24 +139,24 @@ def optimize_detect(
         out.print(f"distilled from {config.teacher} into {student} -> {card_path}",
                   highlight=False, soft_wrap=True)  # fmt: skip
         return
+    if qat or prune is not None:
+        from insightray.training.detection.prune import FineTune
+
+        tuning = FineTune(
+            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device, seed
+        )
+        chosen = _training_images(calibration, data, images)
+    if qat:
+        from insightray.training.detection.qat import qat_detector
+
+        report_copy(out_dir, qat_detector(model, out_dir, tuning, chosen, method, err))
+        return
     if prune is not None:
         from insightray.engine.prune import check_ratio
-        from insightray.engine.quantize import calibration_images
-        from insightray.training.detection.prune import FineTune, prune_detector
+        from insightray.training.detection.prune import prune_detector
 
         check_ratio(prune)
-        tuning = FineTune(
-            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device
-        )
-        if calibration is not None:
-            chosen = calibration_images(calibration, images)
-        elif data is not None:  # the first training images of the fine-tuning data
-            from insightray.training.detection import load_data_split
-
-            records = load_data_split(str(data), "train").records[:images]
-            chosen = [Path(record.image_path) for record in records]
-        else:
-            chosen = []
+        if not chosen:
             err.print("warning: no --calibration or --data: the batch-norm statistics stay "
                       "the parent's, which pruning has made wrong", highlight=False)  # fmt: skip
         card = prune_detector(model, prune, out_dir, tuning, err, chosen)
@@ -166,6 +183,19 @@ def optimize_detect(
             model, chosen, out_dir, method, description=f"{len(chosen)} images from {calibration}"
         )
     report_copy(out_dir, card)
+
+
+def _training_images(calibration: Path | None, data: Path | None, count: int) -> list[Path]:
+    """The first ``count`` images of ``--calibration``, else of ``--data``'s train split."""
+    from insightray.engine.quantize import calibration_images
+
+    if calibration is not None:
+        return calibration_images(calibration, count)
+    if data is None:
+        return []
+    from insightray.training.detection import load_data_split
+
+    return [Path(r.image_path) for r in load_data_split(str(data), "train").records[:count]]
 
 
 def report_copy(out_dir: Path, card: ModelCard) -> None:

@@ -51,6 +51,7 @@ LINEAGE_METHODS = (
     "trained",
     "fine-tuned",
     "quantised",
+    "qat",
     "pruned",
     "distilled",
     "federated",

@@ -32,6 +32,27 @@ def tiny_detector_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 parent = pytest.fixture(scope="module", name="parent")(tiny_detector_folder)
 
 
+def assert_backbone_int8_decode_float(path: Path) -> None:
+    """Every backbone and neck convolution reads int8 weights and inputs; the Detect head's
+    convolutions read int8 inputs only, and nothing after them reads an int8 tensor."""
+    graph = onnx.load(str(path))
+    produced_by = {out: node for node in graph.graph.node for out in node.output}
+    names = {node.name: node for node in graph.graph.node}
+    decode = [name for name in float_nodes(graph) if name in names]
+    assert any(names[name].op_type == "Sigmoid" for name in decode)
+    for name in decode:
+        for tensor in names[name].input:
+            source = produced_by.get(tensor)
+            feeds_head_conv = names[name].op_type == "Conv" and tensor == names[name].input[0]
+            if source is not None and source.op_type == "DequantizeLinear":
+                assert feeds_head_conv, f"{name} ({names[name].op_type}) reads an int8 tensor"
+    convs = [n for n in graph.graph.node if n.op_type == "Conv" and n.name not in decode]
+    assert convs, "the backbone has convolutions"
+    for conv in convs:
+        sources = [produced_by.get(tensor) for tensor in conv.input[:2]]
+        assert all(s is not None and s.op_type == "DequantizeLinear" for s in sources), conv.name
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     folder = tmp_path_factory.mktemp("calibration")
@@ -48,19 +69,7 @@ def test_int8_model_keeps_the_decode_in_float_and_names_its_parent(
     parent: Path, images: list[Path], tmp_path: Path
 ) -> None:
     card = quantize_detector(parent, images, tmp_path / "int8")
-    graph = onnx.load(str(tmp_path / "int8" / card.weights_file))
-    produced_by = {out: node for node in graph.graph.node for out in node.output}
-    quantised = [node for node in graph.graph.node if node.op_type == "DequantizeLinear"]
-    assert quantised, "the backbone is quantised"
-    names = {node.name: node for node in graph.graph.node}
-    decode = [name for name in float_nodes(graph) if name in names]
-    assert any(names[name].op_type == "Sigmoid" for name in decode)
-    for name in decode:
-        for tensor in names[name].input:
-            source = produced_by.get(tensor)
-            feeds_head_conv = names[name].op_type == "Conv" and tensor == names[name].input[0]
-            if source is not None and source.op_type == "DequantizeLinear":
-                assert feeds_head_conv, f"{name} ({names[name].op_type}) reads an int8 tensor"
+    assert_backbone_int8_decode_float(tmp_path / "int8" / str(card.weights_file))
     written = load_card(tmp_path / "int8" / "card.json")
     assert written == card and written.lineage.method == "quantised"
     assert written.lineage.parent_sha256 == load_card(parent / "card.json").weights_sha256

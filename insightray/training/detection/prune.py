@@ -24,7 +24,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +44,7 @@ from insightray.training.detection.config import TrainConfig
 from insightray.training.detection.result import finish_run
 from insightray.training.detection.trainer import train_detector
 
-__all__ = ["FineTune", "fine_tune_config", "fine_tune_detector", "prune_detector"]
+__all__ = ["FineTune", "fine_tune_config", "fine_tune_detector", "image_batches", "prune_detector"]
 
 #: Images per forward pass when the batch-norm statistics are re-estimated.
 BN_BATCH = 8
@@ -105,7 +105,7 @@ def prune_detector(
     if not isinstance(network, YoloV5):
         raise ConfigError(str(card_path), "only YOLOv5 detectors are pruned", "pass one")
     report = prune_network(network, ratio, max(parent.input_size))
-    seen = recalibrate_batchnorm(network, _batches(calibration, parent))
+    seen = recalibrate_batchnorm(network, image_batches(calibration, parent))
     report = dataclasses.replace(report, bn_images=seen)
     target = Path(out_dir)
     pruned = write_model(target / "pruned", network, _pruned_card(parent, card_path, report, None))
@@ -151,9 +151,14 @@ def fine_tune_config(
     )
 
 
-def fine_tune_detector(config: TrainConfig, console: Console | None = None) -> Path:
-    """Run the trainer; return the card of its last epoch's EMA weights (``model_last/``)."""
-    result = train_detector(config, console=console)
+def fine_tune_detector(
+    config: TrainConfig,
+    console: Console | None = None,
+    prepare: Callable[[YoloV5], None] | None = None,
+) -> Path:
+    """Run the trainer (``prepare``: see :func:`train_detector`); return the card of its last
+    epoch's EMA weights (``model_last/``)."""
+    result = train_detector(config, console=console, prepare=prepare)
     last = finish_run(
         config,
         load_card(result.card_path).training_data,
@@ -166,7 +171,7 @@ def fine_tune_detector(config: TrainConfig, console: Console | None = None) -> P
     return last.card_path
 
 
-def _batches(paths: Sequence[Path], card: ModelCard) -> Iterator[torch.Tensor]:
+def image_batches(paths: Sequence[Path], card: ModelCard) -> Iterator[torch.Tensor]:
     """The images prepared as the card says, :data:`BN_BATCH` at a time."""
     channels = input_channels(card) or 3
     for start in range(0, len(paths), BN_BATCH):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from insightray.errors import ConfigError, InputNotFoundError
+from insightray.models.detection.yolo import YoloV5
 from insightray.training.detection.anchors import fit_model_anchors
 from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
@@ -124,7 +126,11 @@ def read_run_config(out: str | Path) -> TrainConfig:
 
 
 def train_detector(
-    config: TrainConfig, *, resume: bool = False, console: Console | None = None
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    console: Console | None = None,
+    prepare: Callable[[YoloV5], None] | None = None,
 ) -> TrainResult:
     """Train a detector as described in the module docstring.
 
@@ -133,6 +139,9 @@ def train_detector(
         resume: Continue from ``config.out/last.pt`` (model, EMA, optimiser, scaler, epoch,
             best fitness, random states). Its anchors and weights win over ``config``'s.
         console: Where progress goes (default: standard error).
+        prepare: Called on the network before training starts (e.g. to simulate INT8 with
+            fake quantisation, :mod:`~insightray.training.detection.qat`); it must leave the
+            state dict's keys as they are, since checkpoints and the model folder hold them.
 
     Raises:
         ConfigError: The model is not a YOLOv5 detector, the output folder already holds a run
@@ -171,6 +180,8 @@ def train_detector(
             anchor_check = fit_model_anchors(
                 model, splits.train, config, console if rank == 0 else None
             )
+    if prepare is not None:
+        prepare(model)
     model.to(device)
     ema = ModelEma(model) if config.ema else None
     optimizer = build_optimizer(
