@@ -46,7 +46,14 @@ from insightray.federated.strategy import valid_update
 from insightray.federated.tasks import get_task
 from insightray.training.runtime import seed_everything, set_threads
 
-__all__ = ["Site", "batchnorm_keys", "get_arrays", "set_arrays", "shared_keys"]
+__all__ = [
+    "Site",
+    "batch_norm_mode",
+    "batchnorm_keys",
+    "get_arrays",
+    "set_arrays",
+    "shared_keys",
+]
 
 LOCAL_BN_RECORD = "local_bn"
 
@@ -63,6 +70,11 @@ def batchnorm_keys(model: nn.Module) -> list[str]:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             keys += [f"{name}.{key}" for key in module.state_dict()]
     return keys
+
+
+def batch_norm_mode(settings: FederatedSettings) -> str:
+    """How a run treated batch norm, for the card's lineage."""
+    return "FedBN (local BN between rounds)" if settings.local_bn else "averaged"
 
 
 def get_arrays(model: nn.Module, keys: list[str]) -> NDArrays:

@@ -48,18 +48,17 @@ from insightray.training.detection.distributed import epoch_sampler, init_distri
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.loss import YoloLoss
 from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
-from insightray.training.detection.optim import step_settings as _step_settings
 from insightray.training.detection.plots import plot_training_curves
 from insightray.training.detection.records import (
     CSV_COLUMNS,
     append_metrics,
     epoch_line,
-    progress_bar,
     save_atomic,
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
 from insightray.training.detection.start import start_model
+from insightray.training.detection.steps import StepRunner, step_settings_for
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 from insightray.training.runtime import (
     make_run_dir,
@@ -78,35 +77,13 @@ __all__ = [
     "train_detector",
 ]
 
-GRAD_CLIP_NORM = 10.0
 #: Validation only letterboxes: a few workers keep up, and each validation starts them anew.
 VAL_WORKERS = 4
-#: Without a terminal (a log file), print a progress line every this many iterations.
-LOG_EVERY = 10
 
 
 def fitness(metrics: DetectionMetrics) -> float:
     """``0.1 * mAP50 + 0.9 * mAP50:95`` (missing values count as 0)."""
     return 0.1 * (metrics.map50 or 0.0) + 0.9 * (metrics.map50_95 or 0.0)
-
-
-def step_settings_for(config: TrainConfig, iteration: int, epoch: int, per_epoch: int) -> Any:
-    """:func:`~insightray.training.detection.optim.step_settings` with a config's values."""
-    return _step_settings(
-        iteration,
-        epoch,
-        per_epoch,
-        epochs=config.epochs,
-        lr0=config.lr0,
-        lrf=config.lrf,
-        schedule=config.schedule,
-        momentum=config.momentum,
-        warmup_epochs=config.warmup_epochs,
-        warmup_momentum=config.warmup_momentum,
-        warmup_bias_lr=config.warmup_bias_lr,
-        nominal_batch=config.nominal_batch,
-        batch_size=config.batch_size,
-    )
 
 
 def read_run_config(out: str | Path) -> TrainConfig:
@@ -185,7 +162,6 @@ def train_detector(
             ema.module.load_state_dict(state["ema"])
             ema.updates = int(state["ema_updates"])
         restore_rng(state["rng"])
-    loss_fn = YoloLoss(model.detect.anchors, model.detect.stride, len(names), config.loss)
     train_model: torch.nn.Module = model
     if world > 1:
         train_model = DistributedDataParallel(
@@ -216,7 +192,18 @@ def train_detector(
         )
     start = int(state["epoch"]) + 1
     best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
-    last_step, stopped_early, epoch = -1, False, start - 1
+    stopped_early, epoch = False, start - 1
+    runner = StepRunner(
+        model,
+        train_model,
+        YoloLoss(model.detect.anchors, model.detect.stride, len(names), config.loss),
+        optimizer,
+        scaler,
+        device,
+        ema=ema,
+        world=world,
+        use_amp=use_amp,
+    )
     sampler = EpochSampler(lambda e: epoch_sampler(config, train_data, e, rank, world))
     loader = DataLoader(
         train_data,
@@ -233,36 +220,7 @@ def train_detector(
         epoch += 1
         began = time.monotonic()
         sampler.set_epoch(epoch)
-        train_model.train()
-        mean_loss = torch.zeros(3)
-        with progress_bar(console, rank, f"epoch {epoch + 1}/{config.epochs}") as progress:
-            task = progress.add_task("train", total=len(loader), losses="")
-            for i, (images, targets, _, _) in enumerate(loader):
-                step = i + per_epoch * epoch
-                settings = step_settings_for(config, step, epoch, per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"], group["momentum"] = settings.lr[group["name"]], settings.momentum
-                with torch.autocast(device_type=device.type, enabled=use_amp):
-                    images = images.to(device, non_blocking=True)
-                    loss, parts = loss_fn(train_model(images), targets.to(device))
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"epoch {epoch + 1}", "the loss diverged", "lower lr0")
-                scaler.scale(loss * world).backward()  # type: ignore[no-untyped-call]
-                if step - last_step >= settings.accumulate:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    if ema is not None:
-                        ema.update(model)
-                    last_step = step
-                mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
-                text = " ".join(f"{v:.4f}" for v in mean_loss.tolist())
-                progress.update(task, advance=1, losses=f"box/obj/cls {text}")
-                if rank == 0 and not console.is_terminal and (i + 1) % LOG_EVERY == 0:
-                    elapsed = time.monotonic() - began
-                    console.print(f"  {i + 1}/{len(loader)} box/obj/cls {text} {elapsed:.0f} s")
+        mean_loss = runner.train_epoch(config, loader, epoch, per_epoch, console, rank)
         lr = next(g["lr"] for g in optimizer.param_groups if g["name"] == DECAY_GROUP)
         validate = (epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs
         stop = False
