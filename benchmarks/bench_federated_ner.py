@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import subprocess
@@ -170,8 +171,8 @@ def main() -> None:
     arms: dict[str, Callable[[], tuple[NDArray[np.int64], dict[str, Any]]]] = {
         "pooled": lambda: _central([s for site in sites for s in site], settings, spec, test),
         **{
-            f"site_{k}": lambda k=k: _central(sites[k], settings, spec, test)
-            for k in range(len(sites))
+            f"site_{k}": functools.partial(_central, site, settings, spec, test)
+            for k, site in enumerate(sites)
         },
         "fedavg": lambda: _federated(split, settings, args.out / "fedavg", test),
         "fedprox": lambda: _federated(
@@ -197,9 +198,9 @@ def main() -> None:
         results["arms"][name] = {**info, "wall_s": round(time.perf_counter() - started)}
         results_path.write_text(json.dumps(results, indent=2) + "\n")
         print(name, json.dumps(results["arms"][name]), flush=True)
-    counts = {path.stem: np.load(path) for path in sorted(scores.glob("*.npy"))}
-    results["test_f1"] = _bootstrap(counts)
-    local = [results["test_f1"][k]["f1"] for k in counts if k.startswith("site_")]
+    saved = {path.stem: np.load(path) for path in sorted(scores.glob("*.npy"))}
+    results["test_f1"] = _bootstrap(saved)
+    local = [results["test_f1"][k]["f1"] for k in saved if k.startswith("site_")]
     if local:
         results["local_only_mean_f1"] = round(float(np.mean(local)), 4)
     results_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -21,6 +21,7 @@ from insightray.federated.sites import SUMMARY_FILE, TEST_FOLDER, site_folders
 from insightray.federated.tasks import get_task
 from insightray.federated.tasks.detect import NO_AUGMENT, _config
 from insightray.models import ModelCard, load_card
+from insightray.models.detection.yolo import YoloV5
 from insightray.training.detection import load_data_split
 from insightray.training.detection.steps import train_local_epochs
 from tests.test_cli import run_cli
@@ -67,6 +68,7 @@ def test_local_epochs_train_from_given_weights_and_fedprox_holds_them_closer(
     for mu in (0.0, 1.0):
         torch.manual_seed(0)
         model = task.build_model(settings, spec, initial=True)
+        assert isinstance(model, YoloV5)
         start = [p.detach().clone() for p in model.parameters()]
         fit = train_local_epochs(model, config, data, first_epoch=1, epochs=1, proximal_mu=mu)
         assert (fit.steps, fit.images) == (2, 8) and fit.loss > 0
