@@ -44,7 +44,9 @@ __all__ = [
     "LOG_EVERY",
     "LocalFit",
     "StepRunner",
+    "config_optimizer",
     "step_settings_for",
+    "train_data",
     "train_local_epochs",
 ]
 
@@ -69,6 +71,31 @@ def step_settings_for(config: TrainConfig, iteration: int, epoch: int, per_epoch
         warmup_bias_lr=config.warmup_bias_lr,
         nominal_batch=config.nominal_batch,
         batch_size=config.batch_size,
+    )
+
+
+def config_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """:func:`~insightray.training.detection.optim.build_optimizer` with a config's values."""
+    return build_optimizer(
+        model,
+        config.lr0,
+        config.momentum,
+        config.weight_decay,
+        config.nominal_batch,
+        config.batch_size,
+    )
+
+
+def train_data(dataset: DetectionDataset, config: TrainConfig) -> DetectionTrainData:
+    """The augmented training items of ``dataset`` under ``config``."""
+    return DetectionTrainData(
+        dataset,
+        config.image_size,
+        config.channels,
+        config.augment,
+        config.seed,
+        config.augment.border_value,
+        cache=config.cache_images,
     )
 
 
@@ -189,24 +216,9 @@ def train_local_epochs(
     """
     device = torch.device(config.device if config.device != "auto" else "cpu")
     model.to(device)
-    optimizer = build_optimizer(
-        model,
-        config.lr0,
-        config.momentum,
-        config.weight_decay,
-        config.nominal_batch,
-        config.batch_size,
-    )
+    optimizer = config_optimizer(model, config)
     use_amp = config.amp and device.type == "cuda"
-    data = DetectionTrainData(
-        dataset,
-        config.image_size,
-        config.channels,
-        config.augment,
-        config.seed,
-        config.augment.border_value,
-        cache=config.cache_images,
-    )
+    data = train_data(dataset, config)
     per_epoch = math.ceil(len(data) / config.batch_size)
     sampler = EpochSampler(lambda e: epoch_sampler(config, data, e, 0, 1))
     loader = DataLoader(

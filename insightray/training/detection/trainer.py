@@ -39,7 +39,6 @@ from insightray.training.detection.anchors import fit_model_anchors
 from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
-    DetectionTrainData,
     EpochSampler,
     collate_detection,
     load_train_val,
@@ -47,7 +46,7 @@ from insightray.training.detection.data import (
 from insightray.training.detection.distributed import epoch_sampler, init_distributed
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.loss import YoloLoss
-from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
+from insightray.training.detection.optim import DECAY_GROUP, ModelEma
 from insightray.training.detection.plots import plot_training_curves
 from insightray.training.detection.records import (
     CSV_COLUMNS,
@@ -58,7 +57,12 @@ from insightray.training.detection.records import (
 )
 from insightray.training.detection.result import TrainResult, finish_run
 from insightray.training.detection.start import start_model
-from insightray.training.detection.steps import StepRunner, step_settings_for
+from insightray.training.detection.steps import (
+    StepRunner,
+    config_optimizer,
+    step_settings_for,
+    train_data,
+)
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 from insightray.training.runtime import (
     make_run_dir,
@@ -143,14 +147,7 @@ def train_detector(
             )
     model.to(device)
     ema = ModelEma(model) if config.ema else None
-    optimizer = build_optimizer(
-        model,
-        config.lr0,
-        config.momentum,
-        config.weight_decay,
-        config.nominal_batch,
-        config.batch_size,
-    )
+    optimizer = config_optimizer(model, config)
     use_amp = config.amp and device.type == "cuda"
     # Fixed input size: let cuDNN pick its fastest kernels (GPU runs are not bit-exact anyway).
     torch.backends.cudnn.benchmark = device.type == "cuda"
@@ -167,17 +164,9 @@ def train_detector(
         train_model = DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    train_data = DetectionTrainData(
-        splits.train,
-        config.image_size,
-        config.channels,
-        config.augment,
-        config.seed,
-        config.augment.border_value,
-        cache=config.cache_images,
-    )
+    items = train_data(splits.train, config)
     batch = config.batch_size // world
-    per_epoch = math.ceil(len(train_data) / batch)
+    per_epoch = math.ceil(len(items) / batch)
     if rank == 0:
         make_run_dir(out)
         if anchor_check is not None:
@@ -204,9 +193,9 @@ def train_detector(
         world=world,
         use_amp=use_amp,
     )
-    sampler = EpochSampler(lambda e: epoch_sampler(config, train_data, e, rank, world))
+    sampler = EpochSampler(lambda e: epoch_sampler(config, items, e, rank, world))
     loader = DataLoader(
-        train_data,
+        items,
         batch_size=batch,
         sampler=sampler,
         num_workers=config.workers,
