@@ -8,7 +8,9 @@ validated (mAP at confidence 0.001, NMS IoU 0.6), ``metrics.csv`` and the plots 
 improvement. At the end the best EMA weights and a model card are written to ``out/model/``
 (``card.json`` plus weights), ready for ``insightray detect --model out/model``. One loader
 with persistent workers serves every epoch; with ``time_limit_min`` the epoch count is
-re-planned after each epoch so the run ends in time.
+re-planned after each epoch so the run ends in time. Each epoch's steps are
+:class:`~insightray.training.detection.steps.StepRunner`'s, the same steps a federated site
+takes (``insightray federated simulate --task detect``).
 
 Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel (see
 :mod:`~insightray.training.detection.distributed`); only rank 0 validates and writes files.
