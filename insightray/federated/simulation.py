@@ -98,7 +98,8 @@ def simulate(
     """Split ``data`` into sites (unless it is a split), run the federation, write the model.
 
     The task is ``settings.task``: ``data`` is a labelled image folder for fracture, a CoNLL
-    corpus folder (``train.tsv``, ``devel.tsv``, ``test.tsv``) for NER.
+    corpus folder (``train.tsv``, ``devel.tsv``, ``test.tsv``) for NER, a YOLO ``data.yaml``
+    for detect.
 
     Raises:
         FederatedRunError: A Flower process failed or the run did not finish.

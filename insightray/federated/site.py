@@ -4,8 +4,8 @@
 the task (:func:`~insightray.federated.tasks.get_task`). Each round it reads the site's data
 (the folder named by the SuperNode's ``--node-config data=...``; the path never leaves the
 site), builds the task's network (from the server's spec in the round's instructions), loads
-the global arrays, trains ``local_epochs`` with the task's own trainer (the fracture
-trainer's or the NER trainer's ``train_local_epochs``; FedProx adds its proximal term) and
+the global arrays, trains ``local_epochs`` with the task's own trainer (the fracture, NER or
+detector trainer's ``train_local_epochs``; FedProx adds its proximal term) and
 returns the new arrays, the site's example count as its weight (1 under DP) and its mean
 loss. Nothing else is sent.
 
