@@ -85,6 +85,11 @@ def prepare_sites(
     return out
 
 
+def _data_name(data: Path) -> str:
+    """The data's name for the card: a folder's, or a data.yaml's folder."""
+    return data.parent.name if data.is_file() else data.name
+
+
 def simulate(
     data: str | Path,
     settings: FederatedSettings,
@@ -159,7 +164,7 @@ def simulate(
         root / "model",
         settings,
         rounds,
-        training_data=f"{sites} sites split from {Path(data).name}",
+        training_data=f"{sites} sites split from {_data_name(Path(data))}",
         metrics=task.test_metrics(test_report) if test_report is not None else {},
     )
     plot_rounds(rounds, root / "rounds.png")

@@ -102,6 +102,7 @@ def test_one_federated_round_writes_a_detector_evaluate_detect_scores(
     lineage = card.lineage.settings
     assert lineage["task"] == "detect" and lineage["sites"] == 2
     assert lineage["batch_norm"] == "averaged" and lineage["strategy"] == "fedavg"
+    assert card.training_data == f"2 sites split from {tiny_data.parent.name}"
     again = ModelCard.from_dict(json.loads(json.dumps(card.to_dict())))
     assert again.lineage == card.lineage
     assert result.test is not None and "test_map50" in card.metrics
