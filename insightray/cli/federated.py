@@ -36,8 +36,13 @@ SizeSkew = Annotated[float, typer.Option("--size-skew", min=0.0, help="0: equal 
 Task = Annotated[
     str,
     typer.Option(
-        "--task", help="fracture (image folder) or ner (CoNLL folder: train/devel/test.tsv)."
+        "--task",
+        help="fracture (image folder), ner (CoNLL folder: train/devel/test.tsv) or detect "
+        "(YOLO data.yaml: train split to the sites, val held out).",
     ),
+]
+Detector = Annotated[
+    str, typer.Option("--detector", help="detect only: registered YOLOv5 detector.")
 ]
 
 
@@ -50,7 +55,10 @@ def _flower() -> None:
 @federated_app.command("split")
 def split(
     data: Annotated[
-        Path, typer.Option("--data", help="Labelled folder (images.csv + group) or CoNLL folder.")
+        Path,
+        typer.Option(
+            "--data", help="Labelled folder (images.csv + group), CoNLL folder or data.yaml."
+        ),
     ],
     out_dir: Annotated[Path, typer.Option("--out", help="Empty folder for the sites.")],
     task: Task = "fracture",
@@ -62,9 +70,11 @@ def split(
     ] = 0.2,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
 ) -> None:
-    """Make non-IID sites (fracture: by source group; ner: blocks of train.tsv sentences).
+    """Make non-IID sites (fracture: by source group; ner: blocks of train.tsv sentences;
+    detect: train images by their main box class).
 
     Fracture: copies of one image never reach two sites. NER: the coordinator keeps devel.tsv.
+    Detect: the data.yaml's val split is held out as test/ (--test-fraction is not used).
     """
     from insightray.federated.sites import assign_sites, write_sites
     from insightray.training.fracture.dataset import load_fracture_items
@@ -75,12 +85,11 @@ def split(
         get_task(task).split(
             data, sites, out_dir, label_skew=label_skew, size_skew=size_skew, seed=seed
         )
-        summary_ner = json.loads((out_dir / "sites.json").read_text(encoding="utf-8"))
-        for index, site in enumerate(summary_ner["sites"]):
-            out.print(
-                f"site_{index}: {site['sentences']} sentences, {site['mentions']} mentions",
-                highlight=False,
-            )
+        summary_task = json.loads((out_dir / "sites.json").read_text(encoding="utf-8"))
+        for index, site in enumerate(summary_task["sites"]):
+            out.print(f"site_{index}: {_describe_site(site)}", highlight=False)
+        if "test" in summary_task:
+            out.print(f"test: {_describe_site(summary_task['test'])}", highlight=False)
         return
 
     plan = assign_sites(
@@ -100,6 +109,14 @@ def split(
         )
     test = summary["test"]
     out.print(f"test: {test['images']} images, {test['groups']} groups", highlight=False)
+
+
+def _describe_site(site: dict[str, Any]) -> str:
+    """One line for a site of ``sites.json`` (NER or detect)."""
+    if "sentences" in site:
+        return f"{site['sentences']} sentences, {site['mentions']} mentions"
+    classes = ", ".join(f"{name} {count}" for name, count in site["images_with"].items())
+    return f"{site['images']} images, {site['boxes']} boxes (images with: {classes})"
 
 
 def _settings(**values: Any) -> Any:
@@ -125,6 +142,7 @@ def simulate(
         int, typer.Option("--min-sites", min=1, help="Fewer replies: round skipped.")
     ] = 2,
     img: Annotated[int, typer.Option("--img", min=32, help="Input side.")] = 64,
+    detector: Detector = "yolov5n",
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0, help="Noise multiplier.")] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0, help="Update L2 clip.")] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg", help="SecAgg+ aggregation.")] = False,
@@ -135,9 +153,10 @@ def simulate(
 ) -> None:
     """Run a federation on this machine (SuperLink + one SuperNode per site, on loopback).
 
-    Writes OUT/model (for `evaluate fracture --model OUT/model`, or `evaluate ner`),
-    OUT/metrics.json (per round: replies, skipped, loss, server-side AUC or entity F1,
-    epsilon) and OUT/rounds.png. --img applies to fracture only.
+    Writes OUT/model (for `evaluate fracture --model OUT/model`, `evaluate ner` or
+    `evaluate detect`), OUT/metrics.json (per round: replies, skipped, loss, server-side AUC,
+    entity F1 or mAP@0.5, epsilon) and OUT/rounds.png. --img applies to fracture and detect
+    (a multiple of 32 for detect). Detect trains from random weights and has no DP.
     """
     _flower()
     from insightray.federated.simulation import simulate as run
@@ -153,6 +172,7 @@ def simulate(
         fraction=fraction,
         min_sites=min_sites,
         image_size=img,
+        detector=detector,
         dp_noise=dp_noise,
         dp_clip=dp_clip,
         secagg=secagg,
@@ -192,7 +212,8 @@ def server(
         typer.Option(
             "--eval-data",
             help="The coordinator's own labelled data, scored each round (NER: its devel.tsv, "
-            "also the vocabulary; required).",
+            "also the vocabulary; detect: a data.yaml naming the classes, val scored; "
+            "required for both).",
         ),
     ] = None,
     sites: Sites = 3,
@@ -201,6 +222,7 @@ def server(
     mu: Annotated[float, typer.Option("--mu", min=0.0)] = 0.01,
     min_sites: Annotated[int, typer.Option("--min-sites", min=1)] = 2,
     img: Annotated[int, typer.Option("--img", min=32)] = 64,
+    detector: Detector = "yolov5n",
     dp_noise: Annotated[float, typer.Option("--dp-noise", min=0.0)] = 0.0,
     dp_clip: Annotated[float, typer.Option("--dp-clip", min=0.0)] = 0.0,
     secagg: Annotated[bool, typer.Option("--secagg")] = False,
@@ -247,6 +269,7 @@ def server(
         mu=mu,
         min_sites=min_sites,
         image_size=img,
+        detector=detector,
         dp_noise=dp_noise,
         dp_clip=dp_clip,
         secagg=secagg,
@@ -285,7 +308,11 @@ def keys(
 def client(
     data: Annotated[
         Path,
-        typer.Option("--data", help="This site's data: image folder, or train.tsv folder (NER)."),
+        typer.Option(
+            "--data",
+            help="This site's data: image folder, train.tsv folder (NER) or data.yaml folder "
+            "(detect).",
+        ),
     ],
     server_address: Annotated[str, typer.Option("--server", help="SuperLink HOST:PORT.")],
     ca: Annotated[Path | None, typer.Option("--ca", help="CA certificate (PEM).")] = None,

@@ -126,7 +126,11 @@ def plot_rounds(rounds: dict[str, Any], path: Path) -> Path:
     points += [(r["round"], r[key]) for r in records if r.get(key) is not None]
     if points:
         left.plot(*zip(*points, strict=True), marker="o")
-    label = {"auc": "held-out AUC", "f1": "entity F1 (coordinator)"}.get(metric, metric)
+    label = {
+        "auc": "held-out AUC",
+        "f1": "entity F1 (coordinator)",
+        "map50": "held-out mAP@0.5",
+    }.get(metric, metric)
     left.set(xlabel="round", ylabel=label, title="global model")
     losses = [(r["round"], r["train_loss"]) for r in records if "train_loss" in r]
     if losses:

@@ -26,7 +26,7 @@ __all__ = ["STRATEGIES", "TASKS", "FederatedSettings"]
 
 STRATEGIES = ("fedavg", "fedprox")
 #: The federated tasks (:mod:`insightray.federated.tasks` registers one class per name).
-TASKS = ("fracture", "ner")
+TASKS = ("fracture", "ner", "detect")
 
 
 @dataclass(frozen=True)
@@ -34,15 +34,17 @@ class FederatedSettings:
     """Everything the server and the sites must agree on.
 
     Attributes:
-        task: What is trained: ``"fracture"`` or ``"ner"`` (see
-            :mod:`insightray.federated.tasks`). The image settings (``model``,
-            ``pretrained``, ``image_size``, ``augment``) apply to fracture only.
+        task: What is trained: ``"fracture"``, ``"ner"`` or ``"detect"`` (see
+            :mod:`insightray.federated.tasks`). ``model`` and ``pretrained`` apply to
+            fracture only, ``detector`` to detect only; ``image_size`` and ``augment`` to both.
         model: Registered classifier (``efficientnet_lite0``: the packaged ImageNet weights).
         pretrained: Start from the packaged ImageNet weights.
+        detector: Registered YOLOv5 detector for ``detect`` (from random weights).
         image_size: Network input side in pixels.
         batch_size: Images (sentences for NER) per local step.
         lr: Local AdamW learning rate (fracture: warm-up then cosine within each round; NER:
-            the NER trainer's per-epoch decay).
+            the NER trainer's per-epoch decay). Not used by detect, which keeps the detector
+            trainer's SGD recipe (lr0 0.01, warm-up, linear decay over all rounds).
         local_epochs: Passes over a site's data per round.
         augment: Use the trainer's augmentation at the sites.
         rounds: Federated rounds.
@@ -68,6 +70,7 @@ class FederatedSettings:
     task: str = "fracture"
     model: str = "efficientnet_lite0"
     pretrained: bool = True
+    detector: str = "yolov5n"
     image_size: int = 64
     batch_size: int = 16
     lr: float = 1e-3
@@ -102,6 +105,11 @@ class FederatedSettings:
             ("dp_clip", self.dp_clip >= 0, "use a value >= 0"),
             ("dp_delta", 0 < self.dp_delta < 1, "use a value in (0, 1)"),
             ("dp", self.dp_clip > 0 or self.dp_noise == 0, "--dp-noise needs --dp-clip"),
+            (
+                "dp_clip",
+                not (self.task == "detect" and self.dp_clip > 0),
+                "DP is not offered for detect (the noise would reach its anchors); drop --dp-*",
+            ),
             ("round_timeout", self.round_timeout > 0, "use a positive number of seconds"),
         ]
         for name, ok, hint in checks:

@@ -85,6 +85,11 @@ def prepare_sites(
     return out
 
 
+def _data_name(data: Path) -> str:
+    """The data's name for the card: a folder's, or a data.yaml's folder."""
+    return data.parent.name if data.is_file() else data.name
+
+
 def simulate(
     data: str | Path,
     settings: FederatedSettings,
@@ -98,7 +103,8 @@ def simulate(
     """Split ``data`` into sites (unless it is a split), run the federation, write the model.
 
     The task is ``settings.task``: ``data`` is a labelled image folder for fracture, a CoNLL
-    corpus folder (``train.tsv``, ``devel.tsv``, ``test.tsv``) for NER.
+    corpus folder (``train.tsv``, ``devel.tsv``, ``test.tsv``) for NER, a YOLO ``data.yaml``
+    for detect.
 
     Raises:
         FederatedRunError: A Flower process failed or the run did not finish.
@@ -158,7 +164,7 @@ def simulate(
         root / "model",
         settings,
         rounds,
-        training_data=f"{sites} sites split from {Path(data).name}",
+        training_data=f"{sites} sites split from {_data_name(Path(data))}",
         metrics=task.test_metrics(test_report) if test_report is not None else {},
     )
     plot_rounds(rounds, root / "rounds.png")

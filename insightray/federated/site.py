@@ -4,8 +4,8 @@
 the task (:func:`~insightray.federated.tasks.get_task`). Each round it reads the site's data
 (the folder named by the SuperNode's ``--node-config data=...``; the path never leaves the
 site), builds the task's network (from the server's spec in the round's instructions), loads
-the global arrays, trains ``local_epochs`` with the task's own trainer (the fracture
-trainer's or the NER trainer's ``train_local_epochs``; FedProx adds its proximal term) and
+the global arrays, trains ``local_epochs`` with the task's own trainer (the fracture, NER or
+detector trainer's ``train_local_epochs``; FedProx adds its proximal term) and
 returns the new arrays, the site's example count as its weight (1 under DP) and its mean
 loss. Nothing else is sent.
 
@@ -46,7 +46,14 @@ from insightray.federated.strategy import valid_update
 from insightray.federated.tasks import get_task
 from insightray.training.runtime import seed_everything, set_threads
 
-__all__ = ["Site", "batchnorm_keys", "get_arrays", "set_arrays", "shared_keys"]
+__all__ = [
+    "Site",
+    "batch_norm_mode",
+    "batchnorm_keys",
+    "get_arrays",
+    "set_arrays",
+    "shared_keys",
+]
 
 LOCAL_BN_RECORD = "local_bn"
 
@@ -63,6 +70,11 @@ def batchnorm_keys(model: nn.Module) -> list[str]:
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             keys += [f"{name}.{key}" for key in module.state_dict()]
     return keys
+
+
+def batch_norm_mode(settings: FederatedSettings) -> str:
+    """How a run treated batch norm, for the card's lineage."""
+    return "FedBN (local BN between rounds)" if settings.local_bn else "averaged"
 
 
 def get_arrays(model: nn.Module, keys: list[str]) -> NDArrays:

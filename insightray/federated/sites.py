@@ -42,7 +42,7 @@ import numpy as np
 from insightray.errors import ConfigError
 from insightray.training.fracture.dataset import FractureItem, class_counts, split_by_group
 
-__all__ = ["SitePlan", "assign_sites", "site_folders", "write_sites"]
+__all__ = ["SitePlan", "assign_sites", "deal_classes", "site_folders", "write_sites"]
 
 TEST_FOLDER = "test"
 SUMMARY_FILE = "sites.json"
@@ -103,26 +103,50 @@ def assign_sites(
     groups = _by_group(holdout.train)
     if len(groups) < 2 * n_sites:
         raise ConfigError("sites", f"{len(groups)} groups for {n_sites} sites", "use fewer sites")
+    classes = [
+        [g for g, m in groups.items() if any(i.label for i in m) == positive]
+        for positive in (False, True)
+    ]
+    dealt = deal_classes(classes, n_sites, label_skew=label_skew, size_skew=size_skew, seed=seed)
+    sites = [{name: groups[name] for name in names} for names in dealt]
+    return SitePlan(sites, _by_group(holdout.test))
+
+
+def deal_classes(
+    classes: Sequence[Sequence[str]],
+    n_sites: int,
+    *,
+    label_skew: float,
+    size_skew: float,
+    seed: int,
+) -> list[list[str]]:
+    """Deal each class's names to ``n_sites`` sites by Dirichlet shares (module docstring).
+
+    ``classes`` holds one list of names (source groups, images) per class; every name goes to
+    exactly one site.
+
+    Raises:
+        ConfigError: A site got nothing.
+    """
     rng = np.random.default_rng(seed)
     sizes = (1.0 + size_skew) ** -np.arange(n_sites, dtype=np.float64)
     sizes /= sizes.sum()
-    sites: list[dict[str, list[FractureItem]]] = [{} for _ in range(n_sites)]
-    for positive in (False, True):
-        names = sorted(g for g, m in groups.items() if any(i.label for i in m) == positive)
+    sites: list[list[str]] = [[] for _ in range(n_sites)]
+    for members in classes:
+        names = sorted(members)
         rng.shuffle(names)
         shares = sizes if label_skew == 0 else rng.dirichlet(sizes * n_sites / label_skew)
         bounds = np.round(np.cumsum(shares) * len(names)).astype(int)
         start = 0
         for index, stop in enumerate(bounds):
-            for name in names[start:stop]:
-                sites[index][name] = groups[name]
+            sites[index] += names[start:stop]
             start = stop
     for index, site in enumerate(sites):
         if not site:
             raise ConfigError(
-                "split", f"site {index} got no groups", "lower --label-skew or --size-skew"
+                "split", f"site {index} got nothing", "lower --label-skew or --size-skew"
             )
-    return SitePlan(sites, _by_group(holdout.test))
+    return sites
 
 
 def site_folders(root: str | Path) -> list[Path]:

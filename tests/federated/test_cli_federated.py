@@ -34,11 +34,46 @@ def test_split_writes_disjoint_sites(shared_data: Path, tmp_path: Path) -> None:
     assert again.returncode == 2 and "already holds a site split" in again.stderr
 
 
+def test_split_detect_prints_sites_and_the_held_out_test(tiny_data: Path, tmp_path: Path) -> None:
+    done = run_cli(
+        "federated",
+        "split",
+        "--task",
+        "detect",
+        "--data",
+        str(tiny_data),
+        "--sites",
+        "2",
+        "--label-skew",
+        "0",
+        "--out",
+        str(tmp_path / "sites"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "site_1:" in done.stdout and "test: 4 images" in done.stdout
+    done = run_cli(
+        "federated",
+        "simulate",
+        "--task",
+        "detect",
+        "--data",
+        str(tmp_path / "sites"),
+        "--sites",
+        "2",
+        "--dp-clip",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert done.returncode == 2 and "not offered for detect" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_simulate_refuses_an_unknown_task_and_dp_noise_without_clip(tmp_path: Path) -> None:
     done = run_cli(
         "federated", "simulate", "--data", str(tmp_path), "--out", str(tmp_path), "--task", "cxr"
     )
-    assert done.returncode == 2 and "('fracture', 'ner')" in done.stderr
+    assert done.returncode == 2 and "('fracture', 'ner', 'detect')" in done.stderr
     done = run_cli(
         "federated",
         "simulate",

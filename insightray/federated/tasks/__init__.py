@@ -7,6 +7,7 @@ how the server scores a round, how sites are split and how the model folder is w
 
 - ``fracture``: the fracture classifier (:mod:`.fracture`), server-side AUC.
 - ``ner``: the BiLSTM-CRF NER tagger (:mod:`.ner`), server-side entity F1.
+- ``detect``: the chest X-ray detector (:mod:`.detect`), server-side mAP@0.5.
 
 Example:
     >>> get_task("ner").metric
@@ -23,10 +24,12 @@ __all__ = ["FederatedTask", "LocalResult", "get_task", "task_names"]
 
 
 def _registry() -> dict[str, type[FederatedTask]]:
+    from insightray.federated.tasks.detect import DetectTask
     from insightray.federated.tasks.fracture import FractureTask
     from insightray.federated.tasks.ner import NerTask
 
-    registry: dict[str, type[FederatedTask]] = {task.name: task for task in (FractureTask, NerTask)}
+    tasks = (FractureTask, NerTask, DetectTask)
+    registry: dict[str, type[FederatedTask]] = {task.name: task for task in tasks}
     assert tuple(registry) == TASKS, "register every task of settings.TASKS"
     return registry
 

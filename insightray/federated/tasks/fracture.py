@@ -146,15 +146,12 @@ class FractureTask(FederatedTask):
         training_data: str,
         metrics: dict[str, float],
     ) -> ModelCard:
-        from insightray.federated.site import set_arrays, shared_keys
+        from insightray.federated.site import batch_norm_mode, set_arrays, shared_keys
         from insightray.training.fracture.trainer import card_preprocessing
 
         model = self.build_model(settings, spec)
         set_arrays(model, shared_keys(model), arrays)
-        lineage = {
-            **lineage,
-            "batch_norm": "FedBN (local BN between rounds)" if settings.local_bn else "averaged",
-        }
+        lineage = {**lineage, "batch_norm": batch_norm_mode(settings)}
         card = ModelCard(
             name=settings.model,
             task="classification",

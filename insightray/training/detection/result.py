@@ -25,7 +25,7 @@ from insightray.training.detection.start import (
     starting_model,
 )
 
-__all__ = ["TrainResult", "finish_run"]
+__all__ = ["TrainResult", "detection_preprocessing", "finish_run"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,16 @@ class TrainResult:
     stopped_early: bool
     metrics: dict[str, Any]
     anchors_refitted: bool
+
+
+def detection_preprocessing(config: TrainConfig, model_kwargs: dict[str, Any]) -> Preprocessing:
+    """The card's preprocessing of a detector trained with ``config``."""
+    return Preprocessing(
+        channels=config.channels,
+        pad_value=config.augment.border_value,
+        intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
+        model_kwargs=model_kwargs,
+    )
 
 
 def finish_run(
@@ -78,12 +88,7 @@ def finish_run(
         version=config.version,
         labels=tuple(names),
         input_size=(config.image_size, config.image_size),
-        preprocessing=Preprocessing(
-            channels=config.channels,
-            pad_value=config.augment.border_value,
-            intensity="grayscale scaled to [0, 1], VOI/window applied for DICOM",
-            model_kwargs=model_kwargs,
-        ),
+        preprocessing=detection_preprocessing(config, model_kwargs),
         thresholds=Thresholds(confidence=config.conf_threshold, iou=config.iou_threshold),
         lineage=_lineage(config, start, description),
         training_data=config.training_data or description,

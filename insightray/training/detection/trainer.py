@@ -8,7 +8,9 @@ validated (mAP at confidence 0.001, NMS IoU 0.6), ``metrics.csv`` and the plots 
 improvement. At the end the best EMA weights and a model card are written to ``out/model/``
 (``card.json`` plus weights), ready for ``insightray detect --model out/model``. One loader
 with persistent workers serves every epoch; with ``time_limit_min`` the epoch count is
-re-planned after each epoch so the run ends in time.
+re-planned after each epoch so the run ends in time. Each epoch's steps are
+:class:`~insightray.training.detection.steps.StepRunner`'s, the same steps a federated site
+takes (``insightray federated simulate --task detect``).
 
 Launched with ``torchrun --nproc_per_node N``, it trains with DistributedDataParallel (see
 :mod:`~insightray.training.detection.distributed`); only rank 0 validates and writes files.
@@ -41,7 +43,6 @@ from insightray.training.detection.anchors import fit_model_anchors
 from insightray.training.detection.autoanchor import AnchorCheck
 from insightray.training.detection.config import TrainConfig, config_from_dict, config_to_dict
 from insightray.training.detection.data import (
-    DetectionTrainData,
     EpochSampler,
     collate_detection,
     load_train_val,
@@ -50,19 +51,23 @@ from insightray.training.detection.distill import DetectorDistiller, load_detect
 from insightray.training.detection.distributed import epoch_sampler, init_distributed
 from insightray.training.detection.evaluate import evaluate_detector
 from insightray.training.detection.loss import YoloLoss
-from insightray.training.detection.optim import DECAY_GROUP, ModelEma, build_optimizer
-from insightray.training.detection.optim import step_settings as _step_settings
+from insightray.training.detection.optim import DECAY_GROUP, ModelEma
 from insightray.training.detection.plots import plot_training_curves
 from insightray.training.detection.records import (
     CSV_COLUMNS,
     append_metrics,
     epoch_line,
-    progress_bar,
     save_atomic,
     write_json,
 )
 from insightray.training.detection.result import TrainResult, finish_run
 from insightray.training.detection.start import start_model
+from insightray.training.detection.steps import (
+    StepRunner,
+    config_optimizer,
+    step_settings_for,
+    train_data,
+)
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 from insightray.training.runtime import (
     make_run_dir,
@@ -81,35 +86,13 @@ __all__ = [
     "train_detector",
 ]
 
-GRAD_CLIP_NORM = 10.0
 #: Validation only letterboxes: a few workers keep up, and each validation starts them anew.
 VAL_WORKERS = 4
-#: Without a terminal (a log file), print a progress line every this many iterations.
-LOG_EVERY = 10
 
 
 def fitness(metrics: DetectionMetrics) -> float:
     """``0.1 * mAP50 + 0.9 * mAP50:95`` (missing values count as 0)."""
     return 0.1 * (metrics.map50 or 0.0) + 0.9 * (metrics.map50_95 or 0.0)
-
-
-def step_settings_for(config: TrainConfig, iteration: int, epoch: int, per_epoch: int) -> Any:
-    """:func:`~insightray.training.detection.optim.step_settings` with a config's values."""
-    return _step_settings(
-        iteration,
-        epoch,
-        per_epoch,
-        epochs=config.epochs,
-        lr0=config.lr0,
-        lrf=config.lrf,
-        schedule=config.schedule,
-        momentum=config.momentum,
-        warmup_epochs=config.warmup_epochs,
-        warmup_momentum=config.warmup_momentum,
-        warmup_bias_lr=config.warmup_bias_lr,
-        nominal_batch=config.nominal_batch,
-        batch_size=config.batch_size,
-    )
 
 
 def read_run_config(out: str | Path) -> TrainConfig:
@@ -184,14 +167,7 @@ def train_detector(
         prepare(model)
     model.to(device)
     ema = ModelEma(model) if config.ema else None
-    optimizer = build_optimizer(
-        model,
-        config.lr0,
-        config.momentum,
-        config.weight_decay,
-        config.nominal_batch,
-        config.batch_size,
-    )
+    optimizer = config_optimizer(model, config)
     distiller = None
     if teacher is not None:
         distiller = DetectorDistiller(teacher, model, config.loss, config.distill_weight,
@@ -213,23 +189,14 @@ def train_detector(
             ema.module.load_state_dict(state["ema"])
             ema.updates = int(state["ema_updates"])
         restore_rng(state["rng"])
-    loss_fn = YoloLoss(model.detect.anchors, model.detect.stride, len(names), config.loss)
     train_model: torch.nn.Module = model
     if world > 1:
         train_model = DistributedDataParallel(
             model, device_ids=[local_rank] if device.type == "cuda" else None
         )
-    train_data = DetectionTrainData(
-        splits.train,
-        config.image_size,
-        config.channels,
-        config.augment,
-        config.seed,
-        config.augment.border_value,
-        cache=config.cache_images,
-    )
+    items = train_data(splits.train, config)
     batch = config.batch_size // world
-    per_epoch = math.ceil(len(train_data) / batch)
+    per_epoch = math.ceil(len(items) / batch)
     if rank == 0:
         make_run_dir(out)
         if anchor_check is not None:
@@ -244,10 +211,22 @@ def train_detector(
         )
     start = int(state["epoch"]) + 1
     best_fitness, best_epoch = float(state["best_fitness"]), int(state["best_epoch"])
-    last_step, stopped_early, epoch = -1, False, start - 1
-    sampler = EpochSampler(lambda e: epoch_sampler(config, train_data, e, rank, world))
+    stopped_early, epoch = False, start - 1
+    runner = StepRunner(
+        model,
+        train_model,
+        YoloLoss(model.detect.anchors, model.detect.stride, len(names), config.loss),
+        optimizer,
+        scaler,
+        device,
+        ema=ema,
+        world=world,
+        use_amp=use_amp,
+        distiller=distiller,
+    )
+    sampler = EpochSampler(lambda e: epoch_sampler(config, items, e, rank, world))
     loader = DataLoader(
-        train_data,
+        items,
         batch_size=batch,
         sampler=sampler,
         num_workers=config.workers,
@@ -261,44 +240,7 @@ def train_detector(
         epoch += 1
         began = time.monotonic()
         sampler.set_epoch(epoch)
-        train_model.train()
-        mean_loss, mean_distill = torch.zeros(3), torch.zeros(3)
-        with progress_bar(console, rank, f"epoch {epoch + 1}/{config.epochs}") as progress:
-            task = progress.add_task("train", total=len(loader), losses="")
-            for i, (images, targets, _, _) in enumerate(loader):
-                step = i + per_epoch * epoch
-                settings = step_settings_for(config, step, epoch, per_epoch)
-                for group in optimizer.param_groups:
-                    group["lr"], group["momentum"] = settings.lr[group["name"]], settings.momentum
-                with torch.autocast(device_type=device.type, enabled=use_amp):
-                    images = images.to(device, non_blocking=True)
-                    raw = train_model(images)
-                    loss, parts = loss_fn(raw, targets.to(device))
-                    if distiller is not None:
-                        extra, distill_parts = distiller(images, raw)
-                        loss = loss + extra
-                        mean_distill = (mean_distill * i + distill_parts.cpu()) / (i + 1)
-                if not torch.isfinite(loss):
-                    raise ConfigError(f"epoch {epoch + 1}", "the loss diverged", "lower lr0")
-                scaler.scale(loss * world).backward()  # type: ignore[no-untyped-call]
-                if step - last_step >= settings.accumulate:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP_NORM)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    if ema is not None:
-                        ema.update(model)
-                    last_step = step
-                mean_loss = (mean_loss * i + parts.cpu()) / (i + 1)
-                text = " ".join(f"{v:.4f}" for v in mean_loss.tolist())
-                if distiller is not None:
-                    kd = " ".join(f"{v:.4f}" for v in mean_distill.tolist())
-                    text += f" kd obj/cls/feat {kd}"
-                progress.update(task, advance=1, losses=f"box/obj/cls {text}")
-                if rank == 0 and not console.is_terminal and (i + 1) % LOG_EVERY == 0:
-                    elapsed = time.monotonic() - began
-                    console.print(f"  {i + 1}/{len(loader)} box/obj/cls {text} {elapsed:.0f} s")
+        mean_loss = runner.train_epoch(config, loader, epoch, per_epoch, console, rank)
         lr = next(g["lr"] for g in optimizer.param_groups if g["name"] == DECAY_GROUP)
         validate = (epoch + 1) % config.val_interval == 0 or epoch + 1 == config.epochs
         stop = False
