@@ -37,6 +37,9 @@ def pretrain_command(
     max_images: Annotated[int, typer.Option("--max-images", min=0, help="0: all.")] = 0,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    init: Annotated[
+        str, typer.Option("--init", help="Start from a weights file (domain-adaptive SSL).")
+    ] = "",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Pre-train a backbone without labels (SimCLR, MoCo v2, BYOL or SwaV, with lightly).
@@ -50,7 +53,7 @@ def pretrain_command(
     config = PretrainConfig(
         data=tuple(str(p) for p in data), method=method, arch=arch, image_size=img,
         steps=steps, batch_size=batch, lr=lr, seed=seed, device=device,
-        max_images=max_images, out=str(out_dir),
+        max_images=max_images, init_weights=init, out=str(out_dir),
     )  # fmt: skip
     result = pretrain(config, log=lambda line: err.print(line, highlight=False))
     if as_json:

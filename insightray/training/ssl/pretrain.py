@@ -42,6 +42,7 @@ from insightray.extras import import_extra
 from insightray.imaging import expand_inputs, read_image
 from insightray.imaging.enhance import RadiographEnhancement
 from insightray.models.catalog import sha256_file
+from insightray.models.classification import load_pretrained
 from insightray.training.runtime import make_run_dir, seed_everything, select_device
 from insightray.training.ssl.backbone import SslBackbone
 from insightray.training.ssl.views import RadiographViews
@@ -71,6 +72,8 @@ class PretrainConfig:
         seed: Seed of weights, sampling and views.
         device: ``cpu``, ``cuda`` or ``auto``.
         max_images: Use at most this many images (0: all).
+        init_weights: A weights file the backbone starts from ("": random), e.g. the
+            packaged ImageNet Lite0 weights for domain-adaptive pre-training.
         out: Output folder.
     """
 
@@ -88,6 +91,7 @@ class PretrainConfig:
     seed: int = 0
     device: str = "auto"
     max_images: int = 0
+    init_weights: str = ""
     out: str = "runs/pretrain"
     views: RadiographViews = field(default_factory=RadiographViews)
 
@@ -230,7 +234,10 @@ def pretrain(config: PretrainConfig, log: Log = print) -> PretrainResult:
     images = _load_images(config, log)
     if len(images) < 2:
         raise InputNotFoundError(" ".join(config.data), "fewer than 2 images", "add images")
-    method = SslObjective(config, SslBackbone(config.arch)).to(device)
+    backbone = SslBackbone(config.arch)
+    if config.init_weights:
+        load_pretrained(backbone.model, config.init_weights)
+    method = SslObjective(config, backbone).to(device)
     optimizer = torch.optim.AdamW(
         [p for p in method.parameters() if p.requires_grad], lr=config.lr, weight_decay=1e-4
     )

@@ -18,7 +18,8 @@ from insightray.errors import ConfigError, InputNotFoundError
 from insightray.imaging import read_image
 from insightray.models import create_model
 from insightray.models.catalog import sha256_file
-from insightray.models.classification import load_pretrained
+from insightray.models.classification import lite0_imagenet_path, load_pretrained
+from insightray.models.classification.pretrained import read_state_dict
 from insightray.training.detection.config import TrainConfig
 from insightray.training.detection.start import SslStart, start_model
 from insightray.training.ssl import (
@@ -161,3 +162,17 @@ def test_bad_settings() -> None:
         SslBackbone("nonexistent_model")
     with pytest.raises(InputNotFoundError):
         pretrain(PretrainConfig(data=("/nonexistent",), device="cpu"), log=lambda _: None)
+
+
+def test_pretrain_starts_from_init_weights(unlabelled: Path, tmp_path: Path) -> None:
+    """Domain-adaptive pre-training: the backbone starts from the ImageNet Lite0 weights."""
+    imagenet = lite0_imagenet_path()
+    config = PretrainConfig(
+        data=(str(unlabelled),), image_size=48, steps=1, batch_size=4, lr=1e-5, device="cpu",
+        init_weights=str(imagenet), out=str(tmp_path),
+    )  # fmt: skip
+    result = pretrain(config, log=lambda _: None)
+    stem = load_file(str(result.weights))["_conv_stem.weight"]
+    summed = read_state_dict(imagenet)["_conv_stem.weight"].sum(dim=1, keepdim=True)
+    assert torch.allclose(stem, summed, atol=1e-3)
+    assert json.loads(result.card.read_text())["config"]["init_weights"] == str(imagenet)
