@@ -45,6 +45,9 @@ Detector = Annotated[
     str, typer.Option("--detector", help="detect only: registered YOLOv5 detector.")
 ]
 
+#: How each task's server metric is printed.
+METRIC_NAMES = {"auc": "AUC", "f1": "F1", "map50": "mAP@0.5"}
+
 
 def _flower() -> None:
     from insightray.extras import import_extra
@@ -194,7 +197,7 @@ def simulate(
         eps = record.get("epsilon")
         out.print(
             f"round {record['round']}: {status}"
-            + ("" if score is None else f", server {metric.upper()} {score:.4f}")
+            + ("" if score is None else f", server {METRIC_NAMES[metric]} {score:.4f}")
             + ("" if eps is None else f", epsilon {eps:.2f}"),
             highlight=False,
         )
