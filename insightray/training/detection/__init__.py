@@ -40,12 +40,12 @@ from insightray.training.detection.optim import (
     lr_factor,
     step_settings,
 )
+from insightray.training.detection.steps import step_settings_for
 from insightray.training.detection.trainer import (
     CSV_COLUMNS,
     TrainResult,
     fitness,
     read_run_config,
-    step_settings_for,
     train_detector,
 )
 

@@ -62,12 +62,7 @@ from insightray.training.detection.records import (
 )
 from insightray.training.detection.result import TrainResult, finish_run
 from insightray.training.detection.start import start_model
-from insightray.training.detection.steps import (
-    StepRunner,
-    config_optimizer,
-    step_settings_for,
-    train_data,
-)
+from insightray.training.detection.steps import StepRunner, config_optimizer, train_data
 from insightray.training.metrics import DetectionMetrics, plot_pr_curves
 from insightray.training.runtime import (
     make_run_dir,
@@ -82,7 +77,6 @@ __all__ = [
     "TrainResult",
     "fitness",
     "read_run_config",
-    "step_settings_for",
     "train_detector",
 ]
 
