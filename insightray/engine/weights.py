@@ -51,6 +51,7 @@ __all__ = [
     "safetensors_available",
     "save_copy_card",
     "save_weights",
+    "torch_model_card",
     "verify_checksum",
     "weights_suffix",
     "write_model",
@@ -160,6 +161,12 @@ def load_torch_model(
         ConfigError: It is not a trained model of ``task``, an ONNX export or an ensemble.
         InputNotFoundError: Nothing of that name exists.
     """
+    card_path, card = torch_model_card(model, task)
+    return card_path, card, load_model(card, card_path.parent / (card.weights_file or ""))
+
+
+def torch_model_card(model: str | Path | None, task: str = "detection") -> tuple[Path, ModelCard]:
+    """:func:`load_torch_model`'s card path and card, checked alike, without the network."""
     card_path = resolve_card(model, default=default_model(task))
     card = load_card(card_path)
     noun = "detector" if task == "detection" else "classifier"
@@ -170,7 +177,7 @@ def load_torch_model(
     if card.ensemble is not None or card.weights_file.endswith(".json"):
         raise ConfigError(str(card_path), "an ensemble has no single network",
                           "optimise each member model")  # fmt: skip
-    return card_path, card, load_model(card, card_path.parent / card.weights_file)
+    return card_path, card
 
 
 def input_channels(card: ModelCard) -> int | None:

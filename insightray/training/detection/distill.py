@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from insightray.engine.weights import input_channels, load_torch_model
+from insightray.engine.weights import input_channels, load_torch_model, torch_model_card
 from insightray.errors import ConfigError
 from insightray.models import Lineage
 from insightray.models.detection.yolo import YoloV5
@@ -179,11 +179,13 @@ class DetectorDistiller(nn.Module):
         self.feature_weight = feature_weight
         self.num_classes = student.num_classes
         widths = zip(_neck_widths(student), _neck_widths(teacher.network), strict=True)
-        self.adaptors = nn.ModuleList(
-            nn.Identity() if s == t else nn.Conv2d(s, t, 1, bias=False) for s, t in widths
+        self.adaptors = (
+            nn.ModuleList(
+                nn.Identity() if s == t else nn.Conv2d(s, t, 1, bias=False) for s, t in widths
+            )
+            if feature_weight > 0
+            else nn.ModuleList()
         )
-        if feature_weight == 0:
-            self.adaptors = nn.ModuleList()
         self._student_features: list[Tensor] = []
         self._teacher_features: list[Tensor] = []
         student.detect.register_forward_pre_hook(self._keep(self._student_features))
@@ -280,7 +282,7 @@ def student_config(
 
     if not fine_tune.data:
         raise ConfigError("optimize detect --distill-from", "no training data", "pass --data")
-    teacher_path, teacher_card, _ = load_torch_model(teacher)
+    teacher_path, teacher_card = torch_model_card(teacher)
     if student in list_models("detection"):  # from scratch, the from-scratch warm-up kept
         scratch = TrainConfig()
         base = dataclasses.replace(
@@ -292,7 +294,7 @@ def student_config(
             version=scratch.version,
         )
     else:
-        card_path, card, _ = load_torch_model(student)
+        card_path, card = torch_model_card(student)
         base = fine_tune_config(fine_tune, card_path.parent, card, out)
     return dataclasses.replace(
         base,
