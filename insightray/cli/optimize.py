@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -127,24 +128,24 @@ def optimize_detect(
             "choose exactly one method",
             "pass --int8, --qat, --bf16, --prune R or --distill-from TEACHER",
         )
+    if distill_from is not None or qat or prune is not None:  # the methods that train
+        from insightray.training.detection.prune import FineTune
+
+        tuning = FineTune(
+            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device, seed
+        )
     if distill_from is not None:
         from insightray.training.detection.distill import student_config
-        from insightray.training.detection.prune import FineTune, fine_tune_detector
+        from insightray.training.detection.prune import fine_tune_detector
 
-        tuning = FineTune("" if data is None else str(data.resolve()), max(epochs, 1), lr0,
-                          batch, workers, device, seed)  # fmt: skip
-        config = student_config(student, distill_from, tuning, out_dir, distill_weight,
+        at_least_one = dataclasses.replace(tuning, epochs=max(epochs, 1))
+        config = student_config(student, distill_from, at_least_one, out_dir, distill_weight,
                                 feature_weight)  # fmt: skip
         card_path = fine_tune_detector(config, err)
         out.print(f"distilled from {config.teacher} into {student} -> {card_path}",
                   highlight=False, soft_wrap=True)  # fmt: skip
         return
     if qat or prune is not None:
-        from insightray.training.detection.prune import FineTune
-
-        tuning = FineTune(
-            "" if data is None else str(data.resolve()), epochs, lr0, batch, workers, device, seed
-        )
         chosen = _training_images(calibration, data, images)
     if qat:
         from insightray.training.detection.qat import qat_detector
