@@ -45,9 +45,6 @@ Detector = Annotated[
     str, typer.Option("--detector", help="detect only: registered YOLOv5 detector.")
 ]
 
-#: How each task's server metric is printed.
-METRIC_NAMES = {"auc": "AUC", "f1": "F1", "map50": "mAP@0.5"}
-
 
 def _flower() -> None:
     from insightray.extras import import_extra
@@ -165,7 +162,8 @@ def simulate(
     from insightray.federated.simulation import simulate as run
     from insightray.federated.tasks import get_task
 
-    metric = get_task(task).metric
+    chosen = get_task(task)
+    metric = chosen.metric
     settings = _settings(
         task=task,
         rounds=rounds,
@@ -197,7 +195,7 @@ def simulate(
         eps = record.get("epsilon")
         out.print(
             f"round {record['round']}: {status}"
-            + ("" if score is None else f", server {METRIC_NAMES[metric]} {score:.4f}")
+            + ("" if score is None else f", server {chosen.metric_name} {score:.4f}")
             + ("" if eps is None else f", epsilon {eps:.2f}"),
             highlight=False,
         )

@@ -30,7 +30,8 @@ class LocalResult:
 
 
 class FederatedTask(ABC):
-    """One model's federated hooks. Subclasses set :attr:`name` and :attr:`metric`.
+    """One model's federated hooks. Subclasses set :attr:`name`, :attr:`metric` and
+    :attr:`metric_name`.
 
     ``spec`` is what every site needs beyond the run's settings to build the same network
     (the NER tagger's vocabulary); the server makes it once and sends it with every round's
@@ -40,6 +41,8 @@ class FederatedTask(ABC):
     name: ClassVar[str]
     #: The server-side score of each round's global model (``eval_<metric>`` in rounds.json).
     metric: ClassVar[str]
+    #: How :attr:`metric` is printed for people (``mAP@0.5``).
+    metric_name: ClassVar[str]
     #: Whether the coordinator needs its own labelled data (``eval_data``) to start a run.
     needs_eval_data: ClassVar[bool] = False
 

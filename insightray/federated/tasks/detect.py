@@ -124,6 +124,7 @@ class DetectTask(FederatedTask):
 
     name = "detect"
     metric = "map50"
+    metric_name = "mAP@0.5"
     needs_eval_data = True
 
     def model_spec(self, settings: FederatedSettings) -> Spec:

@@ -43,6 +43,7 @@ class FractureTask(FederatedTask):
 
     name = "fracture"
     metric = "auc"
+    metric_name = "AUC"
 
     def build_model(
         self, settings: FederatedSettings, spec: Mapping[str, Any], *, initial: bool = False

@@ -70,6 +70,7 @@ class NerTask(FederatedTask):
 
     name = "ner"
     metric = "f1"
+    metric_name = "F1"
     needs_eval_data = True
 
     def model_spec(self, settings: FederatedSettings) -> Spec:
