@@ -320,9 +320,9 @@ class LoadedClassifier:
                 self.torch_model(), self.tokenizer, texts, self.max_length, batch_size
             )
         multi_label = bool(self.card.preprocessing.extra.get("multi_label", False))
+        names = [item.name for item in self.session.get_inputs()]
 
         def probabilities(batch: Any) -> NDArray[np.float32]:
-            names = [item.name for item in self.session.get_inputs()]
             feed = {name: np.asarray(batch[name], dtype=np.int64) for name in names}
             logits = self.session.run(None, feed)[0]
             logits = logits.astype(np.float64)
