@@ -248,15 +248,15 @@ def probe_arms(
     }
     val_y = np.array([item.label for item in recipe.val])
     row_of = {item.path: row for row, item in enumerate(recipe.train)}
-    aucs = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
-    chosen = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
+    aucs: PerArm = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
+    chosen: PerArm = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
     for arm in args.arms:
         features: dict[str, NDArray[np.float64]] = {}
         for seed in range(args.seeds):
             if not features or arm == "scratch":  # only scratch's backbone depends on seed
                 begun = time.perf_counter()
                 seed_everything(seed)
-                model = build_classifier(arm_config(args, arm, weights, seed, base.out, data))
+                model = build_classifier(arm_config(args, arm, weights, seed, Path(base.out), data))
                 model = model.to(device)
                 features = {part: pooled_features(model, x, device) for part, x in images.items()}
                 print(f"probe {arm} seed {seed}: {features['train'].shape[1]} features of "
