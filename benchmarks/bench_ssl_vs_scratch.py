@@ -28,7 +28,10 @@ and validation image is extracted once through the trainer's own preparation and
 normalisation; a logistic regression on standardised embeddings is fitted on the same
 per-seed label draw as the fine-tune, its ``C`` chosen by pooled out-of-fold AUC over
 group-aware folds of the training part only, and scored by validation AUC (same intervals and
-paired differences). ``--label-fractions ''`` skips fine-tuning.
+paired differences). Each paired probe difference also gets, per seed, a paired bootstrap
+95 % interval over the validation groups (2,000 resamples): with all labels a pre-trained
+arm's probe hardly depends on the seed, so the seed interval alone says nothing about the
+validation sample. ``--label-fractions ''`` skips fine-tuning.
 
 Usage (one GPU):
     python benchmarks/bench_ssl_vs_scratch.py --arch resnet50_radiograph --method simclr \\
@@ -72,7 +75,7 @@ from insightray.training.fracture.dataset import (
 from insightray.training.fracture.folds import group_folds
 from insightray.training.fracture.preprocessing import load_prepared
 from insightray.training.fracture.trainer import build_classifier, predict_logits
-from insightray.training.metrics.roc import roc_auc
+from insightray.training.metrics.roc import bootstrap_auc_difference, roc_auc
 from insightray.training.runtime import seed_everything, select_device
 from insightray.training.ssl import PretrainConfig, pretrain
 
@@ -238,8 +241,9 @@ def arm_config(
 
 def probe_arms(
     args: argparse.Namespace, recipe: FractureSplits, weights: dict[str, str], data: Path
-) -> tuple[PerArm, PerArm]:
-    """Validation AUC and chosen ``C`` of each arm's linear probe per fraction and seed."""
+) -> dict[str, Any]:
+    """Each arm's linear probe per fraction and seed: validation AUC rows (``probe``), the
+    chosen ``C`` (``probe_C``) and the paired group bootstraps (``probe_val_bootstrap``)."""
     device = select_device(args.device, hint="use --device cpu")
     base = arm_config(args, "scratch", weights, 0, args.out / "probe", data)
     images = {
@@ -247,9 +251,11 @@ def probe_arms(
         for part, items in (("train", recipe.train), ("val", recipe.val))
     }
     val_y = np.array([item.label for item in recipe.val])
+    val_groups = [item.group for item in recipe.val]
     row_of = {item.path: row for row, item in enumerate(recipe.train)}
     aucs: PerArm = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
     chosen: PerArm = {str(f): {arm: [] for arm in args.arms} for f in args.probe_fractions}
+    scores: dict[tuple[str, str], list[NDArray[np.float64]]] = {}
     for arm in args.arms:
         features: dict[str, NDArray[np.float64]] = {}
         for seed in range(args.seeds):
@@ -265,12 +271,27 @@ def probe_arms(
             for fraction in args.probe_fractions:
                 train = subsample(recipe, fraction, seed).train
                 rows = [row_of[item.path] for item in train]
-                scores, c = fit_probe(features["train"][rows], train, features["val"], seed)
-                aucs[str(fraction)][arm].append(roc_auc(val_y, scores))
+                val_scores, c = fit_probe(features["train"][rows], train, features["val"], seed)
+                scores.setdefault((str(fraction), arm), []).append(val_scores)
+                aucs[str(fraction)][arm].append(roc_auc(val_y, val_scores))
                 chosen[str(fraction)][arm].append(c)
                 print(f"probe fraction {fraction} seed {seed} {arm}: {len(train)} train images, "
                       f"C {c:g}, val AUC {aucs[str(fraction)][arm][-1]:.4f}")  # fmt: skip
-    return aucs, chosen
+    bootstrap: dict[str, dict[str, list[dict[str, float]]]] = {}
+    for fraction in aucs:
+        for arm, reference in PAIRS:
+            if (fraction, arm) in scores and (fraction, reference) in scores:
+                bootstrap.setdefault(fraction, {})[f"{arm} - {reference}"] = [
+                    dict(zip(("difference", "low", "high"), bootstrap_auc_difference(
+                        val_y, a, b, groups=val_groups, seed=seed), strict=True))
+                    for seed, (a, b) in enumerate(
+                        zip(scores[fraction, arm], scores[fraction, reference], strict=True))
+                ]  # fmt: skip
+    return {
+        "probe": {fraction: paired_rows(per_arm) for fraction, per_arm in aucs.items()},
+        "probe_C": chosen,
+        "probe_val_bootstrap": bootstrap,
+    }
 
 
 def paired_rows(per_arm: dict[str, list[float]]) -> dict[str, Any]:
@@ -292,13 +313,11 @@ def show(label: str, rows: dict[str, Any]) -> None:
 
 def summarise(
     args: argparse.Namespace, aucs: PerArm, seconds: dict[str, list[float]],
-    probes: tuple[PerArm, PerArm] | None = None,
+    probes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Intervals per arm and paired differences per label fraction; write them."""
     summary: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "results": {}}
-    if probes is not None:
-        summary["probe"] = {fraction: paired_rows(arms) for fraction, arms in probes[0].items()}
-        summary["probe_C"] = probes[1]
+    summary.update(probes or {})
     for fraction, per_arm in aucs.items():
         summary["results"][fraction] = paired_rows(per_arm)
     summary["seconds_per_finetune"] = {a: float(np.mean(s)) for a, s in seconds.items() if s}
@@ -324,6 +343,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     summary = summarise(args, aucs, seconds, probes)
     for fraction, rows in summary.get("probe", {}).items():
         show(f"probe labels {fraction}", rows)
+        for pair, per_seed in summary["probe_val_bootstrap"].get(fraction, {}).items():
+            each = [f"{b['difference']:+.4f} [{b['low']:+.4f}, {b['high']:+.4f}]" for b in per_seed]
+            print(f"probe labels {fraction}: {pair}: paired group bootstrap per seed "
+                  + " / ".join(each))  # fmt: skip
     for fraction in args.label_fractions:
         per_arm = aucs.setdefault(str(fraction), {arm: [] for arm in args.arms})
         for seed in range(args.seeds):

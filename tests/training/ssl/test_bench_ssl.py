@@ -117,4 +117,7 @@ def test_bench_probes_every_arm_per_seed(tmp_path: Path, one_thread: None) -> No
         assert all(0 <= v <= 1 for arm in ("scratch", "ssl") for v in rows[arm]["values"])
         assert len(rows["ssl"]["values"]) == 2
         assert all(c in _bench().PROBE_CS for c in summary["probe_C"][fraction]["ssl"])
+        paired = summary["probe_val_bootstrap"][fraction]["ssl - scratch"]
+        assert [b["difference"] for b in paired] == pytest.approx(rows["ssl - scratch"]["values"])
+        assert all(b["low"] <= b["high"] for b in paired)
     assert not list(out.glob("*-f*-s*"))  # no fine-tuning
