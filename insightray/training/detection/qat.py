@@ -70,7 +70,7 @@ from torch.ao.quantization import (
 from torch.nn import functional as F
 
 from insightray.engine.quantize import quantize_detector
-from insightray.engine.weights import load_torch_model, save_copy_card
+from insightray.engine.weights import save_copy_card, torch_model_card
 from insightray.errors import ConfigError
 from insightray.models import Lineage, ModelCard, load_card
 from insightray.models.detection.yolo import YoloV5
@@ -238,9 +238,7 @@ def qat_detector(
         raise ConfigError(
             "optimize detect --qat", "no calibration images", "pass --calibration DIR_OR_LIST"
         )
-    card_path, parent, network = load_torch_model(model)
-    if not isinstance(network, YoloV5):
-        raise ConfigError(str(card_path), "only YOLOv5 detectors are fine-tuned here", "pass one")
+    card_path, parent = torch_model_card(model)  # the trainer refuses a non-YOLOv5 network
     target = Path(out_dir)
     config = fine_tune_config(fine_tune, card_path.parent, parent, target / "finetune")
     batches = list(image_batches(calibration[:OBSERVER_IMAGES], parent))
