@@ -189,7 +189,8 @@ def run(
     from insightray.assistant.embeddings import Embedder
 
     started = time.perf_counter()
-    embedding = np.asarray(Embedder().encode([findings_and_impression(t) for t in texts]))
+    short = [findings_and_impression(t) for t in texts]
+    embedding = np.asarray(Embedder().encode(short))
     embed_seconds = time.perf_counter() - started
     by_rules = targets(rule_sets, IU_LABELS)
     arms: dict[str, tuple[NDArray[Any] | None, NDArray[Any]]] = {
@@ -217,7 +218,6 @@ def run(
         }
         base_boot = macro_f1(predictions["rules"][resample], truth[resample]).mean(-1)
         if seed == 0 and work is not None:
-            short = [findings_and_impression(t) for t in texts]
             for source in finetune_on:
                 name, target = f"minilm-ft<-{source}", {"mesh": truth, "rules": by_rules}[source]
                 started = time.perf_counter()
